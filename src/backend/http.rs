@@ -1,0 +1,450 @@
+//! The HTTP/1.1 backend adapter: forwards the request head with hop-by-hop headers removed
+//! and the proxy headers added, re-frames chunked request bodies, and parses the backend's
+//! response (Content-Length, chunked or close-delimited) into the client's response.
+
+use super::{BackendError, ForwardRequest, HostSpan, Protocol, RetryMask, Step};
+use crate::buffer::Buf;
+use crate::config::{Part, Var};
+use crate::http::chunked::{size_line, ChunkedDecoder};
+use crate::http::request::{host_name, parse_decimal, trim, BodyKind, Method, MAX_HEADERS};
+use crate::http::writer::{hop_by_hop, ReqFacts, ResponseWriter};
+use std::fmt::Write;
+
+enum Resp {
+    Head,
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    Close,
+    /// Body complete; the client's terminator may still have to be written.
+    End,
+}
+
+pub struct HttpAdapter {
+    chunked_body: bool,
+    head_request: bool,
+    resp: Resp,
+    reusable: bool,
+    started: bool,
+}
+
+impl HttpAdapter {
+    pub fn new(method: Method, body: BodyKind) -> HttpAdapter {
+        HttpAdapter { chunked_body: body == BodyKind::Chunked, head_request: method == Method::Head, resp: Resp::Head, reusable: false, started: false }
+    }
+}
+
+/// Request headers pounce replaces or must not forward as they are.
+fn dropped_request_header(name: &str) -> bool {
+    const DROP: [&str; 7] = ["host", "content-length", "expect", "x-forwarded-for", "x-real-ip", "x-forwarded-proto", "proxy-authorization"];
+    hop_by_hop(name.as_bytes()) || DROP.iter().any(|d| d.eq_ignore_ascii_case(name))
+}
+
+/// Is `name` listed in one of the request's Connection headers (so hop-by-hop)?
+fn connection_listed(req: &httparse::Request, name: &str) -> bool {
+    req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")).any(|h| {
+        h.value.split(|&c| c == b',').any(|t| {
+            let t = trim(t);
+            !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive") && t.eq_ignore_ascii_case(name.as_bytes())
+        })
+    })
+}
+
+fn header<'b>(req: &httparse::Request<'_, 'b>, name: &str) -> Option<&'b [u8]> {
+    req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
+}
+
+/// Writes the value of one `proxy_set_header` variable.
+pub fn put_var(out: &mut Buf, var: Var, fr: &ForwardRequest) -> bool {
+    let req = fr.req;
+    let path = req.path.unwrap_or("/");
+    match var {
+        Var::Host => match header(req, "host") {
+            Some(h) => {
+                let name = host_name(h);
+                name.iter().all(|&c| out.put_all(&[c.to_ascii_lowercase()]))
+            }
+            None => out.put_all(fr.server_name.as_bytes()),
+        },
+        Var::HttpHost => out.put_all(header(req, "host").unwrap_or(b"")),
+        Var::RemoteAddr => write!(out, "{}", fr.client.ip()).is_ok(),
+        Var::RemotePort => write!(out, "{}", fr.client.port()).is_ok(),
+        Var::Scheme => out.put_all(b"http"),
+        Var::ServerName => out.put_all(fr.server_name.as_bytes()),
+        Var::ServerPort => write!(out, "{}", fr.local_port).is_ok(),
+        Var::ProxyHost => out.put_all(fr.proxy_host.as_bytes()),
+        Var::ProxyAddXForwardedFor => {
+            let mut ok = true;
+            for h in req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for")) {
+                ok = ok && out.put_all(trim(h.value)) && out.put_all(b", ");
+            }
+            ok && write!(out, "{}", fr.client.ip()).is_ok()
+        }
+        Var::RequestUri => out.put_all(path.as_bytes()),
+        Var::Uri => out.put_all(path.split('?').next().unwrap_or("").as_bytes()),
+        Var::Args => out.put_all(path.split_once('?').map_or("", |(_, a)| a).as_bytes()),
+        Var::RequestMethod => out.put_all(req.method.unwrap_or("GET").as_bytes()),
+    }
+}
+
+pub fn put_template(out: &mut Buf, parts: &[Part], fr: &ForwardRequest) -> bool {
+    parts.iter().all(|p| match p {
+        Part::Lit(s) => out.put_all(s.as_bytes()),
+        Part::Var(v) => put_var(out, *v, fr),
+    })
+}
+
+impl Protocol for HttpAdapter {
+    fn encode_head(&mut self, fr: &ForwardRequest, out: &mut Buf) -> Option<HostSpan> {
+        let req = fr.req;
+        let sets = &fr.settings.proxy_set_header;
+        let is_set = |name: &str| sets.iter().any(|h| h.name.eq_ignore_ascii_case(name));
+        let mut ok = out.put_all(req.method?.as_bytes()) && out.put_all(b" ") && out.put_all(req.path?.as_bytes()) && out.put_all(b" HTTP/1.1\r\nHost: ");
+        let host_start = out.len();
+        ok = ok
+            && match sets.iter().find(|h| h.name.eq_ignore_ascii_case("host")) {
+                Some(h) => put_template(out, &h.value, fr),
+                None => out.put_all(header(req, "host").map(trim).unwrap_or(fr.proxy_host.as_bytes())),
+            };
+        let host = (host_start, out.len() - host_start);
+        ok = ok && out.put_all(b"\r\n");
+        for h in req.headers.iter() {
+            if !ok {
+                break;
+            }
+            if dropped_request_header(h.name) || is_set(h.name) || connection_listed(req, h.name) {
+                continue;
+            }
+            ok = out.put_all(h.name.as_bytes()) && out.put_all(b": ") && out.put_all(h.value) && out.put_all(b"\r\n");
+        }
+        if !is_set("x-real-ip") {
+            ok = ok && write!(out, "X-Real-IP: {}\r\n", fr.client.ip()).is_ok();
+        }
+        if !is_set("x-forwarded-for") {
+            ok = ok && out.put_all(b"X-Forwarded-For: ") && put_var(out, Var::ProxyAddXForwardedFor, fr) && out.put_all(b"\r\n");
+        }
+        if !is_set("x-forwarded-proto") {
+            ok = ok && out.put_all(b"X-Forwarded-Proto: http\r\n");
+        }
+        for h in sets.iter().filter(|h| !h.name.eq_ignore_ascii_case("host")) {
+            if !ok {
+                break;
+            }
+            // nginx: a header whose value comes out empty is not sent.
+            let mark = out.len();
+            ok = out.put_all(h.name.as_bytes()) && out.put_all(b": ");
+            let value_start = out.len();
+            ok = ok && put_template(out, &h.value, fr);
+            if ok && out.len() == value_start {
+                out.truncate(mark);
+            } else {
+                ok = ok && out.put_all(b"\r\n");
+            }
+        }
+        ok = ok
+            && match fr.meta.body {
+                BodyKind::None => {
+                    // Keep an explicit "Content-Length: 0" for methods that normally carry a body.
+                    if matches!(fr.meta.method, Method::Post | Method::Put | Method::Patch) {
+                        out.put_all(b"Content-Length: 0\r\n")
+                    } else {
+                        true
+                    }
+                }
+                BodyKind::Length(n) => write!(out, "Content-Length: {}\r\n", n).is_ok(),
+                BodyKind::Chunked => out.put_all(b"Transfer-Encoding: chunked\r\n"),
+            }
+            && (fr.keepalive || out.put_all(b"Connection: close\r\n"))
+            && out.put_all(b"\r\n");
+        ok.then_some(host)
+    }
+
+    fn body_credit(&self) -> usize {
+        usize::MAX
+    }
+
+    fn encode_body(&mut self, data: &[u8], out: &mut Buf) -> usize {
+        if !self.chunked_body {
+            return out.put(data);
+        }
+        let n = data.len().min(out.room().saturating_sub(20));
+        if n == 0 {
+            return 0;
+        }
+        let mut line = [0u8; 18];
+        let l = size_line(n, &mut line);
+        out.put(&line[..l]);
+        out.put(&data[..n]);
+        out.put(b"\r\n");
+        n
+    }
+
+    fn encode_body_end(&mut self, out: &mut Buf) -> bool {
+        !self.chunked_body || out.put_all(b"0\r\n\r\n")
+    }
+
+    fn decode(&mut self, input: &mut Buf, out: &mut Buf, w: &mut ResponseWriter, facts: &ReqFacts, retry: RetryMask) -> Result<Step, BackendError> {
+        if !input.is_empty() {
+            self.started = true;
+        }
+        loop {
+            match &mut self.resp {
+                Resp::Head => {
+                    if input.is_empty() {
+                        return Ok(Step::Blocked);
+                    }
+                    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                    let mut resp = httparse::Response::new(&mut headers);
+                    let n = match resp.parse(input.data()) {
+                        Ok(httparse::Status::Complete(n)) => n,
+                        Ok(httparse::Status::Partial) if input.is_full() => return Err(BackendError::InvalidHeader("upstream sent too big header")),
+                        Ok(httparse::Status::Partial) => return Ok(Step::Blocked),
+                        Err(_) => return Err(BackendError::InvalidHeader("upstream sent invalid header")),
+                    };
+                    let status = resp.code.unwrap_or(0);
+                    if !(100..=999).contains(&status) {
+                        return Err(BackendError::InvalidHeader("upstream sent invalid status"));
+                    }
+                    if (100..200).contains(&status) && status != 101 {
+                        input.consume(n);
+                        continue;
+                    }
+                    if retry.has(status) {
+                        return Ok(Step::RetryStatus(status));
+                    }
+                    let minor = resp.version.unwrap_or(0);
+                    let mut keep = minor == 1;
+                    let mut length: Option<u64> = None;
+                    let mut chunked = false;
+                    for h in resp.headers.iter() {
+                        if h.name.eq_ignore_ascii_case("content-length") {
+                            match parse_decimal(h.value) {
+                                Some(v) if length.is_none_or(|l| l == v) => length = Some(v),
+                                _ => return Err(BackendError::InvalidHeader("upstream sent invalid Content-Length")),
+                            }
+                        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                            if !trim(h.value).eq_ignore_ascii_case(b"chunked") {
+                                return Err(BackendError::InvalidHeader("upstream sent unknown Transfer-Encoding"));
+                            }
+                            chunked = true;
+                        } else if h.name.eq_ignore_ascii_case("connection") {
+                            for t in h.value.split(|&c| c == b',') {
+                                let t = trim(t);
+                                if t.eq_ignore_ascii_case(b"close") {
+                                    keep = false;
+                                } else if t.eq_ignore_ascii_case(b"keep-alive") && minor == 0 {
+                                    keep = true;
+                                }
+                            }
+                        }
+                    }
+                    let bodiless = self.head_request || status == 204 || status == 304 || status == 101;
+                    let next = if bodiless {
+                        Resp::End
+                    } else if chunked {
+                        length = None;
+                        Resp::Chunked(ChunkedDecoder::new())
+                    } else if let Some(l) = length {
+                        Resp::Length(l)
+                    } else {
+                        keep = false;
+                        Resp::Close
+                    };
+                    let hs = resp.headers.iter().map(|h| (h.name.as_bytes(), h.value));
+                    if !w.head(out, status, hs, if bodiless { length.or(Some(0)).filter(|_| !self.head_request) } else { length }, facts) {
+                        if out.is_empty() {
+                            return Err(BackendError::InvalidHeader("upstream sent too big header"));
+                        }
+                        return Ok(Step::Blocked);
+                    }
+                    self.reusable = keep && status != 101;
+                    input.consume(n);
+                    self.resp = next;
+                }
+                Resp::Length(left) => {
+                    if *left == 0 {
+                        self.resp = Resp::End;
+                        continue;
+                    }
+                    let n = (input.len() as u64).min(*left) as usize;
+                    if n == 0 {
+                        return Ok(Step::Blocked);
+                    }
+                    let taken = w.data(out, &input.data()[..n]);
+                    if taken == 0 {
+                        return Ok(Step::Blocked);
+                    }
+                    input.consume(taken);
+                    *left -= taken as u64;
+                }
+                Resp::Chunked(dec) => {
+                    let room = w.room(out);
+                    let (used, data) = dec.decode(input.data(), room).map_err(|_| BackendError::Protocol("upstream sent invalid chunked response"))?;
+                    if let Some((off, len)) = data {
+                        let mut tmp_off = off;
+                        let mut left = len;
+                        while left > 0 {
+                            // room was checked: the writer takes all of it.
+                            let t = w.data(out, &input.data()[tmp_off..tmp_off + left]);
+                            if t == 0 {
+                                break;
+                            }
+                            tmp_off += t;
+                            left -= t;
+                        }
+                    }
+                    let done = dec.is_done();
+                    input.consume(used);
+                    if done {
+                        self.resp = Resp::End;
+                    } else if used == 0 {
+                        return Ok(Step::Blocked);
+                    }
+                }
+                Resp::Close => {
+                    if input.is_empty() {
+                        return Ok(Step::Blocked);
+                    }
+                    let taken = w.data(out, input.data());
+                    if taken == 0 {
+                        return Ok(Step::Blocked);
+                    }
+                    input.consume(taken);
+                }
+                Resp::End => {
+                    if !w.finish(out) {
+                        return Ok(Step::Blocked);
+                    }
+                    return Ok(Step::Done { reusable: self.reusable && input.is_empty() });
+                }
+            }
+        }
+    }
+
+    fn eof(&mut self, out: &mut Buf, w: &mut ResponseWriter) -> Result<Step, BackendError> {
+        match self.resp {
+            Resp::Close => {
+                self.resp = Resp::End;
+                self.reusable = false;
+                if !w.finish(out) {
+                    return Ok(Step::Blocked);
+                }
+                Ok(Step::Done { reusable: false })
+            }
+            Resp::End => Ok(Step::Blocked),
+            _ => Err(BackendError::PrematureClose),
+        }
+    }
+
+    fn response_started(&self) -> bool {
+        self.started
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::http::request::{empty_headers, parse, Parse, MAX_HEAD};
+
+    fn encode(raw: &[u8], settings: &Settings) -> String {
+        let mut h = empty_headers();
+        let Parse::Done(req, meta) = parse(raw, &mut h, MAX_HEAD) else { panic!("parse") };
+        let fr = ForwardRequest {
+            req: &req,
+            meta: &meta,
+            client: "10.1.2.3:5555".parse().expect("addr"),
+            local_port: 8080,
+            server_name: "front",
+            settings,
+            proxy_host: "tomcats",
+            keepalive: true,
+        };
+        let mut out = Buf::standalone(4096);
+        let mut a = HttpAdapter::new(meta.method, meta.body);
+        a.encode_head(&fr, &mut out).expect("fits");
+        String::from_utf8_lossy(out.data()).to_string()
+    }
+
+    #[test]
+    fn forwarded_head() {
+        let s = encode(
+            b"GET /a?b=1 HTTP/1.1\r\nHost: Example.com:8080\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nX-Forwarded-For: 1.1.1.1\r\nKeep-Alive: 300\r\nAccept: */*\r\n\r\n",
+            &Settings::default(),
+        );
+        assert_eq!(
+            s,
+            "GET /a?b=1 HTTP/1.1\r\nHost: Example.com:8080\r\nAccept: */*\r\nX-Real-IP: 10.1.2.3\r\nX-Forwarded-For: 1.1.1.1, 10.1.2.3\r\nX-Forwarded-Proto: http\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn set_header_and_chunked() {
+        let mut st = Settings::default();
+        st.proxy_set_header = vec![
+            crate::config::HeaderSet { name: "Host".into(), value: vec![Part::Var(Var::ProxyHost)] },
+            crate::config::HeaderSet { name: "X-Empty".into(), value: vec![] },
+            crate::config::HeaderSet { name: "X-Port".into(), value: vec![Part::Lit("p".into()), Part::Var(Var::ServerPort)] },
+        ];
+        let s = encode(b"POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nX-Empty: gone\r\n\r\n", &st);
+        assert!(s.starts_with("POST /u HTTP/1.1\r\nHost: tomcats\r\n"), "{s}");
+        assert!(!s.contains("X-Empty"));
+        assert!(s.contains("X-Port: p8080\r\n"));
+        assert!(s.ends_with("Transfer-Encoding: chunked\r\n\r\n"));
+    }
+
+    fn facts() -> ReqFacts<'static> {
+        ReqFacts { head: false, minor: 1, keep_alive: true, host: b"h", rewrite_from: [b"", b""], rewrite: false, date: "d" }
+    }
+
+    #[test]
+    fn decodes_chunked_response_in_pieces() {
+        let raw = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        for split in 1..raw.len() {
+            let mut a = HttpAdapter::new(Method::Get, BodyKind::None);
+            let mut input = Buf::standalone(1024);
+            let mut out = Buf::standalone(1024);
+            let mut w = ResponseWriter::new();
+            input.put(&raw[..split]);
+            let mut step = a.decode(&mut input, &mut out, &mut w, &facts(), RetryMask(0)).expect("ok");
+            input.put(&raw[split..]);
+            if step == Step::Blocked {
+                step = a.decode(&mut input, &mut out, &mut w, &facts(), RetryMask(0)).expect("ok");
+            }
+            assert_eq!(step, Step::Done { reusable: true }, "split {split}");
+            let s = String::from_utf8_lossy(out.data()).to_string();
+            let (head, body) = s.split_once("\r\n\r\n").expect("head");
+            assert_eq!(head, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked");
+            let mut dec = ChunkedDecoder::new();
+            let (mut at, mut payload) = (0, Vec::new());
+            while !dec.is_done() {
+                let (used, data) = dec.decode(&body.as_bytes()[at..], 100).expect("valid chunked output");
+                if let Some((o, n)) = data {
+                    payload.extend_from_slice(&body.as_bytes()[at + o..at + o + n]);
+                }
+                at += used;
+            }
+            assert_eq!(payload, b"abcde");
+            assert_eq!(at, body.len());
+        }
+    }
+
+    #[test]
+    fn retry_status_and_invalid() {
+        let mut a = HttpAdapter::new(Method::Get, BodyKind::None);
+        let mut input = Buf::standalone(1024);
+        let mut out = Buf::standalone(1024);
+        let mut w = ResponseWriter::new();
+        input.put(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(a.decode(&mut input, &mut out, &mut w, &facts(), RetryMask(crate::config::next::HTTP_503)), Ok(Step::RetryStatus(503)));
+        assert!(out.is_empty());
+        let mut a = HttpAdapter::new(Method::Get, BodyKind::None);
+        let mut input = Buf::standalone(1024);
+        input.put(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n");
+        assert!(matches!(a.decode(&mut input, &mut out, &mut w, &facts(), RetryMask(0)), Err(BackendError::InvalidHeader(_))));
+        let mut a = HttpAdapter::new(Method::Get, BodyKind::None);
+        let mut input = Buf::standalone(1024);
+        input.put(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
+        assert_eq!(a.decode(&mut input, &mut out, &mut w, &facts(), RetryMask(0)), Ok(Step::Blocked));
+        assert_eq!(a.eof(&mut out, &mut w), Err(BackendError::PrematureClose));
+    }
+}

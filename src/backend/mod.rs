@@ -1,0 +1,128 @@
+//! Backend adapters: how a request is put on the wire to a backend and how its response is
+//! turned into an HTTP/1.1 response for the client. The session drives I/O and retries; an
+//! adapter only encodes and decodes, in pooled buffers, so the HTTP and AJP adapters are
+//! interchangeable behind `Protocol`.
+
+pub mod http;
+
+use crate::buffer::Buf;
+use crate::config::Settings;
+use crate::http::request::RequestMeta;
+use crate::http::writer::{ReqFacts, ResponseWriter};
+use std::net::SocketAddr;
+
+/// Everything an adapter may put into the forwarded request.
+pub struct ForwardRequest<'a, 'b> {
+    pub req: &'a httparse::Request<'a, 'b>,
+    pub meta: &'a RequestMeta,
+    pub client: SocketAddr,
+    pub local_port: u16,
+    pub server_name: &'a str,
+    pub settings: &'a Settings,
+    /// Name of the upstream (`$proxy_host`, and Host when the client sent none).
+    pub proxy_host: &'a str,
+    /// The upstream keeps idle connections: do not ask the backend to close.
+    pub keepalive: bool,
+}
+
+/// Where the client's Host value sits inside the encoded request (for redirect rewriting).
+pub type HostSpan = (usize, usize);
+
+/// One step of response decoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Waiting for backend bytes or for room in the client buffer.
+    Blocked,
+    /// A complete head arrived with a status the session may retry on; nothing was written.
+    RetryStatus(u16),
+    /// The response is complete; `reusable`: the backend connection may be pooled.
+    Done { reusable: bool },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendError {
+    /// The response head is malformed or too large (`proxy_next_upstream invalid_header`).
+    InvalidHeader(&'static str),
+    /// The body or framing broke after the head (nothing can be retried).
+    Protocol(&'static str),
+    /// The backend closed the connection before the response was complete.
+    PrematureClose,
+}
+
+/// The adapter interface. Encoding writes into the session's pooled buffers; decoding reads
+/// backend bytes from `input` and writes the client's response through `writer` into `out`.
+pub trait Protocol {
+    /// Encodes the request head; `None` when it does not fit in one buffer.
+    fn encode_head(&mut self, fr: &ForwardRequest, out: &mut Buf) -> Option<HostSpan>;
+    /// Body bytes the backend will take now (AJP sends body only when asked).
+    fn body_credit(&self) -> usize;
+    /// Frames request body bytes into `out`; returns how many of `data` were taken.
+    fn encode_body(&mut self, data: &[u8], out: &mut Buf) -> usize;
+    /// Marks the end of the request body; false when there was no room yet.
+    fn encode_body_end(&mut self, out: &mut Buf) -> bool;
+    /// Decodes as much of `input` as fits into `out`.
+    fn decode(&mut self, input: &mut Buf, out: &mut Buf, w: &mut ResponseWriter, facts: &ReqFacts, retry: RetryMask) -> Result<Step, BackendError>;
+    /// The backend closed its side: a normal end for close-delimited bodies, else an error.
+    fn eof(&mut self, out: &mut Buf, w: &mut ResponseWriter) -> Result<Step, BackendError>;
+    /// True once any byte of a response was received (a stale pooled connection fails before).
+    fn response_started(&self) -> bool;
+}
+
+/// Statuses the session wants to see before they are written (`proxy_next_upstream http_5xx`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RetryMask(pub u16);
+
+impl RetryMask {
+    pub fn has(self, status: u16) -> bool {
+        use crate::config::next::*;
+        let bit = match status {
+            500 => HTTP_500,
+            502 => HTTP_502,
+            503 => HTTP_503,
+            504 => HTTP_504,
+            403 => HTTP_403,
+            404 => HTTP_404,
+            429 => HTTP_429,
+            _ => return false,
+        };
+        self.0 & bit != 0
+    }
+}
+
+/// The adapters, dispatched without a heap allocation or a virtual call.
+pub enum Adapter {
+    Http(http::HttpAdapter),
+}
+
+/// Calls the same method on whichever adapter this is (a `match`, no virtual call).
+macro_rules! dispatch {
+    ($self:ident, $a:ident => $call:expr) => {
+        match $self {
+            Adapter::Http($a) => $call,
+        }
+    };
+}
+
+impl Protocol for Adapter {
+    fn encode_head(&mut self, fr: &ForwardRequest, out: &mut Buf) -> Option<HostSpan> {
+        dispatch!(self, a => a.encode_head(fr, out))
+    }
+    fn body_credit(&self) -> usize {
+        dispatch!(self, a => a.body_credit())
+    }
+    fn encode_body(&mut self, data: &[u8], out: &mut Buf) -> usize {
+        dispatch!(self, a => a.encode_body(data, out))
+    }
+    fn encode_body_end(&mut self, out: &mut Buf) -> bool {
+        dispatch!(self, a => a.encode_body_end(out))
+    }
+    fn decode(&mut self, input: &mut Buf, out: &mut Buf, w: &mut ResponseWriter, facts: &ReqFacts, retry: RetryMask) -> Result<Step, BackendError> {
+        dispatch!(self, a => a.decode(input, out, w, facts, retry))
+    }
+    fn eof(&mut self, out: &mut Buf, w: &mut ResponseWriter) -> Result<Step, BackendError> {
+        dispatch!(self, a => a.eof(out, w))
+    }
+    fn response_started(&self) -> bool {
+        dispatch!(self, a => a.response_started())
+    }
+}

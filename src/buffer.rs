@@ -1,0 +1,219 @@
+//! The per-worker pool of fixed-size buffers.
+//!
+//! Every byte pounce moves sits in one of these: the client side, the HTTP adapter and the
+//! AJP adapter all check buffers out of the same pool and give them back when a connection
+//! goes idle, so an idle keep-alive connection holds no buffer at all.
+
+/// Size of every pooled buffer. Large enough for a request or response head (8 KiB default
+/// limit plus rewriting room) and for a full default-size AJP packet.
+pub const BUF_SIZE: usize = 16 * 1024;
+
+/// A checked-out buffer: bytes `start..end` are filled and not yet consumed.
+pub struct Buf {
+    data: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl Buf {
+    /// A buffer outside any pool (tests and one-off uses).
+    pub fn standalone(size: usize) -> Buf {
+        Buf { data: vec![0; size].into_boxed_slice(), start: 0, end: 0 }
+    }
+
+    pub fn data(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Bytes that could still be appended (after compaction).
+    pub fn room(&self) -> usize {
+        self.data.len() - self.len()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.room() == 0
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.len());
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Drops filled bytes past `len` (undoes a partly written message).
+    pub fn truncate(&mut self, len: usize) {
+        if len < self.len() {
+            self.end = self.start + len;
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+
+    /// The free tail to read into; moves pending bytes to the front first when that frees room.
+    pub fn spare(&mut self) -> &mut [u8] {
+        if self.start > 0 && self.end == self.data.len() {
+            self.compact();
+        }
+        &mut self.data[self.end..]
+    }
+
+    pub fn commit(&mut self, n: usize) {
+        debug_assert!(self.end + n <= self.data.len());
+        self.end += n;
+    }
+
+    pub fn compact(&mut self) {
+        if self.start > 0 {
+            self.data.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+    }
+
+    /// Appends as much of `bytes` as fits; returns how much was taken.
+    pub fn put(&mut self, bytes: &[u8]) -> usize {
+        if self.data.len() - self.end < bytes.len() {
+            self.compact();
+        }
+        let n = bytes.len().min(self.data.len() - self.end);
+        self.data[self.end..self.end + n].copy_from_slice(&bytes[..n]);
+        self.end += n;
+        n
+    }
+
+    /// Appends all of `bytes` or nothing.
+    pub fn put_all(&mut self, bytes: &[u8]) -> bool {
+        if self.room() < bytes.len() {
+            return false;
+        }
+        self.put(bytes);
+        true
+    }
+
+    /// Mutable access to the filled bytes (for in-place patching of a built message).
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.data[self.start..self.end]
+    }
+}
+
+impl std::fmt::Write for Buf {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.put_all(s.as_bytes()) {
+            Ok(())
+        } else {
+            Err(std::fmt::Error)
+        }
+    }
+}
+
+/// Usage figures of one worker's pool, for the debug log and the status page.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    pub in_use: usize,
+    pub free: usize,
+    pub high_water: usize,
+    pub limit: usize,
+}
+
+/// A worker's pool. Not shared: each worker owns one, so checkout is a `Vec::pop`.
+pub struct BufferPool {
+    free: Vec<Box<[u8]>>,
+    in_use: usize,
+    high_water: usize,
+    limit: usize,
+}
+
+impl BufferPool {
+    /// A pool that hands out at most `limit` buffers at once.
+    pub fn new(limit: usize) -> BufferPool {
+        BufferPool { free: Vec::new(), in_use: 0, high_water: 0, limit }
+    }
+
+    /// Checks a buffer out; `None` when the limit is reached (the caller answers 503).
+    pub fn get(&mut self) -> Option<Buf> {
+        if self.in_use >= self.limit {
+            return None;
+        }
+        let data = self.free.pop().unwrap_or_else(|| vec![0; BUF_SIZE].into_boxed_slice());
+        self.in_use += 1;
+        if self.in_use > self.high_water {
+            self.high_water = self.in_use;
+            if self.high_water.is_power_of_two() {
+                log::debug!("buffer pool: high-water mark {} buffers of {} bytes", self.high_water, BUF_SIZE);
+            }
+        }
+        Some(Buf { data, start: 0, end: 0 })
+    }
+
+    pub fn put(&mut self, buf: Buf) {
+        self.in_use -= 1;
+        if buf.data.len() == BUF_SIZE {
+            self.free.push(buf.data);
+        }
+    }
+
+    /// Returns the buffer in `slot`, if any.
+    pub fn release(&mut self, slot: &mut Option<Buf>) {
+        if let Some(buf) = slot.take() {
+            self.put(buf);
+        }
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        PoolStats { in_use: self.in_use, free: self.free.len(), high_water: self.high_water, limit: self.limit }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_consume_compact() {
+        let mut b = Buf::standalone(8);
+        assert_eq!(b.put(b"abcdef"), 6);
+        b.consume(4);
+        assert_eq!(b.data(), b"ef");
+        assert_eq!(b.put(b"ghijkl"), 6);
+        assert_eq!(b.data(), b"efghijkl");
+        assert!(b.is_full());
+        assert!(!b.put_all(b"x"));
+        b.consume(8);
+        assert!(b.is_empty());
+        assert_eq!(b.spare().len(), 8);
+    }
+
+    #[test]
+    fn pool_limit_and_reuse() {
+        let mut p = BufferPool::new(2);
+        let a = p.get().expect("first");
+        let b = p.get().expect("second");
+        assert!(p.get().is_none());
+        p.put(a);
+        assert_eq!(p.stats().free, 1);
+        let c = p.get().expect("reused");
+        assert_eq!(p.stats().in_use, 2);
+        assert_eq!(p.stats().high_water, 2);
+        p.put(b);
+        p.put(c);
+        assert_eq!(p.stats().in_use, 0);
+    }
+}

@@ -1,0 +1,219 @@
+//! The typed configuration the workers run from.
+//!
+//! `lexer` turns text into a directive tree, `parser` checks every directive and builds a
+//! `Config`; settings that nginx inherits (http → server → location) are merged here so a
+//! location carries its final values and the hot path never looks anything up twice.
+
+pub mod lexer;
+mod parser;
+pub mod units;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use lexer::ConfError;
+
+/// Loads and validates the configuration at `path`, relative paths resolved against `prefix`.
+pub fn load(path: &Path, prefix: &Path) -> Result<Config, ConfError> {
+    let tree = lexer::parse_file(path, prefix)?;
+    parser::build(tree, path, prefix)
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub prefix: PathBuf,
+    pub worker_processes: usize,
+    pub worker_connections: usize,
+    pub worker_shutdown_timeout: Duration,
+    /// `None` = stderr.
+    pub error_log: Option<PathBuf>,
+    pub error_level: log::LevelFilter,
+    pub pid: Option<PathBuf>,
+    pub http: Http,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Http {
+    pub upstreams: Vec<Upstream>,
+    pub servers: Vec<Server>,
+    /// Every distinct listening address with the servers that share it.
+    pub listens: Vec<Listen>,
+    /// Access log files, opened once per worker; settings refer to them by index.
+    pub access_logs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Listen {
+    pub addr: SocketAddr,
+    /// Indices into `Http::servers`; the first is the default server unless one says `default_server`.
+    pub servers: Vec<usize>,
+    pub default_server: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub names: Vec<String>,
+    pub locations: Vec<Location>,
+    /// Settings at server level (used before a location is known: header timeout, keep-alive).
+    pub settings: Settings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Match {
+    /// `location = /x`
+    Exact,
+    /// `location ^~ /x`: a prefix that, when longest, stops regex matching (pounce has none).
+    PrefixStop,
+    /// `location /x`
+    Prefix,
+}
+
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub kind: Match,
+    pub path: String,
+    pub handler: Handler,
+    pub settings: Settings,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Handler {
+    /// `proxy_pass`: index into `Http::upstreams`.
+    Proxy { upstream: usize },
+    /// `return CODE [TEXT|URL]`
+    Return { code: u16, text: Option<String> },
+    /// No content handler: 404.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: String,
+    pub servers: Vec<Peer>,
+    /// Idle connections cached per worker (0 = no keep-alive to the backends).
+    pub keepalive: usize,
+    pub keepalive_timeout: Duration,
+    pub keepalive_requests: u32,
+    /// Made from `proxy_pass http://host:port` rather than an `upstream` block.
+    pub implicit: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// As written in the configuration (`host:port`).
+    pub name: String,
+    pub weight: u32,
+    pub max_fails: u32,
+    pub fail_timeout: Duration,
+    pub backup: bool,
+    pub down: bool,
+}
+
+/// Conditions of `proxy_next_upstream`, as bits.
+pub mod next {
+    pub const ERROR: u16 = 1;
+    pub const TIMEOUT: u16 = 2;
+    pub const INVALID_HEADER: u16 = 4;
+    pub const HTTP_500: u16 = 8;
+    pub const HTTP_502: u16 = 16;
+    pub const HTTP_503: u16 = 32;
+    pub const HTTP_504: u16 = 64;
+    pub const HTTP_403: u16 = 128;
+    pub const HTTP_404: u16 = 256;
+    pub const HTTP_429: u16 = 512;
+    pub const NON_IDEMPOTENT: u16 = 1024;
+    pub const OFF: u16 = 0;
+}
+
+/// A value of `proxy_set_header`: literal text and variables.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    Lit(String),
+    Var(Var),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Var {
+    Host,
+    HttpHost,
+    RemoteAddr,
+    RemotePort,
+    Scheme,
+    ServerName,
+    ServerPort,
+    ProxyHost,
+    ProxyAddXForwardedFor,
+    RequestUri,
+    Uri,
+    Args,
+    RequestMethod,
+}
+
+impl Var {
+    pub fn by_name(name: &str) -> Option<Var> {
+        Some(match name {
+            "host" => Var::Host,
+            "http_host" => Var::HttpHost,
+            "remote_addr" => Var::RemoteAddr,
+            "remote_port" => Var::RemotePort,
+            "scheme" => Var::Scheme,
+            "server_name" => Var::ServerName,
+            "server_port" => Var::ServerPort,
+            "proxy_host" => Var::ProxyHost,
+            "proxy_add_x_forwarded_for" => Var::ProxyAddXForwardedFor,
+            "request_uri" => Var::RequestUri,
+            "uri" => Var::Uri,
+            "args" => Var::Args,
+            "request_method" => Var::RequestMethod,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeaderSet {
+    pub name: String,
+    pub value: Vec<Part>,
+}
+
+/// Declares the inheritable settings once: the struct with its defaults, and a patch of
+/// optional values per level that is laid over the parent's.
+macro_rules! settings {
+    ($($field:ident : $ty:ty = $default:expr),* $(,)?) => {
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct Settings { $(pub $field: $ty),* }
+
+        impl Default for Settings {
+            fn default() -> Self { Settings { $($field: $default),* } }
+        }
+
+        #[derive(Debug, Clone, Default)]
+        pub struct SettingsPatch { $(pub $field: Option<$ty>),* }
+
+        impl SettingsPatch {
+            pub fn over(&self, parent: &Settings) -> Settings {
+                Settings { $($field: self.$field.clone().unwrap_or_else(|| parent.$field.clone())),* }
+            }
+        }
+    };
+}
+
+settings! {
+    access_log: Option<usize> = None,
+    keepalive_timeout: Duration = Duration::from_secs(75),
+    keepalive_requests: u32 = 1000,
+    client_header_timeout: Duration = Duration::from_secs(60),
+    client_body_timeout: Duration = Duration::from_secs(60),
+    client_max_body_size: u64 = 1 << 20,
+    send_timeout: Duration = Duration::from_secs(60),
+    proxy_connect_timeout: Duration = Duration::from_secs(60),
+    proxy_read_timeout: Duration = Duration::from_secs(60),
+    proxy_send_timeout: Duration = Duration::from_secs(60),
+    proxy_next_upstream: u16 = next::ERROR | next::TIMEOUT,
+    proxy_next_upstream_tries: u32 = 0,
+    proxy_set_header: Vec<HeaderSet> = Vec::new(),
+    proxy_redirect: bool = true,
+}

@@ -1,0 +1,271 @@
+//! The client side of a proxied response, shared by both backend adapters: writes the
+//! rewritten head, then frames the body for this client (Content-Length, chunked or
+//! close-delimited) and ends it.
+
+use super::chunked::size_line;
+use super::status::{bodiless, reason};
+use crate::buffer::Buf;
+use std::fmt::Write;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutFraming {
+    /// No body (HEAD, 1xx, 204, 304).
+    None,
+    /// Content-Length from the backend: bytes left.
+    Length(u64),
+    /// Re-framed as chunked for an HTTP/1.1 client.
+    Chunked,
+    /// Body ends when pounce closes the connection (HTTP/1.0 client, unknown length).
+    Close,
+}
+
+/// Facts about the request that shape the response to the client.
+pub struct ReqFacts<'a> {
+    pub head: bool,
+    pub minor: u8,
+    pub keep_alive: bool,
+    /// Host the client asked for (for redirect rewriting).
+    pub host: &'a [u8],
+    /// Prefixes of redirect targets that point at the backend (`http://10.0.0.5:8080`).
+    pub rewrite_from: [&'a [u8]; 2],
+    pub rewrite: bool,
+    pub date: &'a str,
+}
+
+#[derive(Debug, Clone)]
+pub struct ResponseWriter {
+    pub framing: OutFraming,
+    pub keep_alive: bool,
+    pub status: u16,
+    /// Body bytes written for the client (without chunk framing).
+    pub body_bytes: u64,
+    pub started: bool,
+    pub finished: bool,
+}
+
+/// Response headers that concern one hop only, never forwarded.
+pub fn hop_by_hop(name: &[u8]) -> bool {
+    const HOP: [&[u8]; 8] =
+        [b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer", b"upgrade", b"proxy-authenticate"];
+    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+impl ResponseWriter {
+    pub fn new() -> ResponseWriter {
+        ResponseWriter { framing: OutFraming::None, keep_alive: false, status: 0, body_bytes: 0, started: false, finished: false }
+    }
+
+    /// Writes the status line and headers. `content_length` is the backend's declared body
+    /// length (None when unknown). Returns false when the head does not fit in `out`.
+    pub fn head<'h>(
+        &mut self,
+        out: &mut Buf,
+        status: u16,
+        headers: impl Iterator<Item = (&'h [u8], &'h [u8])>,
+        content_length: Option<u64>,
+        facts: &ReqFacts,
+    ) -> bool {
+        self.status = status;
+        self.keep_alive = facts.keep_alive;
+        self.framing = if facts.head || bodiless(status) {
+            OutFraming::None
+        } else if let Some(n) = content_length {
+            OutFraming::Length(n)
+        } else if facts.minor >= 1 {
+            OutFraming::Chunked
+        } else {
+            self.keep_alive = false;
+            OutFraming::Close
+        };
+        let mark = out.len();
+        let mut ok = write!(out, "HTTP/1.1 {} {}\r\n", status, reason(status)).is_ok();
+        for (name, value) in headers {
+            if !ok {
+                break;
+            }
+            if hop_by_hop(name) || (self.framing == OutFraming::Chunked && name.eq_ignore_ascii_case(b"content-length")) {
+                continue;
+            }
+            ok = out.put_all(name) && out.put_all(b": ");
+            let is_redirect_header = name.eq_ignore_ascii_case(b"location") || name.eq_ignore_ascii_case(b"refresh");
+            ok = ok
+                && if facts.rewrite && is_redirect_header {
+                    put_rewritten(out, value, facts)
+                } else {
+                    out.put_all(value)
+                }
+                && out.put_all(b"\r\n");
+        }
+        ok = ok
+            && match self.framing {
+                OutFraming::Chunked => out.put_all(b"Transfer-Encoding: chunked\r\n"),
+                _ => true,
+            }
+            && if !self.keep_alive {
+                out.put_all(b"Connection: close\r\n")
+            } else if facts.minor == 0 {
+                out.put_all(b"Connection: keep-alive\r\n")
+            } else {
+                true
+            }
+            && out.put_all(b"\r\n");
+        if !ok {
+            // Roll back: nothing partial may reach the client.
+            out.truncate(mark);
+            return false;
+        }
+        self.started = true;
+        if self.framing == OutFraming::None || self.framing == OutFraming::Length(0) {
+            self.finished = true;
+        }
+        true
+    }
+
+    /// Payload bytes that fit in `out` now, framing included.
+    pub fn room(&self, out: &Buf) -> usize {
+        match self.framing {
+            OutFraming::Chunked => out.room().saturating_sub(20),
+            OutFraming::Length(left) => out.room().min(left as usize),
+            OutFraming::Close => out.room(),
+            OutFraming::None => 0,
+        }
+    }
+
+    /// Writes body bytes; returns how many were taken (fewer when `out` is full).
+    pub fn data(&mut self, out: &mut Buf, data: &[u8]) -> usize {
+        let n = data.len().min(self.room(out));
+        if n == 0 {
+            return 0;
+        }
+        match self.framing {
+            OutFraming::Chunked => {
+                let mut line = [0u8; 18];
+                let l = size_line(n, &mut line);
+                out.put(&line[..l]);
+                out.put(&data[..n]);
+                out.put(b"\r\n");
+            }
+            OutFraming::Length(left) => {
+                out.put(&data[..n]);
+                self.framing = OutFraming::Length(left - n as u64);
+                if left == n as u64 {
+                    self.finished = true;
+                }
+            }
+            OutFraming::Close => {
+                out.put(&data[..n]);
+            }
+            OutFraming::None => return 0,
+        }
+        self.body_bytes += n as u64;
+        n
+    }
+
+    /// The backend's body ended. Returns false when the terminator did not fit yet (call
+    /// again after `out` drains). A Content-Length body that ended short stays unfinished:
+    /// the caller must close the client connection so the truncation is visible.
+    pub fn finish(&mut self, out: &mut Buf) -> bool {
+        match self.framing {
+            OutFraming::Chunked if !self.finished => {
+                if !out.put_all(b"0\r\n\r\n") {
+                    return false;
+                }
+                self.finished = true;
+            }
+            OutFraming::Close => {
+                self.finished = true;
+                self.keep_alive = false;
+            }
+            _ => {}
+        }
+        true
+    }
+}
+
+impl Default for ResponseWriter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Writes a Location/Refresh value with a backend prefix replaced by `http://<client host>`.
+fn put_rewritten(out: &mut Buf, value: &[u8], facts: &ReqFacts) -> bool {
+    // Refresh: "5; url=http://…"; Location: the URL itself.
+    let url_at = find_url(value);
+    let url = &value[url_at..];
+    for from in facts.rewrite_from {
+        if from.is_empty() || facts.host.is_empty() {
+            continue;
+        }
+        if url.len() >= from.len() && url[..from.len()].eq_ignore_ascii_case(from) && matches!(url.get(from.len()), None | Some(b'/') | Some(b'?')) {
+            return out.put_all(&value[..url_at]) && out.put_all(b"http://") && out.put_all(facts.host) && out.put_all(&url[from.len()..]);
+        }
+    }
+    out.put_all(value)
+}
+
+fn find_url(value: &[u8]) -> usize {
+    let lower_has = |i: usize| value.len() >= i + 4 && value[i..i + 4].eq_ignore_ascii_case(b"url=");
+    if value.starts_with(b"http") || value.starts_with(b"/") {
+        return 0;
+    }
+    (0..value.len()).find(|&i| lower_has(i)).map_or(0, |i| i + 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(minor: u8, keep_alive: bool) -> ReqFacts<'static> {
+        ReqFacts {
+            head: false,
+            minor,
+            keep_alive,
+            host: b"front.example:8080",
+            rewrite_from: [b"http://127.0.0.1:9000", b"http://backend"],
+            rewrite: true,
+            date: "d",
+        }
+    }
+
+    #[test]
+    fn chunked_for_unknown_length() {
+        let mut out = Buf::standalone(1024);
+        let mut w = ResponseWriter::new();
+        let hs: [(&[u8], &[u8]); 2] = [(b"Content-Type", b"text/plain"), (b"Connection", b"keep-alive")];
+        assert!(w.head(&mut out, 200, hs.into_iter(), None, &facts(1, true)));
+        assert_eq!(w.data(&mut out, b"hello"), 5);
+        assert!(w.finish(&mut out));
+        assert_eq!(
+            String::from_utf8_lossy(out.data()),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn close_delimited_for_http10_and_redirect_rewrite() {
+        let mut out = Buf::standalone(1024);
+        let mut w = ResponseWriter::new();
+        let hs: [(&[u8], &[u8]); 1] = [(b"Location", b"http://127.0.0.1:9000/next?a=1")];
+        assert!(w.head(&mut out, 302, hs.into_iter(), None, &facts(0, true)));
+        assert_eq!(w.framing, OutFraming::Close);
+        assert!(!w.keep_alive);
+        let s = String::from_utf8_lossy(out.data()).to_string();
+        assert!(s.contains("Location: http://front.example:8080/next?a=1\r\n"), "{s}");
+        assert!(s.contains("Connection: close\r\n"));
+    }
+
+    #[test]
+    fn length_passthrough_and_head_too_big() {
+        let mut out = Buf::standalone(64);
+        let mut w = ResponseWriter::new();
+        let long = [b'x'; 100];
+        let hs: [(&[u8], &[u8]); 1] = [(b"X-Long", &long)];
+        assert!(!w.head(&mut out, 200, hs.into_iter(), Some(3), &facts(1, true)));
+        assert!(out.is_empty());
+        let hs: [(&[u8], &[u8]); 1] = [(b"Content-Length", b"3")];
+        assert!(w.head(&mut out, 200, hs.into_iter(), Some(3), &facts(1, true)));
+        assert_eq!(w.data(&mut out, b"abcdef"), 3);
+        assert!(w.finished);
+    }
+}

@@ -1,0 +1,13 @@
+//! pounce: an event-driven load-balancing reverse proxy for Tomcat clusters, on raw mio.
+//! See README.md for the architecture map.
+
+pub mod backend;
+pub mod buffer;
+pub mod config;
+pub mod http;
+pub mod logging;
+pub mod master;
+pub mod proxy;
+pub mod runtime;
+pub mod upstream;
+pub mod worker;

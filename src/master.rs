@@ -1,0 +1,255 @@
+//! The master thread: owns the listening sockets, starts one worker per core, and turns
+//! signals into actions — SIGHUP reload, SIGQUIT graceful stop, SIGTERM/SIGINT fast stop.
+//! Signals are blocked in every thread and taken synchronously with sigtimedwait, so no
+//! handler runs inside a worker.
+
+use crate::config::{self, Config};
+use crate::runtime::Runtime;
+use crate::worker::{listener::bind_reuseport, Control, Worker, CMD_QUIT, CMD_RUN, CMD_STOP, WAKER};
+use mio::{Poll, Waker};
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::AtomicU8;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+struct WorkerHandle {
+    control: Arc<Control>,
+    thread: JoinHandle<()>,
+    id: usize,
+}
+
+/// Sockets by (address, worker slot), kept across reloads so no queued connection is lost.
+type Sockets = HashMap<(SocketAddr, usize), TcpListener>;
+
+pub fn signal_set() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data initialised by sigemptyset before use.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGHUP, libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGUSR1] {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+/// Blocks the control signals in this thread (and every thread it starts later).
+pub fn block_signals() {
+    let set = signal_set();
+    // SAFETY: set is a valid, initialised sigset.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+fn wait_signal(timeout: Duration) -> Option<i32> {
+    let set = signal_set();
+    let ts = libc::timespec { tv_sec: timeout.as_secs() as libc::time_t, tv_nsec: timeout.subsec_nanos() as libc::c_long };
+    // SAFETY: set and ts are valid for the call; info may be null.
+    let r = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
+    (r > 0).then_some(r)
+}
+
+/// Makes sure every (listen address, worker slot) has a socket; returns the dup'd sockets
+/// for each worker.
+pub fn prepare_sockets(cfg: &Config, sockets: &mut Sockets) -> std::io::Result<Vec<Vec<(TcpListener, usize)>>> {
+    let mut per_worker = Vec::new();
+    for w in 0..cfg.worker_processes {
+        let mut mine = Vec::new();
+        for (idx, l) in cfg.http.listens.iter().enumerate() {
+            let key = (l.addr, w);
+            if !sockets.contains_key(&key) {
+                sockets.insert(key, bind_reuseport(l.addr, 4096)?);
+            }
+            if let Some(s) = sockets.get(&key) {
+                mine.push((s.try_clone()?, idx));
+            }
+        }
+        per_worker.push(mine);
+    }
+    Ok(per_worker)
+}
+
+fn spawn_workers(rt: &Arc<Runtime>, per_worker: Vec<Vec<(TcpListener, usize)>>) -> std::io::Result<Vec<WorkerHandle>> {
+    let mut out = Vec::new();
+    for (id, listeners) in per_worker.into_iter().enumerate() {
+        out.push(spawn_one(rt, id, listeners)?);
+    }
+    Ok(out)
+}
+
+fn spawn_one(rt: &Arc<Runtime>, id: usize, listeners: Vec<(TcpListener, usize)>) -> std::io::Result<WorkerHandle> {
+    let poll = Poll::new()?;
+    let waker = Waker::new(poll.registry(), WAKER)?;
+    let control = Arc::new(Control { cmd: AtomicU8::new(CMD_RUN), waker });
+    let worker = Worker::new(id, rt.clone(), poll, listeners, control.clone())?;
+    let thread = std::thread::Builder::new().name(format!("worker-{}", id)).spawn(move || worker.run())?;
+    Ok(WorkerHandle { control, thread, id })
+}
+
+/// Runs until stopped. Returns the process exit code.
+pub fn run(cfg: Config) -> i32 {
+    let mut sockets: Sockets = HashMap::new();
+    let per_worker = match prepare_sockets(&cfg, &mut sockets) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("pounce: {}", e);
+            log::error!("{}", e);
+            return 1;
+        }
+    };
+    if let Some(pid) = &cfg.pid {
+        if let Some(dir) = pid.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if let Err(e) = std::fs::write(pid, format!("{}\n", std::process::id())) {
+            eprintln!("pounce: cannot write pid file \"{}\": {}", pid.display(), e);
+            return 1;
+        }
+    }
+    let mut generation = 1;
+    let mut rt = Arc::new(Runtime::new(cfg, generation));
+    let mut workers = match spawn_workers(&rt, per_worker) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("pounce: cannot start workers: {}", e);
+            log::error!("cannot start workers: {}", e);
+            return 1;
+        }
+    };
+    let mut retiring: Vec<(WorkerHandle, Instant)> = Vec::new();
+    log::info!("pounce {} started: {} workers, {} listening addresses", env!("CARGO_PKG_VERSION"), workers.len(), rt.cfg.http.listens.len());
+    let code = loop {
+        let sig = wait_signal(Duration::from_millis(500));
+        match sig {
+            Some(libc::SIGHUP) => {
+                log::info!("reloading configuration ({})", rt.cfg.path.display());
+                match config::load(&rt.cfg.path, &rt.cfg.prefix) {
+                    Err(e) => log::error!("reload failed, keeping the running configuration: {}", e),
+                    Ok(new_cfg) => match prepare_sockets(&new_cfg, &mut sockets) {
+                        Err(e) => log::error!("reload failed, keeping the running configuration: {}", e),
+                        Ok(per_worker) => {
+                            let level = new_cfg.error_level;
+                            generation += 1;
+                            let new_rt = Arc::new(Runtime::new(new_cfg, generation));
+                            match spawn_workers(&new_rt, per_worker) {
+                                Err(e) => log::error!("reload failed, keeping the running configuration: {}", e),
+                                Ok(new_workers) => {
+                                    log::set_max_level(level);
+                                    let deadline = Instant::now() + rt.cfg.worker_shutdown_timeout + Duration::from_secs(5);
+                                    for w in workers.drain(..) {
+                                        w.control.send(CMD_QUIT);
+                                        retiring.push((w, deadline));
+                                    }
+                                    workers = new_workers;
+                                    rt = new_rt;
+                                    retain_used_sockets(&rt.cfg, &mut sockets);
+                                    log::info!("configuration generation {} running", generation);
+                                }
+                            }
+                        }
+                    },
+                }
+            }
+            Some(libc::SIGQUIT) => {
+                log::info!("graceful shutdown requested");
+                for w in &workers {
+                    w.control.send(CMD_QUIT);
+                }
+                // Close our copies so the kernel refuses new connections once workers close theirs.
+                sockets.clear();
+                let deadline = Instant::now() + rt.cfg.worker_shutdown_timeout + Duration::from_secs(5);
+                join_all(workers.drain(..).map(|w| (w, deadline)).chain(retiring.drain(..)).collect());
+                break 0;
+            }
+            Some(libc::SIGTERM) | Some(libc::SIGINT) => {
+                log::info!("shutting down");
+                for w in workers.iter().chain(retiring.iter().map(|(w, _)| w)) {
+                    w.control.send(CMD_STOP);
+                }
+                let deadline = Instant::now() + Duration::from_secs(5);
+                join_all(workers.drain(..).map(|w| (w, deadline)).chain(retiring.drain(..)).collect());
+                break 0;
+            }
+            _ => {}
+        }
+        // Old generations that finished draining, or overstayed.
+        let now = Instant::now();
+        let mut still = Vec::new();
+        for (w, deadline) in retiring.drain(..) {
+            if w.thread.is_finished() {
+                let _ = w.thread.join();
+            } else {
+                if now >= deadline {
+                    w.control.send(CMD_STOP);
+                }
+                still.push((w, deadline));
+            }
+        }
+        retiring = still;
+        // A worker that died (a panic) is replaced, as nginx's master respawns workers.
+        for slot in 0..workers.len() {
+            if workers[slot].thread.is_finished() {
+                let id = workers[slot].id;
+                log::error!("worker {} exited unexpectedly; starting a new one", id);
+                let listeners: Vec<(TcpListener, usize)> = rt
+                    .cfg
+                    .http
+                    .listens
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(idx, l)| sockets.get(&(l.addr, id)).and_then(|s| s.try_clone().ok()).map(|s| (s, idx)))
+                    .collect();
+                match spawn_one(&rt, id, listeners) {
+                    Ok(h) => {
+                        let old = std::mem::replace(&mut workers[slot], h);
+                        let _ = old.thread.join();
+                    }
+                    Err(e) => log::error!("cannot restart worker {}: {}", id, e),
+                }
+            }
+        }
+    };
+    if let Some(pid) = &rt.cfg.pid {
+        let _ = std::fs::remove_file(pid);
+    }
+    log::info!("exit");
+    code
+}
+
+fn retain_used_sockets(cfg: &Config, sockets: &mut Sockets) {
+    sockets.retain(|(addr, w), _| *w < cfg.worker_processes && cfg.http.listens.iter().any(|l| l.addr == *addr));
+}
+
+fn join_all(list: Vec<(WorkerHandle, Instant)>) {
+    for (w, deadline) in list {
+        while !w.thread.is_finished() {
+            if Instant::now() >= deadline {
+                w.control.send(CMD_STOP);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = w.thread.join();
+    }
+}
+
+/// `pounce -s SIGNAL`: signals the master whose pid is in the pid file.
+pub fn send_signal(cfg_pid: Option<&std::path::Path>, name: &str) -> Result<(), String> {
+    let sig = match name {
+        "stop" => libc::SIGTERM,
+        "quit" => libc::SIGQUIT,
+        "reload" => libc::SIGHUP,
+        "reopen" => libc::SIGUSR1,
+        _ => return Err(format!("invalid option: \"-s {}\" (use stop, quit, reload)", name)),
+    };
+    let path = cfg_pid.ok_or("no pid file is configured (\"pid off\")")?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read pid file \"{}\": {}", path.display(), e))?;
+    let pid: i32 = text.trim().parse().map_err(|_| format!("invalid PID number \"{}\" in \"{}\"", text.trim(), path.display()))?;
+    // SAFETY: kill(2) with a pid read from our pid file and a valid signal number.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        return Err(format!("kill({}, {}) failed: {}", pid, name, std::io::Error::last_os_error()));
+    }
+    Ok(())
+}

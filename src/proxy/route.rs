@@ -1,0 +1,94 @@
+//! Which `server {}` answers a request (listen address + Host, as nginx) and which
+//! `location {}` inside it (exact match first, then the longest prefix).
+
+use crate::config::{Http, Match, Server};
+use crate::http::request::host_name;
+
+pub fn find_server(http: &Http, listen: usize, host: Option<&[u8]>) -> usize {
+    let l = &http.listens[listen];
+    if let Some(host) = host {
+        let name = host_name(host);
+        let matches = |pat: &str| -> bool {
+            let p = pat.as_bytes();
+            if let Some(suffix) = pat.strip_prefix('*') {
+                name.len() > suffix.len() && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+            } else if let Some(prefix) = pat.strip_suffix('*') {
+                name.len() > prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+            } else if let Some(dotted) = pat.strip_prefix('.') {
+                name.eq_ignore_ascii_case(dotted.as_bytes())
+                    || (name.len() > pat.len() && name[name.len() - pat.len()..].eq_ignore_ascii_case(p))
+            } else {
+                name.eq_ignore_ascii_case(p)
+            }
+        };
+        // Exact names first, then wildcards, as nginx orders them.
+        for exact in [true, false] {
+            for &s in &l.servers {
+                let names = &http.servers[s].names;
+                if names.iter().filter(|n| exact != (n.starts_with('*') || n.ends_with('*') || n.starts_with('.'))).any(|n| matches(n)) {
+                    return s;
+                }
+            }
+        }
+    }
+    l.default_server
+}
+
+/// Index of the location for `path` (the part of the target before `?`).
+pub fn find_location(server: &Server, path: &[u8]) -> Option<usize> {
+    let mut best: Option<(usize, usize)> = None;
+    for (i, loc) in server.locations.iter().enumerate() {
+        let lp = loc.path.as_bytes();
+        match loc.kind {
+            Match::Exact => {
+                if lp == path {
+                    return Some(i);
+                }
+            }
+            Match::Prefix | Match::PrefixStop => {
+                if path.starts_with(lp) && best.is_none_or(|(_, len)| lp.len() > len) {
+                    best = Some((i, lp.len()));
+                }
+            }
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Handler, Listen, Location, Settings};
+
+    fn loc(kind: Match, path: &str) -> Location {
+        Location { kind, path: path.into(), handler: Handler::None, settings: Settings::default() }
+    }
+
+    #[test]
+    fn locations() {
+        let s = Server {
+            names: vec![],
+            locations: vec![loc(Match::Prefix, "/"), loc(Match::Prefix, "/app/"), loc(Match::Exact, "/app/x"), loc(Match::PrefixStop, "/app/static/")],
+            settings: Settings::default(),
+        };
+        assert_eq!(find_location(&s, b"/other"), Some(0));
+        assert_eq!(find_location(&s, b"/app/y"), Some(1));
+        assert_eq!(find_location(&s, b"/app/x"), Some(2));
+        assert_eq!(find_location(&s, b"/app/xy"), Some(1));
+        assert_eq!(find_location(&s, b"/app/static/a.css"), Some(3));
+    }
+
+    #[test]
+    fn servers_by_host() {
+        let mk = |names: &[&str]| Server { names: names.iter().map(|s| s.to_string()).collect(), locations: vec![], settings: Settings::default() };
+        let http = Http {
+            servers: vec![mk(&["default"]), mk(&["a.example"]), mk(&["*.example"])],
+            listens: vec![Listen { addr: ([127, 0, 0, 1], 1).into(), servers: vec![0, 1, 2], default_server: 0 }],
+            ..Default::default()
+        };
+        assert_eq!(find_server(&http, 0, Some(b"A.Example:8080")), 1);
+        assert_eq!(find_server(&http, 0, Some(b"b.example")), 2);
+        assert_eq!(find_server(&http, 0, Some(b"nothing")), 0);
+        assert_eq!(find_server(&http, 0, None), 0);
+    }
+}

@@ -1,0 +1,1205 @@
+//! One client connection and, while a request is in flight, its backend connection.
+//!
+//! Bytes move through four pooled buffers: `cin` (client → pounce), `bout` (pounce →
+//! backend), `bin` (backend → pounce) and `cout` (pounce → client). `pump` moves them until
+//! nothing more can move: a full buffer stops its reader (back-pressure), and edge-triggered
+//! readiness is remembered in flags so a reader resumes as soon as room appears.
+
+use super::exchange::{Exchange, Fail, Handling, ReqBody, UpConn};
+use super::route::{find_location, find_server};
+use crate::backend::{http::HttpAdapter, Adapter, BackendError, ForwardRequest, Protocol, Step};
+use crate::buffer::Buf;
+use crate::config::{next, Handler, Settings};
+use crate::http::request::{self, BodyKind, Parse};
+use crate::http::status::write_simple;
+use crate::http::writer::ReqFacts;
+use crate::logging::access::put_escaped;
+use crate::upstream::keepalive::IdleConn;
+use crate::upstream::{now_ms, Balancer};
+use crate::worker::timer::TimerSlot;
+use crate::worker::{backend_token, client_token, idle_token, Ctx};
+use mio::net::TcpStream;
+use mio::Interest;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+/// How long a closing connection keeps reading (and discarding) what the client still
+/// sends, so that an unread request body does not turn our close into a reset that
+/// destroys the response in flight (nginx's lingering close).
+const LINGER: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Waiting for (the rest of) a request head.
+    Head,
+    /// A request is being handled.
+    Active,
+    /// Write side shut; reading and dropping client bytes until EOF or the deadline.
+    Lingering,
+}
+
+/// The session is finished and must be removed.
+pub struct Closed;
+
+type Res<T> = Result<T, Closed>;
+
+pub struct Session {
+    pub key: usize,
+    client: TcpStream,
+    peer: SocketAddr,
+    local_port: u16,
+    listen: usize,
+    cin: Option<Buf>,
+    cout: Option<Buf>,
+    c_readable: bool,
+    c_writable: bool,
+    c_eof: bool,
+    state: State,
+    /// Close once `cout` is flushed.
+    closing: bool,
+    served: u32,
+    ex: Option<Exchange>,
+    /// Last time the client sent bytes, and when writing to it last blocked.
+    t_read: Instant,
+    t_wblock: Instant,
+    head_started: Option<Instant>,
+    linger_until: Instant,
+    pub timer: TimerSlot,
+    /// Request line, referer and user agent of the current request, for the access log.
+    log_fields: Vec<u8>,
+    log_ends: [usize; 3],
+}
+
+impl Session {
+    pub fn new(key: usize, client: TcpStream, peer: SocketAddr, local_port: u16, listen: usize, now: Instant) -> Session {
+        Session {
+            key,
+            client,
+            peer,
+            local_port,
+            listen,
+            cin: None,
+            cout: None,
+            c_readable: false,
+            c_writable: false,
+            c_eof: false,
+            state: State::Head,
+            closing: false,
+            served: 0,
+            ex: None,
+            t_read: now,
+            t_wblock: now,
+            head_started: None,
+            linger_until: now,
+            timer: TimerSlot::default(),
+            log_fields: Vec::new(),
+            log_ends: [0; 3],
+        }
+    }
+
+    pub fn register(&mut self, ctx: &mut Ctx) -> io::Result<()> {
+        ctx.registry.register(&mut self.client, client_token(self.key), Interest::READABLE | Interest::WRITABLE)
+    }
+
+    /// True when no request is in progress and nothing is buffered (safe to drop at shutdown).
+    pub fn is_idle(&self) -> bool {
+        self.state == State::Head && self.cin.as_ref().is_none_or(|b| b.is_empty()) && self.cout.as_ref().is_none_or(|b| b.is_empty())
+    }
+
+    pub fn on_client_event(&mut self, ctx: &mut Ctx, ev: &mio::event::Event) -> Res<()> {
+        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+            self.c_readable = true;
+        }
+        if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
+            self.c_writable = true;
+        }
+        self.pump(ctx)
+    }
+
+    pub fn on_backend_event(&mut self, ctx: &mut Ctx, ev: &mio::event::Event) -> Res<()> {
+        let Some(ex) = self.ex.as_mut() else { return self.pump(ctx) };
+        let Some(up) = ex.up.as_mut() else { return self.pump(ctx) };
+        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+            up.readable = true;
+        }
+        if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
+            up.writable = true;
+        }
+        if !up.connected {
+            match up.stream.take_error() {
+                Ok(None) => match up.stream.peer_addr() {
+                    Ok(_) => {
+                        up.connected = true;
+                        up.t_io = ctx.now;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected && !ev.is_error() && !ev.is_write_closed() => {}
+                    Err(e) => return self.upstream_failed(ctx, Fail::Error, &e.to_string()),
+                },
+                Ok(Some(e)) | Err(e) => return self.upstream_failed(ctx, Fail::Error, &format!("connect() failed ({})", e)),
+            }
+        }
+        self.pump(ctx)
+    }
+
+    /// Moves bytes in every direction until nothing more can move, then re-arms the timer.
+    pub fn pump(&mut self, ctx: &mut Ctx) -> Res<()> {
+        for _ in 0..10_000 {
+            let mut progress = self.read_client(ctx)?;
+            progress |= match self.state {
+                State::Head => self.try_start_request(ctx)?,
+                State::Active => self.drive_exchange(ctx)?,
+                State::Lingering => {
+                    if let Some(b) = self.cin.as_mut() {
+                        b.clear();
+                    }
+                    if self.c_eof || ctx.now >= self.linger_until {
+                        return Err(Closed);
+                    }
+                    false
+                }
+            };
+            progress |= self.write_client(ctx)?;
+            if self.closing && self.state != State::Lingering && self.cout.as_ref().is_none_or(|b| b.is_empty()) {
+                self.start_closing(ctx)?;
+                progress = true;
+            }
+            if !progress {
+                break;
+            }
+        }
+        if self.state == State::Head && self.ex.is_none() {
+            self.release_idle_buffers(ctx);
+            if self.c_eof && self.cin.as_ref().is_none_or(|b| b.is_empty()) && self.cout.as_ref().is_none_or(|b| b.is_empty()) {
+                return Err(Closed);
+            }
+        }
+        self.set_deadline(ctx);
+        Ok(())
+    }
+
+    // ---- client side -------------------------------------------------------------------
+
+    fn read_client(&mut self, ctx: &mut Ctx) -> Res<bool> {
+        if !self.c_readable || self.c_eof {
+            return Ok(false);
+        }
+        if self.state == State::Head && self.closing {
+            return Ok(false);
+        }
+        if self.cin.is_none() {
+            match ctx.pool.get() {
+                Some(b) => self.cin = Some(b),
+                None => return self.refuse_no_buffers(ctx),
+            }
+        }
+        let Some(cin) = self.cin.as_mut() else { return Ok(false) };
+        let mut progress = false;
+        while !cin.is_full() {
+            match self.client.read(cin.spare()) {
+                Ok(0) => {
+                    self.c_eof = true;
+                    progress = true;
+                    break;
+                }
+                Ok(n) => {
+                    cin.commit(n);
+                    self.t_read = ctx.now;
+                    progress = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.c_readable = false;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::debug!("client {}: read error: {}", self.peer, e);
+                    return Err(Closed);
+                }
+            }
+        }
+        Ok(progress)
+    }
+
+    fn write_client(&mut self, ctx: &mut Ctx) -> Res<bool> {
+        let Some(cout) = self.cout.as_mut() else { return Ok(false) };
+        let mut progress = false;
+        while self.c_writable && !cout.is_empty() {
+            match self.client.write(cout.data()) {
+                Ok(0) => return Err(Closed),
+                Ok(n) => {
+                    cout.consume(n);
+                    progress = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.c_writable = false;
+                    self.t_wblock = ctx.now;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::debug!("client {}: write error: {}", self.peer, e);
+                    return Err(Closed);
+                }
+            }
+        }
+        Ok(progress)
+    }
+
+    /// No buffer could be had: answer 503 from a static string and close.
+    fn refuse_no_buffers(&mut self, _ctx: &mut Ctx) -> Res<bool> {
+        log::error!("client {}: buffer pool exhausted, answering 503", self.peer);
+        let _ = self.client.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        Err(Closed)
+    }
+
+    fn ensure_cout(&mut self, ctx: &mut Ctx) -> bool {
+        if self.cout.is_none() {
+            self.cout = ctx.pool.get();
+        }
+        self.cout.is_some()
+    }
+
+    fn release_idle_buffers(&mut self, ctx: &mut Ctx) {
+        if self.cin.as_ref().is_some_and(|b| b.is_empty()) {
+            ctx.pool.release(&mut self.cin);
+        }
+        if self.cout.as_ref().is_some_and(|b| b.is_empty()) {
+            ctx.pool.release(&mut self.cout);
+        }
+    }
+
+    /// Stops reading requests; after the output drains, shuts the write side and lingers.
+    fn start_closing(&mut self, ctx: &mut Ctx) -> Res<()> {
+        if self.c_eof {
+            return Err(Closed);
+        }
+        let _ = self.client.shutdown(std::net::Shutdown::Write);
+        self.state = State::Lingering;
+        self.linger_until = ctx.now + LINGER;
+        if let Some(ex) = self.ex.take() {
+            self.teardown_exchange(ctx, ex);
+        }
+        Ok(())
+    }
+
+    // ---- request start -----------------------------------------------------------------
+
+    fn try_start_request(&mut self, ctx: &mut Ctx) -> Res<bool> {
+        if self.closing {
+            return Ok(false);
+        }
+        let Some(cin) = self.cin.as_ref() else { return Ok(false) };
+        if cin.is_empty() {
+            self.head_started = None;
+            return Ok(false);
+        }
+        if self.head_started.is_none() {
+            self.head_started = Some(ctx.now);
+        }
+        let rt = ctx.rt.clone();
+        let http = &rt.cfg.http;
+        let mut headers = request::empty_headers();
+        let parsed = request::parse(cin.data(), &mut headers, request::MAX_HEAD);
+        let (req, meta) = match parsed {
+            Parse::Partial => {
+                if self.c_eof {
+                    return Err(Closed);
+                }
+                return Ok(false);
+            }
+            Parse::Reject(status, why) => {
+                log::info!("client {}: {} while reading request, answering {}", self.peer, why, status);
+                let server = http.listens[self.listen].default_server;
+                let settings = &http.servers[server].settings;
+                fill_log(&mut self.log_fields, &mut self.log_ends, cin_line(cin.data()), b"", b"");
+                let mut ex = Exchange::new(ctx.now, server, usize::MAX, None, Handling::Respond);
+                ex.keep_alive = false;
+                self.ex = Some(ex);
+                self.state = State::Active;
+                self.respond(ctx, status, None, settings)?;
+                return Ok(true);
+            }
+            Parse::Done(req, meta) => (req, meta),
+        };
+        let host = req.headers.iter().find(|h| h.name.eq_ignore_ascii_case("host")).map(|h| h.value);
+        let server_idx = find_server(http, self.listen, host);
+        let server = &http.servers[server_idx];
+        let path = req.path.unwrap_or("/");
+        let path_only = path.split('?').next().unwrap_or("/");
+        let loc_idx = find_location(server, path_only.as_bytes());
+        let (settings, handler) = match loc_idx {
+            Some(i) => (&server.locations[i].settings, &server.locations[i].handler),
+            None => (&server.settings, &Handler::None),
+        };
+        let fields = request_log_fields(&req, cin.data());
+        fill_log(&mut self.log_fields, &mut self.log_ends, fields.0, fields.1, fields.2);
+        let body = match meta.body {
+            BodyKind::Length(n) if n > settings.client_max_body_size => {
+                let mut ex = Exchange::new(ctx.now, server_idx, loc_idx.unwrap_or(usize::MAX), Some(meta), Handling::Respond);
+                ex.keep_alive = false;
+                self.consume_head(meta.head_len);
+                self.ex = Some(ex);
+                self.state = State::Active;
+                log::info!("client {}: body of {} bytes is over client_max_body_size", self.peer, match meta.body {
+                    BodyKind::Length(n) => n,
+                    _ => 0,
+                });
+                self.respond(ctx, 413, None, settings)?;
+                return Ok(true);
+            }
+            b => b,
+        };
+        let keep_alive = meta.keep_alive
+            && !ctx.draining
+            && self.served + 1 < settings.keepalive_requests
+            && !settings.keepalive_timeout.is_zero()
+            && !self.c_eof;
+        match handler {
+            Handler::Proxy { upstream } => {
+                let upstream = *upstream;
+                let ups = &rt.upstreams[upstream];
+                let mut ex = Exchange::new(ctx.now, server_idx, loc_idx.unwrap_or(usize::MAX), Some(meta), Handling::Proxy { upstream });
+                ex.keep_alive = keep_alive;
+                ex.set_body(body);
+                let Some(mut head) = ctx.pool.get() else {
+                    self.ex = Some(ex);
+                    self.state = State::Active;
+                    self.respond(ctx, 503, None, settings)?;
+                    return Ok(true);
+                };
+                let fr = ForwardRequest {
+                    req: &req,
+                    meta: &meta,
+                    client: self.peer,
+                    local_port: self.local_port,
+                    server_name: server.names.first().map(|s| s.as_str()).unwrap_or(""),
+                    settings,
+                    proxy_host: &ups.conf.name,
+                    keepalive: ups.conf.keepalive > 0,
+                };
+                let mut adapter = Adapter::Http(HttpAdapter::new(meta.method, meta.body));
+                let host = adapter.encode_head(&fr, &mut head);
+                drop(req);
+                self.consume_head(meta.head_len);
+                self.state = State::Active;
+                match host {
+                    Some(span) => {
+                        ex.req_head = Some(head);
+                        ex.host = span;
+                        self.ex = Some(ex);
+                        self.connect_upstream(ctx)?;
+                    }
+                    None => {
+                        ctx.pool.put(head);
+                        self.ex = Some(ex);
+                        log::info!("client {}: request head too large to forward", self.peer);
+                        self.respond(ctx, 431, None, settings)?;
+                    }
+                }
+            }
+            Handler::Return { code, text } => {
+                let (code, text) = (*code, text.clone());
+                drop(req);
+                let mut ex = Exchange::new(ctx.now, server_idx, loc_idx.unwrap_or(usize::MAX), Some(meta), Handling::Respond);
+                ex.keep_alive = keep_alive;
+                ex.set_body(body);
+                self.consume_head(meta.head_len);
+                self.ex = Some(ex);
+                self.state = State::Active;
+                self.respond(ctx, code, text.as_deref(), settings)?;
+            }
+            Handler::None => {
+                drop(req);
+                let mut ex = Exchange::new(ctx.now, server_idx, loc_idx.unwrap_or(usize::MAX), Some(meta), Handling::Respond);
+                ex.keep_alive = keep_alive;
+                ex.set_body(body);
+                self.consume_head(meta.head_len);
+                self.ex = Some(ex);
+                self.state = State::Active;
+                self.respond(ctx, 404, None, settings)?;
+            }
+        }
+        Ok(true)
+    }
+
+    fn consume_head(&mut self, n: usize) {
+        if let Some(cin) = self.cin.as_mut() {
+            cin.consume(n);
+        }
+        self.head_started = None;
+    }
+
+    fn begin_log(&mut self, line: &[u8], referer: &[u8], ua: &[u8]) {
+        fill_log(&mut self.log_fields, &mut self.log_ends, line, referer, ua);
+    }
+
+    /// Answers the current request from pounce itself (errors, `return`).
+    fn respond(&mut self, ctx: &mut Ctx, code: u16, text: Option<&str>, settings: &Settings) -> Res<()> {
+        let _ = settings;
+        if !self.ensure_cout(ctx) {
+            return self.refuse_no_buffers(ctx).map(|_| ());
+        }
+        let Some(ex) = self.ex.as_mut() else { return Ok(()) };
+        let head_only = ex.meta.is_some_and(|m| m.method == request::Method::Head);
+        let (Some(cout), keep) = (self.cout.as_mut(), ex.keep_alive) else { return Ok(()) };
+        if !write_simple(cout, code, text, keep, head_only, &ctx.clock.http_date) {
+            return Err(Closed);
+        }
+        ex.writer.status = code;
+        ex.writer.started = true;
+        ex.writer.finished = true;
+        ex.writer.keep_alive = keep;
+        ex.resp_done = true;
+        if !keep {
+            self.closing = true;
+        }
+        Ok(())
+    }
+
+    // ---- the exchange --------------------------------------------------------------------
+
+    fn drive_exchange(&mut self, ctx: &mut Ctx) -> Res<bool> {
+        let mut progress = self.move_request_body(ctx)?;
+        progress |= self.backend_io(ctx)?;
+        progress |= self.decode_response(ctx)?;
+        let done = self.ex.as_ref().is_some_and(|ex| ex.resp_done && (ex.body_done() || self.closing));
+        if done {
+            self.finish_exchange(ctx);
+            progress = true;
+        }
+        Ok(progress)
+    }
+
+    /// Client body bytes → backend (or discarded when pounce answers itself).
+    fn move_request_body(&mut self, ctx: &mut Ctx) -> Res<bool> {
+        let Some(ex) = self.ex.as_mut() else { return Ok(false) };
+        let Some(cin) = self.cin.as_mut() else { return Ok(false) };
+        let max_body = ctx.rt.location_settings(ex.server, ex.loc).client_max_body_size;
+        let mut progress = false;
+        match ex.handling {
+            Handling::Respond => {
+                // Read and drop the body so the connection can be kept alive.
+                while !ex.body_done() && !cin.is_empty() {
+                    let mut sink = Discard;
+                    match ex.body.feed(cin, &mut sink, usize::MAX) {
+                        Ok((0, _)) => break,
+                        Ok(_) => progress = true,
+                        Err(_) => {
+                            self.closing = true;
+                            return Ok(true);
+                        }
+                    }
+                }
+            }
+            Handling::Proxy { .. } => {
+                let Some(up) = ex.up.as_mut() else { return Ok(false) };
+                if !up.connected {
+                    return Ok(false);
+                }
+                if ex.continue_pending && !ex.writer.started {
+                    ex.continue_pending = false;
+                    if cin.is_empty() {
+                        if self.cout.is_none() {
+                            self.cout = ctx.pool.get();
+                        }
+                        if let Some(cout) = self.cout.as_mut() {
+                            cout.put_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+                            progress = true;
+                        }
+                    }
+                }
+                let Some(bout) = up.bout.as_mut() else { return Ok(false) };
+                while !matches!(ex.body, ReqBody::Done) && !cin.is_empty() {
+                    let credit = up.adapter.body_credit();
+                    if credit == 0 {
+                        break;
+                    }
+                    let mut sink = Forward { adapter: &mut up.adapter, out: bout };
+                    match ex.body.feed(cin, &mut sink, credit) {
+                        Ok((0, _)) => break,
+                        Ok((_, n)) => {
+                            ex.body_taken += n as u64;
+                            progress = true;
+                            if ex.body_taken > max_body {
+                                log::info!("client {}: chunked body over client_max_body_size", self.peer);
+                                ex.keep_alive = false;
+                                return self.abort_with(ctx, 413).map(|_| true);
+                            }
+                        }
+                        Err(_) => {
+                            log::info!("client {}: invalid chunked body", self.peer);
+                            ex.keep_alive = false;
+                            return self.abort_with(ctx, 400).map(|_| true);
+                        }
+                    }
+                }
+                if matches!(ex.body, ReqBody::Done) && !ex.body_end_sent && up.adapter.encode_body_end(bout) {
+                    ex.body_end_sent = true;
+                    progress = true;
+                }
+            }
+        }
+        if !ex.body_done() && self.c_eof && cin.is_empty() {
+            log::info!("client {}: closed the connection while sending the request body", self.peer);
+            return Err(Closed);
+        }
+        Ok(progress)
+    }
+
+    /// Writes the request to the backend and reads its response bytes.
+    fn backend_io(&mut self, ctx: &mut Ctx) -> Res<bool> {
+        let Some(ex) = self.ex.as_mut() else { return Ok(false) };
+        let Some(up) = ex.up.as_mut() else { return Ok(false) };
+        if !up.connected {
+            return Ok(false);
+        }
+        let mut progress = false;
+        let mut failure: Option<(Fail, String)> = None;
+        // Write: the kept request head first, then framed body bytes.
+        while up.writable {
+            let head = ex.req_head.as_ref().map(|h| &h.data()[up.head_sent..]).filter(|d| !d.is_empty());
+            let data = match head {
+                Some(d) => d,
+                None => match up.bout.as_ref() {
+                    Some(b) if !b.is_empty() => b.data(),
+                    _ => break,
+                },
+            };
+            let from_head = head.is_some();
+            match up.stream.write(data) {
+                Ok(n) => {
+                    if from_head {
+                        up.head_sent += n;
+                        ex.sent = true;
+                    } else if let Some(b) = up.bout.as_mut() {
+                        b.consume(n);
+                    }
+                    up.t_io = ctx.now;
+                    progress = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => up.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    failure = Some((Fail::Error, format!("send() failed ({})", e)));
+                    break;
+                }
+            }
+        }
+        // Read.
+        if failure.is_none() {
+            if let Some(bin) = up.bin.as_mut() {
+                while up.readable && !up.eof && !bin.is_full() {
+                    match up.stream.read(bin.spare()) {
+                        Ok(0) => {
+                            up.eof = true;
+                            progress = true;
+                        }
+                        Ok(n) => {
+                            bin.commit(n);
+                            up.t_io = ctx.now;
+                            progress = true;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => up.readable = false,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            failure = Some((Fail::Error, format!("recv() failed ({})", e)));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some((kind, why)) = failure {
+            self.upstream_failed(ctx, kind, &why)?;
+            return Ok(true);
+        }
+        Ok(progress)
+    }
+
+    /// Backend bytes → the client's response.
+    fn decode_response(&mut self, ctx: &mut Ctx) -> Res<bool> {
+        let Some(ex) = self.ex.as_mut() else { return Ok(false) };
+        if ex.resp_done || ex.up.is_none() {
+            return Ok(false);
+        }
+        let rt = ctx.rt.clone();
+        let ups = &rt.upstreams[ex.upstream()];
+        let settings = rt.location_settings(ex.server, ex.loc);
+        let mask = ex.retry_mask(settings, ups);
+        let Some(up) = ex.up.as_mut() else { return Ok(false) };
+        let Some(bin) = up.bin.as_mut() else { return Ok(false) };
+        if bin.is_empty() && !up.eof {
+            return Ok(false);
+        }
+        if self.cout.is_none() {
+            self.cout = ctx.pool.get();
+        }
+        let Some(cout) = self.cout.as_mut() else { return Ok(false) };
+        let meta = ex.meta.unwrap_or_else(request::RequestMeta::placeholder);
+        let host = match &ex.req_head {
+            Some(h) => &h.data()[ex.host.0..ex.host.0 + ex.host.1],
+            None => &b""[..],
+        };
+        let [r1, r2] = &ups.rewrite[up.peer];
+        let facts = ReqFacts {
+            head: meta.method == request::Method::Head,
+            minor: meta.minor,
+            keep_alive: ex.keep_alive,
+            host,
+            rewrite_from: [r1.as_bytes(), r2.as_bytes()],
+            rewrite: settings.proxy_redirect,
+            date: &ctx.clock.http_date,
+        };
+        let before = (bin.len(), cout.len());
+        let was_started = ex.writer.started;
+        let mut step = up.adapter.decode(bin, cout, &mut ex.writer, &facts, mask);
+        if step == Ok(Step::Blocked) && up.eof && bin.is_empty() {
+            step = up.adapter.eof(cout, &mut ex.writer);
+        }
+        let progress = before != (bin.len(), cout.len()) || ex.writer.started != was_started;
+        if ex.writer.started && !was_started {
+            ex.upstream_status = ex.writer.status;
+            ex.upstream_time = Some(ctx.now.duration_since(up.t_start));
+            // The kept head is only needed for retries, which are over now.
+            ctx.pool.release(&mut ex.req_head);
+            ex.host = (0, 0);
+        }
+        match step {
+            Ok(Step::Blocked) => Ok(progress),
+            Ok(Step::RetryStatus(status)) => {
+                ex.upstream_status = status;
+                self.upstream_failed(ctx, Fail::Status(status), "")?;
+                Ok(true)
+            }
+            Ok(Step::Done { reusable }) => {
+                ex.resp_done = true;
+                ex.reusable = reusable;
+                if ex.upstream_time.is_none() {
+                    ex.upstream_time = Some(ctx.now.duration_since(up.t_start));
+                }
+                Ok(true)
+            }
+            Err(BackendError::InvalidHeader(why)) => {
+                self.upstream_failed(ctx, Fail::InvalidHeader, why)?;
+                Ok(true)
+            }
+            Err(e) => {
+                let why = match e {
+                    BackendError::Protocol(w) => w,
+                    _ => "upstream prematurely closed connection",
+                };
+                self.upstream_failed(ctx, Fail::Error, why)?;
+                Ok(true)
+            }
+        }
+    }
+
+    // ---- upstream selection, failure and retry -----------------------------------------------
+
+    /// Picks the next peer and connects to it (or takes an idle pooled connection).
+    fn connect_upstream(&mut self, ctx: &mut Ctx) -> Res<()> {
+        loop {
+            let Some(ex) = self.ex.as_mut() else { return Ok(()) };
+            let upstream = ex.upstream();
+            let rt = ctx.rt.clone();
+            let ups = &rt.upstreams[upstream];
+            let settings = rt.location_settings(ex.server, ex.loc);
+            let limit = if settings.proxy_next_upstream_tries == 0 { ups.max_tries() } else { settings.proxy_next_upstream_tries.min(ups.max_tries()) };
+            if ex.tries >= limit {
+                let status = ex.last_fail.map_or(502, Fail::status);
+                return self.respond_error(ctx, status);
+            }
+            let now = now_ms();
+            let Some(peer) = ctx.balancers[upstream].get(ups, &mut ex.tried, now) else {
+                if ex.tries == 0 {
+                    log::error!("no live upstreams while connecting to upstream \"{}\", client: {}", ups.conf.name, self.peer);
+                }
+                let status = ex.last_fail.map_or(502, Fail::status);
+                return self.respond_error(ctx, status);
+            };
+            ex.tries += 1;
+            ex.log_peer(peer);
+            match self.open_backend(ctx, upstream, peer, true) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    let Some(ex) = self.ex.as_mut() else { return Ok(()) };
+                    log::error!(
+                        "connect() to {} failed ({}) while connecting to upstream \"{}\", client: {}",
+                        ups.conf.servers[peer].addr,
+                        e,
+                        ups.conf.name,
+                        self.peer
+                    );
+                    ctx.balancers[upstream].free(ups, peer, true, now_ms());
+                    ex.last_fail = Some(Fail::Error);
+                    if settings.proxy_next_upstream & next::ERROR == 0 {
+                        return self.respond_error(ctx, 502);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Attaches a backend connection for `peer`: a pooled idle one if `may_reuse`, else new.
+    fn open_backend(&mut self, ctx: &mut Ctx, upstream: usize, peer: usize, may_reuse: bool) -> io::Result<()> {
+        let rt = ctx.rt.clone();
+        let ups = &rt.upstreams[upstream];
+        let Some(ex) = self.ex.as_mut() else { return Ok(()) };
+        let meta = ex.meta.unwrap_or_else(request::RequestMeta::placeholder);
+        let (bin, bout) = match (ctx.pool.get(), ctx.pool.get()) {
+            (Some(a), Some(b)) => (a, b),
+            (a, b) => {
+                if let Some(a) = a {
+                    ctx.pool.put(a);
+                }
+                if let Some(b) = b {
+                    ctx.pool.put(b);
+                }
+                return Err(io::Error::other("buffer pool exhausted"));
+            }
+        };
+        let mut reused = None;
+        if may_reuse {
+            while let Some(idle) = ctx.keepalive.take(upstream, peer) {
+                if ctx.now.duration_since(idle.since) < ups.conf.keepalive_timeout && (meta.body == BodyKind::None || still_open(&idle.stream)) {
+                    reused = Some(idle);
+                    break;
+                }
+                let mut s = idle.stream;
+                let _ = ctx.registry.deregister(&mut s);
+            }
+        }
+        let (mut stream, connected, requests) = match reused {
+            Some(idle) => (idle.stream, true, idle.requests),
+            None => {
+                let s = match TcpStream::connect(ups.conf.servers[peer].addr) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        ctx.pool.put(bin);
+                        ctx.pool.put(bout);
+                        return Err(e);
+                    }
+                };
+                let _ = s.set_nodelay(true);
+                (s, false, 0)
+            }
+        };
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        let reg = if connected {
+            ctx.registry.reregister(&mut stream, backend_token(self.key), interest)
+        } else {
+            ctx.registry.register(&mut stream, backend_token(self.key), interest)
+        };
+        if let Err(e) = reg {
+            ctx.pool.put(bin);
+            ctx.pool.put(bout);
+            return Err(e);
+        }
+        ups.peers[peer].in_flight.fetch_add(1, Relaxed);
+        ups.peers[peer].requests.fetch_add(1, Relaxed);
+        ex.up = Some(UpConn {
+            stream,
+            peer,
+            connected,
+            reused: connected,
+            readable: connected,
+            writable: connected,
+            eof: false,
+            bin: Some(bin),
+            bout: Some(bout),
+            head_sent: 0,
+            adapter: Adapter::Http(HttpAdapter::new(meta.method, meta.body)),
+            t_start: ctx.now,
+            t_io: ctx.now,
+            requests,
+        });
+        Ok(())
+    }
+
+    /// The current backend failed: count it, then retry elsewhere if that is safe, else answer
+    /// 502/504 (or cut the client off if its response had already started).
+    fn upstream_failed(&mut self, ctx: &mut Ctx, kind: Fail, why: &str) -> Res<()> {
+        let rt = ctx.rt.clone();
+        let Some(ex) = self.ex.as_mut() else { return Ok(()) };
+        let Some(mut up) = ex.up.take() else { return Ok(()) };
+        let upstream = ex.upstream();
+        let ups = &rt.upstreams[upstream];
+        let settings = rt.location_settings(ex.server, ex.loc);
+        let _ = ctx.registry.deregister(&mut up.stream);
+        ctx.pool.release(&mut up.bin);
+        ctx.pool.release(&mut up.bout);
+        ups.peers[up.peer].in_flight.fetch_sub(1, Relaxed);
+        let addr = ups.conf.servers[up.peer].addr;
+        // A pooled connection the backend had closed: not the server's fault, resend at once.
+        let stale = up.reused && kind == Fail::Error && !up.adapter.response_started() && ex.body_taken == 0;
+        if stale {
+            log::debug!("upstream {}: pooled connection was closed, resending on a new one", addr);
+            ex.sent = false;
+            let peer = up.peer;
+            drop(up);
+            return match self.open_backend(ctx, upstream, peer, false) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    log::error!("connect() to {} failed ({}), client: {}", addr, e, self.peer);
+                    let Some(ex) = self.ex.as_mut() else { return Ok(()) };
+                    ctx.balancers[upstream].free(ups, peer, true, now_ms());
+                    ex.last_fail = Some(Fail::Error);
+                    self.connect_upstream(ctx)
+                }
+            };
+        }
+        let counts = kind.counts_as_failure();
+        ctx.balancers[upstream].free(ups, up.peer, counts, now_ms());
+        drop(up);
+        match kind {
+            Fail::Status(s) => log::warn!("upstream {} answered {} (proxy_next_upstream), client: {}", addr, s, self.peer),
+            _ => log::error!("upstream {} failed: {} ({:?}), client: {}", addr, why, kind, self.peer),
+        }
+        ex.last_fail = Some(kind);
+        if ex.writer.started {
+            // Part of the response already went out: the client must see the truncation.
+            log::error!("upstream {} failed after the response started; closing client {}", addr, self.peer);
+            return Err(Closed);
+        }
+        let may_retry = settings.proxy_next_upstream & kind.bit() != 0
+            && ex.body_taken == 0
+            && (!ex.sent || ex.meta.is_some_and(|m| m.method.idempotent()) || settings.proxy_next_upstream & next::NON_IDEMPOTENT != 0);
+        if may_retry {
+            ex.sent = false;
+            return self.connect_upstream(ctx);
+        }
+        self.respond_error(ctx, kind.status())
+    }
+
+    fn respond_error(&mut self, ctx: &mut Ctx, status: u16) -> Res<()> {
+        let rt = ctx.rt.clone();
+        let Some(ex) = self.ex.as_mut() else { return Ok(()) };
+        if let Some(mut up) = ex.up.take() {
+            let _ = ctx.registry.deregister(&mut up.stream);
+            ctx.pool.release(&mut up.bin);
+            ctx.pool.release(&mut up.bout);
+            rt.upstreams[ex.upstream()].peers[up.peer].in_flight.fetch_sub(1, Relaxed);
+        }
+        ctx.pool.release(&mut ex.req_head);
+        ex.handling = Handling::Respond;
+        if !ex.body_done() && ex.body_taken > 0 {
+            ex.keep_alive = false;
+        }
+        let settings = rt.location_settings(ex.server, ex.loc);
+        self.respond(ctx, status, None, settings)
+    }
+
+    /// The request cannot go on (bad body): answer `status` if nothing was sent yet.
+    fn abort_with(&mut self, ctx: &mut Ctx, status: u16) -> Res<()> {
+        let started = self.ex.as_ref().is_some_and(|ex| ex.writer.started);
+        if started {
+            return Err(Closed);
+        }
+        self.respond_error(ctx, status)
+    }
+
+    /// The response is complete: log, pool the backend connection, go back to reading.
+    fn finish_exchange(&mut self, ctx: &mut Ctx) {
+        let Some(mut ex) = self.ex.take() else { return };
+        self.write_access_log(ctx, &ex);
+        self.served += 1;
+        let body_complete = ex.body_done();
+        let rt = ctx.rt.clone();
+        if let Some(mut up) = ex.up.take() {
+            let upstream = ex.upstream();
+            let ups = &rt.upstreams[upstream];
+            ups.peers[up.peer].in_flight.fetch_sub(1, Relaxed);
+            ctx.balancers[upstream].free(ups, up.peer, false, now_ms());
+            ctx.pool.release(&mut up.bin);
+            let bout_empty = up.bout.as_ref().is_none_or(|b| b.is_empty());
+            ctx.pool.release(&mut up.bout);
+            let requests = up.requests + 1;
+            let poolable = ex.reusable
+                && body_complete
+                && ex.body_end_sent_or_none()
+                && bout_empty
+                && ups.conf.keepalive > 0
+                && requests < ups.conf.keepalive_requests
+                && !ctx.draining;
+            if poolable {
+                let idle = IdleConn { stream: up.stream, upstream, peer: up.peer, since: ctx.now, requests };
+                let (key, evicted) = ctx.keepalive.put(idle, ups.conf.keepalive);
+                if let Some(mut old) = evicted {
+                    let _ = ctx.registry.deregister(&mut old.stream);
+                }
+                if let Some(conn) = ctx.keepalive.get_mut(key) {
+                    if ctx.registry.reregister(&mut conn.stream, idle_token(key), Interest::READABLE).is_err() {
+                        if let Some(mut c) = ctx.keepalive.remove(key) {
+                            let _ = ctx.registry.deregister(&mut c.stream);
+                        }
+                    }
+                }
+            } else {
+                let _ = ctx.registry.deregister(&mut up.stream);
+            }
+        }
+        ctx.pool.release(&mut ex.req_head);
+        let keep = ex.keep_alive && ex.writer.keep_alive && ex.writer.finished && body_complete && !ctx.draining;
+        if !keep {
+            self.closing = true;
+        }
+        self.state = State::Head;
+    }
+
+    /// Drops an exchange without finishing it (client gone or closing).
+    fn teardown_exchange(&mut self, ctx: &mut Ctx, mut ex: Exchange) {
+        let rt = ctx.rt.clone();
+        if let Some(mut up) = ex.up.take() {
+            let ups = &rt.upstreams[ex.upstream()];
+            let _ = ctx.registry.deregister(&mut up.stream);
+            ctx.pool.release(&mut up.bin);
+            ctx.pool.release(&mut up.bout);
+            ups.peers[up.peer].in_flight.fetch_sub(1, Relaxed);
+            ctx.balancers[ex.upstream()].free(ups, up.peer, false, now_ms());
+        }
+        if ex.writer.started || ex.resp_done {
+            self.write_access_log(ctx, &ex);
+        }
+        ctx.pool.release(&mut ex.req_head);
+    }
+
+    /// Releases everything this session holds. Called once, when it is removed.
+    pub fn close(mut self, ctx: &mut Ctx) {
+        if let Some(mut ex) = self.ex.take() {
+            if !ex.writer.started && !ex.resp_done {
+                // Client went away before any response: log it as nginx's 499.
+                ex.writer.status = 499;
+                self.write_access_log(ctx, &ex);
+                ex.writer.status = 0;
+            }
+            self.teardown_exchange(ctx, ex);
+        }
+        ctx.pool.release(&mut self.cin);
+        ctx.pool.release(&mut self.cout);
+        let _ = ctx.registry.deregister(&mut self.client);
+    }
+
+    // ---- timeouts --------------------------------------------------------------------------
+
+    fn set_deadline(&mut self, ctx: &mut Ctx) {
+        let rt = &ctx.rt;
+        let server = &rt.cfg.http.servers[self.ex.as_ref().map_or(rt.cfg.http.listens[self.listen].default_server, |e| e.server)];
+        let out_blocked = self.cout.as_ref().is_some_and(|b| !b.is_empty()) && !self.c_writable;
+        let mut d: Option<Instant> = None;
+        let mut min = |t: Instant| d = Some(d.map_or(t, |x| x.min(t)));
+        match self.state {
+            State::Lingering => min(self.linger_until),
+            State::Head => {
+                let s = &server.settings;
+                if out_blocked {
+                    min(self.t_wblock + s.send_timeout);
+                } else if let Some(start) = self.head_started {
+                    min(start + s.client_header_timeout);
+                } else if self.served == 0 {
+                    min(self.t_read + s.client_header_timeout);
+                } else {
+                    min(self.t_read + s.keepalive_timeout);
+                }
+            }
+            State::Active => {
+                if let Some(ex) = self.ex.as_ref() {
+                    let s = rt.location_settings(ex.server, ex.loc);
+                    if out_blocked {
+                        min(self.t_wblock + s.send_timeout);
+                    }
+                    if !ex.body_done() && !self.c_readable {
+                        min(self.t_read + s.client_body_timeout);
+                    }
+                    if let Some(up) = ex.up.as_ref() {
+                        if !up.connected {
+                            min(up.t_start + s.proxy_connect_timeout);
+                        } else {
+                            let head_pending = ex.req_head.as_ref().is_some_and(|h| up.head_sent < h.len());
+                            let out_pending = head_pending || up.bout.as_ref().is_some_and(|b| !b.is_empty());
+                            if out_pending && !up.writable {
+                                min(up.t_io + s.proxy_send_timeout);
+                            }
+                            let request_sent = !out_pending && (ex.body_done() || ex.writer.started);
+                            let room = up.bin.as_ref().is_some_and(|b| !b.is_full());
+                            if !ex.resp_done && request_sent && room && !up.readable {
+                                min(up.t_io + s.proxy_read_timeout);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.timer.deadline = d;
+        ctx.timers.arm(self.key, &mut self.timer);
+    }
+
+    /// A deadline passed: work out which wait it was and act as nginx does.
+    pub fn on_timeout(&mut self, ctx: &mut Ctx) -> Res<()> {
+        let now = ctx.now;
+        let rt = ctx.rt.clone();
+        match self.state {
+            State::Lingering => return Err(Closed),
+            State::Head => {
+                let out_blocked = self.cout.as_ref().is_some_and(|b| !b.is_empty()) && !self.c_writable;
+                if out_blocked {
+                    log::info!("client {} timed out while sending response", self.peer);
+                    return Err(Closed);
+                }
+                if self.head_started.is_some() || self.served == 0 && self.cin.as_ref().is_some_and(|b| !b.is_empty()) {
+                    log::info!("client {} timed out while reading request headers", self.peer);
+                    let server = rt.cfg.http.listens[self.listen].default_server;
+                    self.begin_log(b"-", b"", b"");
+                    let mut ex = Exchange::new(now, server, usize::MAX, None, Handling::Respond);
+                    ex.keep_alive = false;
+                    self.ex = Some(ex);
+                    self.state = State::Active;
+                    self.respond(ctx, 408, None, &rt.cfg.http.servers[server].settings)?;
+                    return self.pump(ctx);
+                }
+                return Err(Closed);
+            }
+            State::Active => {}
+        }
+        let Some(ex) = self.ex.as_ref() else { return Err(Closed) };
+        let s = rt.location_settings(ex.server, ex.loc);
+        let out_blocked = self.cout.as_ref().is_some_and(|b| !b.is_empty()) && !self.c_writable;
+        if out_blocked && now >= self.t_wblock + s.send_timeout {
+            log::info!("client {} timed out while sending response", self.peer);
+            return Err(Closed);
+        }
+        if let Some(up) = ex.up.as_ref() {
+            let waited = now.duration_since(if up.connected { up.t_io } else { up.t_start });
+            let limit = if !up.connected {
+                s.proxy_connect_timeout
+            } else if up.writable {
+                s.proxy_read_timeout
+            } else {
+                s.proxy_send_timeout.min(s.proxy_read_timeout)
+            };
+            if waited >= limit {
+                let what = if up.connected { "reading response header from upstream" } else { "connecting to upstream" };
+                self.upstream_failed(ctx, Fail::Timeout, what)?;
+                return self.pump(ctx);
+            }
+        }
+        if !ex.body_done() && now >= self.t_read + s.client_body_timeout {
+            log::info!("client {} timed out while sending the request body", self.peer);
+            if let Some(ex) = self.ex.as_mut() {
+                ex.keep_alive = false;
+            }
+            self.abort_with(ctx, 408)?;
+            return self.pump(ctx);
+        }
+        // Not actually due (a deadline moved): recompute.
+        self.set_deadline(ctx);
+        Ok(())
+    }
+
+    fn write_access_log(&self, ctx: &mut Ctx, ex: &Exchange) {
+        let rt = &ctx.rt;
+        let settings = rt.location_settings(ex.server, ex.loc);
+        let Some(idx) = settings.access_log else { return };
+        let Some(log) = ctx.access.get_mut(idx) else { return };
+        let line = log.line();
+        use std::io::Write as _;
+        let f = &self.log_fields;
+        let _ = write!(line, "{} - - [{}] \"", self.peer.ip(), ctx.clock.log_time);
+        line.extend_from_slice(&f[..self.log_ends[0]]);
+        let _ = write!(line, "\" {} {} \"", ex.writer.status, ex.writer.body_bytes);
+        line.extend_from_slice(if self.log_ends[1] > self.log_ends[0] { &f[self.log_ends[0]..self.log_ends[1]] } else { b"-" });
+        line.extend_from_slice(b"\" \"");
+        line.extend_from_slice(if self.log_ends[2] > self.log_ends[1] { &f[self.log_ends[1]..self.log_ends[2]] } else { b"-" });
+        line.extend_from_slice(b"\" upstream_addr=");
+        if ex.peers_used.is_empty() {
+            line.push(b'-');
+        } else if let Some(upstream) = ex.proxied_upstream() {
+            for (i, &p) in ex.peers_used.iter().enumerate() {
+                if i > 0 {
+                    line.extend_from_slice(b", ");
+                }
+                let _ = write!(line, "{}", rt.upstreams[upstream].conf.servers[p as usize].addr);
+            }
+        }
+        line.extend_from_slice(b" upstream_status=");
+        if ex.upstream_status == 0 {
+            line.push(b'-');
+        } else {
+            let _ = write!(line, "{}", ex.upstream_status);
+        }
+        let _ = write!(line, " request_time={:.3} upstream_response_time=", ctx.now.duration_since(ex.start).as_secs_f64());
+        match ex.upstream_time {
+            Some(t) => {
+                let _ = write!(line, "{:.3}", t.as_secs_f64());
+            }
+            None => line.push(b'-'),
+        }
+        log.end_line();
+    }
+}
+
+/// Keeps the request line, referer and user agent (escaped) for the access log line.
+fn fill_log(fields: &mut Vec<u8>, ends: &mut [usize; 3], line: &[u8], referer: &[u8], ua: &[u8]) {
+    fields.clear();
+    put_escaped(fields, line);
+    ends[0] = fields.len();
+    put_escaped(fields, referer);
+    ends[1] = fields.len();
+    put_escaped(fields, ua);
+    ends[2] = fields.len();
+}
+
+/// Is an idle pooled connection still open? (A peek: 0 bytes means the backend closed it.)
+fn still_open(s: &TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    match s.peek(&mut b) {
+        Ok(0) => false,
+        Ok(_) => false, // stray bytes: not a clean connection either
+        Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+    }
+}
+
+/// The request line for the log when the head could not be parsed.
+fn cin_line(data: &[u8]) -> &[u8] {
+    let end = data.iter().position(|&c| c == b'\r' || c == b'\n').unwrap_or(data.len()).min(1024);
+    &data[..end]
+}
+
+fn request_log_fields<'b>(req: &httparse::Request<'_, 'b>, raw: &'b [u8]) -> (&'b [u8], &'b [u8], &'b [u8]) {
+    let line = cin_line(raw);
+    let get = |name: &str| req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map_or(&b""[..], |h| h.value);
+    (line, get("referer"), get("user-agent"))
+}
+
+/// Where decoded request-body bytes go.
+pub trait BodySink {
+    /// Takes some of `data`; returns how many bytes.
+    fn take(&mut self, data: &[u8]) -> usize;
+    fn room(&self) -> usize;
+}
+
+struct Discard;
+
+impl BodySink for Discard {
+    fn take(&mut self, data: &[u8]) -> usize {
+        data.len()
+    }
+    fn room(&self) -> usize {
+        usize::MAX
+    }
+}
+
+struct Forward<'a> {
+    adapter: &'a mut Adapter,
+    out: &'a mut Buf,
+}
+
+impl BodySink for Forward<'_> {
+    fn take(&mut self, data: &[u8]) -> usize {
+        self.adapter.encode_body(data, self.out)
+    }
+    fn room(&self) -> usize {
+        // Leave room for framing (chunk lines, AJP packet headers).
+        self.out.room().saturating_sub(24)
+    }
+}

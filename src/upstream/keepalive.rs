@@ -1,0 +1,95 @@
+//! Idle backend connections kept per worker, per upstream (nginx's `keepalive N`): the
+//! balancer picks a peer first, then an idle connection to exactly that peer is reused.
+//! Least recently used connections are evicted first.
+
+use mio::net::TcpStream;
+use slab::Slab;
+use std::collections::VecDeque;
+use std::time::Instant;
+
+pub struct IdleConn {
+    pub stream: TcpStream,
+    pub upstream: usize,
+    pub peer: usize,
+    pub since: Instant,
+    /// Requests already served on this connection.
+    pub requests: u32,
+}
+
+pub struct KeepalivePool {
+    conns: Slab<IdleConn>,
+    /// Per upstream: idle keys, least recently used first.
+    lru: Vec<VecDeque<usize>>,
+}
+
+impl KeepalivePool {
+    pub fn new(upstreams: usize) -> KeepalivePool {
+        KeepalivePool { conns: Slab::new(), lru: (0..upstreams).map(|_| VecDeque::new()).collect() }
+    }
+
+    /// Stores a connection; returns its key and, when the upstream's cache was full, the
+    /// evicted least recently used connection for the caller to close.
+    pub fn put(&mut self, conn: IdleConn, max: usize) -> (usize, Option<IdleConn>) {
+        let up = conn.upstream;
+        let evicted = if self.lru[up].len() >= max {
+            self.lru[up].pop_front().map(|k| self.conns.remove(k))
+        } else {
+            None
+        };
+        let key = self.conns.insert(conn);
+        self.lru[up].push_back(key);
+        (key, evicted)
+    }
+
+    /// Takes the most recently used idle connection to `peer`.
+    pub fn take(&mut self, upstream: usize, peer: usize) -> Option<IdleConn> {
+        let list = &mut self.lru[upstream];
+        let pos = list.iter().rposition(|&k| self.conns[k].peer == peer)?;
+        let key = list.remove(pos)?;
+        Some(self.conns.remove(key))
+    }
+
+    pub fn get_mut(&mut self, key: usize) -> Option<&mut IdleConn> {
+        self.conns.get_mut(key)
+    }
+
+    /// Removes a connection by key (it became readable: closed by the backend, or stray data).
+    pub fn remove(&mut self, key: usize) -> Option<IdleConn> {
+        let conn = self.conns.try_remove(key)?;
+        let list = &mut self.lru[conn.upstream];
+        if let Some(pos) = list.iter().position(|&k| k == key) {
+            list.remove(pos);
+        }
+        Some(conn)
+    }
+
+    /// Removes every connection idle since before `deadline_of(upstream)`.
+    pub fn expire(&mut self, mut too_old: impl FnMut(&IdleConn) -> bool) -> Vec<IdleConn> {
+        let mut out = Vec::new();
+        for list in &mut self.lru {
+            while let Some(&k) = list.front() {
+                if !too_old(&self.conns[k]) {
+                    break;
+                }
+                list.pop_front();
+                out.push(self.conns.remove(k));
+            }
+        }
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    pub fn drain(&mut self) -> Vec<IdleConn> {
+        for l in &mut self.lru {
+            l.clear();
+        }
+        self.conns.drain().collect()
+    }
+}

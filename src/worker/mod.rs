@@ -1,0 +1,267 @@
+//! A worker: one thread, one `mio::Poll`, a slab of sessions, its own buffer pool, balancer
+//! state, idle backend connections and timers. Nothing here is shared with other workers
+//! except the read-only `Runtime` and the per-peer atomics inside it.
+
+pub mod listener;
+pub mod timer;
+
+use crate::buffer::BufferPool;
+use crate::logging::access::AccessLog;
+use crate::logging::time::Clock;
+use crate::proxy::session::Session;
+use crate::runtime::Runtime;
+use crate::upstream::keepalive::KeepalivePool;
+use crate::upstream::round_robin::RoundRobin;
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use slab::Slab;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use timer::{settle, Due, Timers};
+
+pub const WAKER: Token = Token(usize::MAX - 1);
+const LISTENER_BASE: usize = usize::MAX - 2 - 4096;
+const IDLE_BIT: usize = 1 << (usize::BITS - 2);
+
+pub fn client_token(key: usize) -> Token {
+    Token(key << 1)
+}
+
+pub fn backend_token(key: usize) -> Token {
+    Token((key << 1) | 1)
+}
+
+pub fn idle_token(key: usize) -> Token {
+    Token(IDLE_BIT | key)
+}
+
+/// Commands from the master, read after every wake-up.
+pub const CMD_RUN: u8 = 0;
+/// Graceful: stop accepting, finish in-flight requests, exit.
+pub const CMD_QUIT: u8 = 1;
+/// Fast: exit now.
+pub const CMD_STOP: u8 = 2;
+
+pub struct Control {
+    pub cmd: AtomicU8,
+    pub waker: Waker,
+}
+
+impl Control {
+    pub fn send(&self, cmd: u8) {
+        self.cmd.store(cmd, Ordering::Release);
+        let _ = self.waker.wake();
+    }
+}
+
+/// What sessions use of their worker.
+pub struct Ctx {
+    pub registry: Registry,
+    pub rt: Arc<Runtime>,
+    pub pool: BufferPool,
+    pub timers: Timers,
+    pub balancers: Vec<RoundRobin>,
+    pub keepalive: KeepalivePool,
+    pub access: Vec<AccessLog>,
+    pub clock: Clock,
+    pub now: Instant,
+    pub draining: bool,
+}
+
+pub struct Worker {
+    id: usize,
+    poll: Poll,
+    listeners: Vec<(TcpListener, usize)>,
+    sessions: Slab<Session>,
+    ctx: Ctx,
+    control: Arc<Control>,
+    accept_retry: bool,
+}
+
+impl Worker {
+    /// Prepares a worker; `listeners` pairs each socket with its index in `cfg.http.listens`.
+    pub fn new(id: usize, rt: Arc<Runtime>, poll: Poll, listeners: Vec<(std::net::TcpListener, usize)>, control: Arc<Control>) -> std::io::Result<Worker> {
+        let registry = poll.registry().try_clone()?;
+        let mut mio_listeners = Vec::new();
+        for (i, (l, idx)) in listeners.into_iter().enumerate() {
+            l.set_nonblocking(true)?;
+            let mut ml = TcpListener::from_std(l);
+            registry.register(&mut ml, Token(LISTENER_BASE + i), Interest::READABLE)?;
+            mio_listeners.push((ml, idx));
+        }
+        let mut access = Vec::new();
+        for path in &rt.cfg.http.access_logs {
+            access.push(AccessLog::open(path).map_err(|e| std::io::Error::new(e.kind(), format!("cannot open access log \"{}\": {}", path.display(), e)))?);
+        }
+        let conns = rt.cfg.worker_connections;
+        let ctx = Ctx {
+            registry,
+            balancers: rt.upstreams.iter().map(RoundRobin::new).collect(),
+            keepalive: KeepalivePool::new(rt.upstreams.len()),
+            // Four buffers per busy connection (client in/out, backend in/out) plus request heads.
+            pool: BufferPool::new(conns.saturating_mul(5).max(64)),
+            timers: Timers::default(),
+            access,
+            clock: Clock::new(),
+            now: Instant::now(),
+            draining: false,
+            rt,
+        };
+        Ok(Worker { id, poll, listeners: mio_listeners, sessions: Slab::with_capacity(1024), ctx, control, accept_retry: false })
+    }
+
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut last_housekeeping = Instant::now();
+        let mut drain_deadline: Option<Instant> = None;
+        log::debug!("worker {} started (generation {})", self.id, self.ctx.rt.generation);
+        loop {
+            let mut timeout = self.ctx.timers.next_due(Instant::now()).map_or(Duration::from_secs(1), |d| d.min(Duration::from_secs(1)));
+            if self.accept_retry {
+                timeout = timeout.min(Duration::from_millis(100));
+            }
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout + Duration::from_micros(500))) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    log::error!("worker {}: epoll_wait() failed: {}", self.id, e);
+                    return;
+                }
+            }
+            self.ctx.now = Instant::now();
+            self.ctx.clock.tick();
+            for ev in events.iter() {
+                let t = ev.token();
+                if t == WAKER {
+                    continue;
+                }
+                if t.0 >= LISTENER_BASE {
+                    self.accept(t.0 - LISTENER_BASE);
+                } else if t.0 & IDLE_BIT != 0 {
+                    // An idle backend connection became readable: closed, or stray bytes.
+                    if let Some(mut c) = self.ctx.keepalive.remove(t.0 & !IDLE_BIT) {
+                        let _ = self.ctx.registry.deregister(&mut c.stream);
+                    }
+                } else {
+                    let key = t.0 >> 1;
+                    let Some(s) = self.sessions.get_mut(key) else { continue };
+                    let r = if t.0 & 1 == 0 { s.on_client_event(&mut self.ctx, ev) } else { s.on_backend_event(&mut self.ctx, ev) };
+                    if r.is_err() {
+                        self.remove(key);
+                    }
+                }
+            }
+            if self.accept_retry {
+                self.accept_retry = false;
+                for i in 0..self.listeners.len() {
+                    self.accept(i);
+                }
+            }
+            while let Some((queued, key)) = self.ctx.timers.pop_due(self.ctx.now) {
+                let Some(s) = self.sessions.get_mut(key) else { continue };
+                if let Due::Fire = settle(&mut self.ctx.timers, key, queued, &mut s.timer, self.ctx.now) {
+                    if s.on_timeout(&mut self.ctx).is_err() {
+                        self.remove(key);
+                    }
+                }
+            }
+            match self.control.cmd.load(Ordering::Acquire) {
+                CMD_STOP => break,
+                CMD_QUIT if !self.ctx.draining => {
+                    self.start_draining();
+                    drain_deadline = Some(self.ctx.now + self.ctx.rt.cfg.worker_shutdown_timeout);
+                }
+                _ => {}
+            }
+            if self.ctx.draining {
+                let idle: Vec<usize> = self.sessions.iter().filter(|(_, s)| s.is_idle()).map(|(k, _)| k).collect();
+                for k in idle {
+                    self.remove(k);
+                }
+                if self.sessions.is_empty() || drain_deadline.is_some_and(|d| self.ctx.now >= d) {
+                    break;
+                }
+            }
+            if self.ctx.now.duration_since(last_housekeeping) >= Duration::from_secs(1) {
+                last_housekeeping = self.ctx.now;
+                self.housekeeping();
+            }
+            for log in &mut self.ctx.access {
+                log.flush();
+            }
+        }
+        let keys: Vec<usize> = self.sessions.iter().map(|(k, _)| k).collect();
+        for k in keys {
+            self.remove(k);
+        }
+        for mut c in self.ctx.keepalive.drain() {
+            let _ = self.ctx.registry.deregister(&mut c.stream);
+        }
+        for log in &mut self.ctx.access {
+            log.flush();
+        }
+        log::debug!("worker {} exiting", self.id);
+    }
+
+    fn accept(&mut self, i: usize) {
+        if self.ctx.draining {
+            return;
+        }
+        let Some((listener, listen_idx)) = self.listeners.get(i) else { return };
+        let listen_idx = *listen_idx;
+        loop {
+            match listener.accept() {
+                Ok((stream, addr)) => {
+                    if self.sessions.len() >= self.ctx.rt.cfg.worker_connections {
+                        log::error!("{} worker_connections are not enough, dropping connection from {}", self.ctx.rt.cfg.worker_connections, addr);
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let local_port = self.ctx.rt.cfg.http.listens[listen_idx].addr.port();
+                    let entry = self.sessions.vacant_entry();
+                    let key = entry.key();
+                    let mut s = Session::new(key, stream, addr, local_port, listen_idx, self.ctx.now);
+                    if let Err(e) = s.register(&mut self.ctx) {
+                        log::error!("register client {}: {}", addr, e);
+                        continue;
+                    }
+                    entry.insert(s);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted || e.kind() == std::io::ErrorKind::ConnectionAborted => {}
+                Err(e) => {
+                    // EMFILE and friends: try again shortly rather than spin.
+                    log::error!("accept() failed: {}", e);
+                    self.accept_retry = true;
+                    break;
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, key: usize) {
+        if let Some(s) = self.sessions.try_remove(key) {
+            s.close(&mut self.ctx);
+        }
+    }
+
+    fn start_draining(&mut self) {
+        log::info!("worker {}: gracefully shutting down", self.id);
+        self.ctx.draining = true;
+        for (mut l, _) in self.listeners.drain(..) {
+            let _ = self.ctx.registry.deregister(&mut l);
+        }
+        for mut c in self.ctx.keepalive.drain() {
+            let _ = self.ctx.registry.deregister(&mut c.stream);
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        let now = self.ctx.now;
+        let rt = &self.ctx.rt;
+        for mut c in self.ctx.keepalive.expire(|c| now.duration_since(c.since) >= rt.upstreams[c.upstream].conf.keepalive_timeout) {
+            let _ = self.ctx.registry.deregister(&mut c.stream);
+        }
+        let st = self.ctx.pool.stats();
+        log::debug!("worker {}: {} connections, buffers in use {} (high-water {}, limit {})", self.id, self.sessions.len(), st.in_use, st.high_water, st.limit);
+    }
+}

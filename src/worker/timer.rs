@@ -1,0 +1,104 @@
+//! Deadlines for sessions: one min-heap per worker holding at most about one entry per
+//! session. A session that moves its deadline later does not push again; when its old entry
+//! comes due, the worker sees the real deadline is later and re-queues it ("lazy" timers),
+//! so resetting a timeout on every read costs nothing.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Instant;
+
+#[derive(Default)]
+pub struct Timers {
+    heap: BinaryHeap<Reverse<(Instant, usize)>>,
+}
+
+/// A session's view of its timer.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct TimerSlot {
+    /// When the session wants to be woken.
+    pub deadline: Option<Instant>,
+    /// The earliest entry it has in the heap.
+    pub queued: Option<Instant>,
+}
+
+impl Timers {
+    /// Makes sure `slot.deadline` will fire for `key`.
+    pub fn arm(&mut self, key: usize, slot: &mut TimerSlot) {
+        if let Some(d) = slot.deadline {
+            if slot.queued.is_none_or(|q| d < q) {
+                self.heap.push(Reverse((d, key)));
+                slot.queued = Some(d);
+            }
+        }
+    }
+
+    /// Time until the next entry is due.
+    pub fn next_due(&self, now: Instant) -> Option<std::time::Duration> {
+        self.heap.peek().map(|Reverse((t, _))| t.saturating_duration_since(now))
+    }
+
+    /// Pops the next entry due at `now`: `(queued_time, key)`.
+    pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, usize)> {
+        match self.heap.peek() {
+            Some(Reverse((t, _))) if *t <= now => self.heap.pop().map(|Reverse(e)| e),
+            _ => None,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+}
+
+/// What a popped entry means for the session that owns `slot`.
+pub enum Due {
+    /// The deadline passed: handle the timeout.
+    Fire,
+    /// A stale entry: nothing to do.
+    Ignore,
+}
+
+/// Reconciles a popped entry with the session's slot, re-queueing a later deadline.
+pub fn settle(timers: &mut Timers, key: usize, queued_at: Instant, slot: &mut TimerSlot, now: Instant) -> Due {
+    if slot.queued != Some(queued_at) {
+        return Due::Ignore;
+    }
+    slot.queued = None;
+    match slot.deadline {
+        Some(d) if d <= now => {
+            slot.deadline = None;
+            Due::Fire
+        }
+        Some(_) => {
+            timers.arm(key, slot);
+            Due::Ignore
+        }
+        None => Due::Ignore,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn lazy_rearm() {
+        let mut t = Timers::default();
+        let now = Instant::now();
+        let mut slot = TimerSlot { deadline: Some(now + Duration::from_millis(10)), queued: None };
+        t.arm(1, &mut slot);
+        slot.deadline = Some(now + Duration::from_millis(50));
+        t.arm(1, &mut slot);
+        assert_eq!(t.len(), 1, "a later deadline does not push");
+        let (q, k) = t.pop_due(now + Duration::from_millis(20)).expect("due");
+        assert!(matches!(settle(&mut t, k, q, &mut slot, now + Duration::from_millis(20)), Due::Ignore));
+        assert_eq!(t.len(), 1, "re-queued at the real deadline");
+        let (q, k) = t.pop_due(now + Duration::from_millis(60)).expect("due");
+        assert!(matches!(settle(&mut t, k, q, &mut slot, now + Duration::from_millis(60)), Due::Fire));
+    }
+}
