@@ -1,0 +1,576 @@
+//! Test support: start the real `pounce` binary with a generated config, small scriptable
+//! backends on 127.0.0.1, and a client that reads responses byte for byte. Everything binds
+//! port 0 or asks the kernel for a free port, and every process or thread started here is
+//! stopped when its handle drops.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_pounce");
+
+/// A port nobody listens on right now (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// A fresh scratch directory under the target dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let dir = base.join(format!("{}-{}-{}", tag, std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("logs")).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A running pounce.
+pub struct Pounce {
+    pub child: Child,
+    pub dir: TempDir,
+    pub port: u16,
+    pub conf: PathBuf,
+}
+
+impl Pounce {
+    /// Writes `conf` (with `{port}` replaced by a free port) and starts pounce; waits until
+    /// the port accepts connections.
+    pub fn start(conf: &str) -> Pounce {
+        let dir = TempDir::new("pounce");
+        let port = free_port();
+        let text = conf.replace("{port}", &port.to_string());
+        let path = dir.0.join("pounce.conf");
+        std::fs::write(&path, text).expect("write conf");
+        let child = Command::new(BIN)
+            .arg("-p")
+            .arg(&dir.0)
+            .arg("-c")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn pounce");
+        let p = Pounce { child, dir, port, conf: path };
+        p.wait_listening();
+        p
+    }
+
+    pub fn wait_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("pounce did not start listening on {}: {}", self.port, self.error_log());
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// Waits for the process to exit; None if it is still running after `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("logs/error.log")).unwrap_or_default()
+    }
+
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("logs/access.log")).unwrap_or_default()
+    }
+
+    /// Replaces the config file (same `{port}`) for a reload.
+    pub fn rewrite_conf(&self, conf: &str) {
+        std::fs::write(&self.conf, conf.replace("{port}", &self.port.to_string())).expect("rewrite conf");
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        request(self.port, &format!("GET {} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", path).into_bytes())
+    }
+}
+
+impl Drop for Pounce {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Conf preamble with logs in the test dir; `workers` worker threads.
+pub fn preamble(workers: usize) -> String {
+    format!("worker_processes {};\nerror_log logs/error.log info;\npid logs/pounce.pid;\n", workers)
+}
+
+// ---- client --------------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub raw_head: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).to_string()
+    }
+}
+
+pub fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    s.set_write_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    s
+}
+
+/// Sends raw bytes on a new connection and reads one response.
+pub fn request(port: u16, raw: &[u8]) -> Resp {
+    let mut s = connect(port);
+    s.write_all(raw).expect("send");
+    let mut r = BufReader::new(s);
+    read_response(&mut r, raw.starts_with(b"HEAD")).expect("response")
+}
+
+/// Reads one response; `head_request` = no body whatever the headers say.
+pub fn read_response(r: &mut impl BufRead, head_request: bool) -> std::io::Result<Resp> {
+    let mut raw_head = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("eof in head: {:?}", raw_head)));
+        }
+        raw_head.push_str(&line);
+        if line == "\r\n" || line == "\n" {
+            break;
+        }
+    }
+    let mut lines = raw_head.lines();
+    let status_line = lines.next().unwrap_or_default();
+    let status: u16 = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':').map(|(n, v)| (n.trim().to_string(), v.trim().to_string())))
+        .collect();
+    let get = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+    let mut body = Vec::new();
+    if (100..200).contains(&status) {
+        return Ok(Resp { status, headers, body, raw_head });
+    }
+    if head_request || status == 204 || status == 304 {
+    } else if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        body = read_chunked(r)?;
+    } else if let Some(n) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body.resize(n, 0);
+        r.read_exact(&mut body)?;
+    } else {
+        r.read_to_end(&mut body)?;
+    }
+    Ok(Resp { status, headers, body, raw_head })
+}
+
+pub fn read_chunked(r: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line)?;
+        let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad chunk line {:?}", line)))?;
+        if size == 0 {
+            loop {
+                let mut t = String::new();
+                r.read_line(&mut t)?;
+                if t == "\r\n" || t.is_empty() {
+                    return Ok(body);
+                }
+            }
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        r.read_exact(&mut body[start..])?;
+        let mut crlf = [0u8; 2];
+        r.read_exact(&mut crlf)?;
+    }
+}
+
+// ---- backends ------------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct Req {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Which connection (1-based, per backend) carried it.
+    pub conn: usize,
+}
+
+impl Req {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Framing {
+    Length,
+    Chunked,
+    Close,
+}
+
+pub enum Reply {
+    Send { status: u16, headers: Vec<(String, String)>, body: Vec<u8>, framing: Framing },
+    /// Raw bytes, then the connection stays open for more requests.
+    Raw(Vec<u8>),
+    /// Raw bytes, then a silent close (as Tomcat closing an idle keep-alive connection).
+    RawThenClose(Vec<u8>),
+    /// Never answer; hold the connection until the backend stops.
+    Hang,
+    /// Close with a TCP reset.
+    Reset,
+    /// Close without answering.
+    Close,
+    Delay(Duration, Box<Reply>),
+}
+
+impl Reply {
+    pub fn ok(body: impl Into<Vec<u8>>) -> Reply {
+        Reply::Send { status: 200, headers: vec![], body: body.into(), framing: Framing::Length }
+    }
+    pub fn status(status: u16, body: impl Into<Vec<u8>>) -> Reply {
+        Reply::Send { status, headers: vec![], body: body.into(), framing: Framing::Length }
+    }
+}
+
+type Handler = Arc<dyn Fn(&Req) -> Reply + Send + Sync>;
+
+pub struct Backend {
+    pub port: u16,
+    pub name: String,
+    pub conns: Arc<AtomicUsize>,
+    pub reqs: Arc<AtomicUsize>,
+    pub seen: Arc<Mutex<Vec<Req>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Backend {
+    /// Answers every request with 200, body = its name (or the request body for POST/PUT),
+    /// and `X-Backend: name`.
+    pub fn named(name: &str) -> Backend {
+        let n = name.to_string();
+        Backend::start(
+            name,
+            Arc::new(move |r: &Req| {
+                let body = if r.method == "POST" || r.method == "PUT" { r.body.clone() } else { n.clone().into_bytes() };
+                Reply::Send { status: 200, headers: vec![("X-Backend".into(), n.clone())], body, framing: Framing::Length }
+            }),
+        )
+    }
+
+    pub fn with(name: &str, f: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> Backend {
+        Backend::start(name, Arc::new(f))
+    }
+
+    pub fn start(name: &str, handler: Handler) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind backend");
+        let port = listener.local_addr().expect("addr").port();
+        listener.set_nonblocking(true).expect("nonblocking");
+        let conns = Arc::new(AtomicUsize::new(0));
+        let reqs = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c2, r2, s2, st2, nm) = (conns.clone(), reqs.clone(), seen.clone(), stop.clone(), name.to_string());
+        let thread = std::thread::spawn(move || {
+            let mut workers = Vec::new();
+            while !st2.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        let id = c2.fetch_add(1, Ordering::Relaxed) + 1;
+                        let (h, r3, s3, st3) = (handler.clone(), r2.clone(), s2.clone(), st2.clone());
+                        let _ = s.set_nonblocking(false);
+                        workers.push(std::thread::spawn(move || serve_conn(s, id, h, r3, s3, st3)));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(2)),
+                    Err(_) => break,
+                }
+                workers.retain(|w: &JoinHandle<()>| !w.is_finished());
+            }
+            for w in workers {
+                let _ = w.join();
+            }
+            let _ = nm;
+        });
+        Backend { port, name: name.to_string(), conns, reqs, seen, stop, thread: Some(thread) }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn requests(&self) -> usize {
+        self.reqs.load(Ordering::Relaxed)
+    }
+
+    pub fn connections(&self) -> usize {
+        self.conns.load(Ordering::Relaxed)
+    }
+
+    pub fn last(&self) -> Option<Req> {
+        self.seen.lock().ok().and_then(|v| v.last().cloned())
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve_conn(s: TcpStream, id: usize, h: Handler, reqs: Arc<AtomicUsize>, seen: Arc<Mutex<Vec<Req>>>, stop: Arc<AtomicBool>) {
+    let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
+    let mut w = match s.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    let mut r = BufReader::new(s);
+    loop {
+        let req = match read_request(&mut r, id, &stop) {
+            Some(req) => req,
+            None => return,
+        };
+        reqs.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut v) = seen.lock() {
+            if v.len() < 10_000 {
+                v.push(Req { body: if req.body.len() > 4096 { Vec::new() } else { req.body.clone() }, ..req.clone() });
+            }
+        }
+        let head_req = req.method == "HEAD";
+        let mut reply = h(&req);
+        loop {
+            match reply {
+                Reply::Delay(d, next) => {
+                    let until = Instant::now() + d;
+                    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    reply = *next;
+                }
+                Reply::Hang => {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    return;
+                }
+                Reply::Reset => {
+                    reset(&w);
+                    return;
+                }
+                Reply::Close => {
+                    let _ = w.shutdown(Shutdown::Both);
+                    return;
+                }
+                Reply::Raw(bytes) => {
+                    if w.write_all(&bytes).is_err() {
+                        return;
+                    }
+                    break;
+                }
+                Reply::RawThenClose(bytes) => {
+                    let _ = w.write_all(&bytes);
+                    std::thread::sleep(Duration::from_millis(5));
+                    let _ = w.shutdown(Shutdown::Both);
+                    return;
+                }
+                Reply::Send { status, headers, body, framing } => {
+                    let mut head = format!("HTTP/1.1 {} X\r\n", status);
+                    for (n, v) in &headers {
+                        head.push_str(&format!("{}: {}\r\n", n, v));
+                    }
+                    match framing {
+                        Framing::Length => head.push_str(&format!("Content-Length: {}\r\n", body.len())),
+                        Framing::Chunked => head.push_str("Transfer-Encoding: chunked\r\n"),
+                        Framing::Close => head.push_str("Connection: close\r\n"),
+                    }
+                    head.push_str("\r\n");
+                    if w.write_all(head.as_bytes()).is_err() {
+                        return;
+                    }
+                    if !head_req {
+                        let ok = match framing {
+                            Framing::Chunked => {
+                                let mut ok = true;
+                                for piece in body.chunks(7001) {
+                                    ok = ok && w.write_all(format!("{:x}\r\n", piece.len()).as_bytes()).is_ok() && w.write_all(piece).is_ok() && w.write_all(b"\r\n").is_ok();
+                                }
+                                ok && w.write_all(b"0\r\n\r\n").is_ok()
+                            }
+                            _ => w.write_all(&body).is_ok(),
+                        };
+                        if !ok {
+                            return;
+                        }
+                    }
+                    if framing == Framing::Close {
+                        let _ = w.shutdown(Shutdown::Both);
+                        return;
+                    }
+                    break;
+                }
+            }
+        }
+        if req.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close")) {
+            let _ = w.shutdown(Shutdown::Both);
+            return;
+        }
+    }
+}
+
+/// Closes a socket with RST (SO_LINGER 0).
+pub fn reset(s: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let l = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: setsockopt on a socket we own, with a valid linger struct.
+    unsafe {
+        libc::setsockopt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_LINGER, &l as *const _ as *const libc::c_void, std::mem::size_of::<libc::linger>() as u32);
+    }
+    let _ = s.shutdown(Shutdown::Both);
+}
+
+fn read_line_patient(r: &mut BufReader<TcpStream>, stop: &AtomicBool, line: &mut Vec<u8>) -> Option<()> {
+    loop {
+        match r.read_until(b'\n', line) {
+            Ok(0) => return None,
+            Ok(_) if line.ends_with(b"\n") => return Some(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                if stop.load(Ordering::Relaxed) {
+                    return None;
+                }
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+fn read_exact_patient(r: &mut BufReader<TcpStream>, stop: &AtomicBool, buf: &mut [u8]) -> Option<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => return None,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                if stop.load(Ordering::Relaxed) {
+                    return None;
+                }
+            }
+            Err(_) => return None,
+        }
+    }
+    Some(())
+}
+
+fn read_request(r: &mut BufReader<TcpStream>, conn: usize, stop: &AtomicBool) -> Option<Req> {
+    let mut head = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        read_line_patient(r, stop, &mut line)?;
+        let end = line == b"\r\n" || line == b"\n";
+        head.extend_from_slice(&line);
+        if end && head.len() > 2 {
+            break;
+        }
+        if end {
+            head.clear();
+        }
+    }
+    let mut hs = [httparse::EMPTY_HEADER; 128];
+    let mut req = httparse::Request::new(&mut hs);
+    req.parse(&head).ok()?;
+    let method = req.method?.to_string();
+    let path = req.path?.to_string();
+    let headers: Vec<(String, String)> = req.headers.iter().map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).to_string())).collect();
+    let get = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+    let mut body = Vec::new();
+    if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut line = Vec::new();
+            read_line_patient(r, stop, &mut line)?;
+            let text = String::from_utf8_lossy(&line).to_string();
+            let size = usize::from_str_radix(text.trim().split(';').next()?, 16).ok()?;
+            if size == 0 {
+                let mut t = Vec::new();
+                read_line_patient(r, stop, &mut t)?;
+                break;
+            }
+            let start = body.len();
+            body.resize(start + size, 0);
+            read_exact_patient(r, stop, &mut body[start..])?;
+            let mut crlf = [0u8; 2];
+            read_exact_patient(r, stop, &mut crlf)?;
+        }
+    } else if let Some(n) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body.resize(n, 0);
+        read_exact_patient(r, stop, &mut body)?;
+    }
+    Some(Req { method, path, headers, body, conn })
+}
+
+/// Polls `f` until it returns true or `limit` passes.
+pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+pub fn path_exists(p: &Path) -> bool {
+    p.exists()
+}
