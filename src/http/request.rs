@@ -108,7 +108,8 @@ pub fn parse<'b, 'h>(buf: &'b [u8], headers: &'h mut [httparse::Header<'b>], max
         Err(_) => return Parse::Reject(400, "malformed request"),
     };
     if head_len > max_head {
-        return Parse::Reject(431, "request header too large");
+        let line_len = buf.iter().position(|&c| c == b'\n').unwrap_or(head_len);
+        return if line_len >= max_head { Parse::Reject(414, "request line too long") } else { Parse::Reject(431, "request header too large") };
     }
     let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
         return Parse::Reject(400, "malformed request");

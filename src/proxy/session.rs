@@ -135,9 +135,9 @@ impl Session {
                         up.t_io = ctx.now;
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotConnected && !ev.is_error() && !ev.is_write_closed() => {}
-                    Err(e) => return self.upstream_failed(ctx, Fail::Error, &e.to_string()),
+                    Err(e) => self.upstream_failed(ctx, Fail::Error, &format!("connect() failed ({})", e))?,
                 },
-                Ok(Some(e)) | Err(e) => return self.upstream_failed(ctx, Fail::Error, &format!("connect() failed ({})", e)),
+                Ok(Some(e)) | Err(e) => self.upstream_failed(ctx, Fail::Error, &format!("connect() failed ({})", e))?,
             }
         }
         self.pump(ctx)
