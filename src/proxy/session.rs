@@ -645,7 +645,7 @@ impl Session {
         let facts = ReqFacts {
             head: meta.method == request::Method::Head,
             minor: meta.minor,
-            keep_alive: ex.keep_alive,
+            keep_alive: ex.keep_alive && !ctx.draining,
             host,
             rewrite_from: [r1.as_bytes(), r2.as_bytes()],
             rewrite: settings.proxy_redirect,

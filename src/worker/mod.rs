@@ -77,6 +77,8 @@ pub struct Worker {
     ctx: Ctx,
     control: Arc<Control>,
     accept_retry: bool,
+    /// Connections accepted since start (debug log, status page).
+    accepted: u64,
 }
 
 impl Worker {
@@ -108,7 +110,7 @@ impl Worker {
             draining: false,
             rt,
         };
-        Ok(Worker { id, poll, listeners: mio_listeners, sessions: Slab::with_capacity(1024), ctx, control, accept_retry: false })
+        Ok(Worker { id, poll, listeners: mio_listeners, sessions: Slab::with_capacity(1024), ctx, control, accept_retry: false, accepted: 0 })
     }
 
     pub fn run(mut self) {
@@ -225,6 +227,7 @@ impl Worker {
                         continue;
                     }
                     entry.insert(s);
+                    self.accepted += 1;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted || e.kind() == std::io::ErrorKind::ConnectionAborted => {}
@@ -262,6 +265,14 @@ impl Worker {
             let _ = self.ctx.registry.deregister(&mut c.stream);
         }
         let st = self.ctx.pool.stats();
-        log::debug!("worker {}: {} connections, buffers in use {} (high-water {}, limit {})", self.id, self.sessions.len(), st.in_use, st.high_water, st.limit);
+        log::debug!(
+            "worker {}: {} connections ({} accepted), buffers in use {} (high-water {}, limit {})",
+            self.id,
+            self.sessions.len(),
+            self.accepted,
+            st.in_use,
+            st.high_water,
+            st.limit
+        );
     }
 }
