@@ -60,8 +60,8 @@ pub fn prepare_sockets(cfg: &Config, sockets: &mut Sockets) -> std::io::Result<V
         let mut mine = Vec::new();
         for (idx, l) in cfg.http.listens.iter().enumerate() {
             let key = (l.addr, w);
-            if !sockets.contains_key(&key) {
-                sockets.insert(key, bind_reuseport(l.addr, 4096)?);
+            if let std::collections::hash_map::Entry::Vacant(e) = sockets.entry(key) {
+                e.insert(bind_reuseport(l.addr, 4096)?);
             }
             if let Some(s) = sockets.get(&key) {
                 mine.push((s.try_clone()?, idx));
@@ -190,9 +190,9 @@ pub fn run(cfg: Config) -> i32 {
         }
         retiring = still;
         // A worker that died (a panic) is replaced, as nginx's master respawns workers.
-        for slot in 0..workers.len() {
-            if workers[slot].thread.is_finished() {
-                let id = workers[slot].id;
+        for handle in workers.iter_mut() {
+            if handle.thread.is_finished() {
+                let id = handle.id;
                 log::error!("worker {} exited unexpectedly; starting a new one", id);
                 let listeners: Vec<(TcpListener, usize)> = rt
                     .cfg
@@ -204,7 +204,7 @@ pub fn run(cfg: Config) -> i32 {
                     .collect();
                 match spawn_one(&rt, id, listeners) {
                     Ok(h) => {
-                        let old = std::mem::replace(&mut workers[slot], h);
+                        let old = std::mem::replace(handle, h);
                         let _ = old.thread.join();
                     }
                     Err(e) => log::error!("cannot restart worker {}: {}", id, e),

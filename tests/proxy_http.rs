@@ -158,7 +158,12 @@ fn redirects_are_rewritten_to_the_client_host() {
     let b = Backend::with("redir", move |r| {
         let target = if r.path == "/refresh" { "Refresh" } else { "Location" };
         let value = format!("{}http://127.0.0.1:{}/next?a=1", if target == "Refresh" { "0; url=" } else { "" }, o2.load(Ordering::Relaxed));
-        Reply::Send { status: 302, headers: vec![(target.into(), value), ("X-Other".into(), "http://127.0.0.1/keep".into())], body: vec![], framing: Framing::Length }
+        Reply::Send {
+            status: 302,
+            headers: vec![(target.into(), value), ("X-Other".into(), "http://127.0.0.1/keep".into())],
+            body: vec![],
+            framing: Framing::Length,
+        }
     });
     own.store(b.port, Ordering::Relaxed);
     let p = Pounce::start(&conf_one(&b, "", ""));

@@ -140,8 +140,8 @@ impl Protocol for HttpAdapter {
                 ok = ok && out.put_all(b"\r\n");
             }
         }
-        ok = ok
-            && match fr.meta.body {
+        ok =
+            ok && match fr.meta.body {
                 BodyKind::None => {
                     // Keep an explicit "Content-Length: 0" for methods that normally carry a body.
                     if matches!(fr.meta.method, Method::Post | Method::Put | Method::Patch) {
@@ -152,9 +152,8 @@ impl Protocol for HttpAdapter {
                 }
                 BodyKind::Length(n) => write!(out, "Content-Length: {}\r\n", n).is_ok(),
                 BodyKind::Chunked => out.put_all(b"Transfer-Encoding: chunked\r\n"),
-            }
-            && (fr.keepalive || out.put_all(b"Connection: close\r\n"))
-            && out.put_all(b"\r\n");
+            } && (fr.keepalive || out.put_all(b"Connection: close\r\n"))
+                && out.put_all(b"\r\n");
         ok.then_some(host)
     }
 
@@ -379,12 +378,14 @@ mod tests {
 
     #[test]
     fn set_header_and_chunked() {
-        let mut st = Settings::default();
-        st.proxy_set_header = vec![
-            crate::config::HeaderSet { name: "Host".into(), value: vec![Part::Var(Var::ProxyHost)] },
-            crate::config::HeaderSet { name: "X-Empty".into(), value: vec![] },
-            crate::config::HeaderSet { name: "X-Port".into(), value: vec![Part::Lit("p".into()), Part::Var(Var::ServerPort)] },
-        ];
+        let st = Settings {
+            proxy_set_header: vec![
+                crate::config::HeaderSet { name: "Host".into(), value: vec![Part::Var(Var::ProxyHost)] },
+                crate::config::HeaderSet { name: "X-Empty".into(), value: vec![] },
+                crate::config::HeaderSet { name: "X-Port".into(), value: vec![Part::Lit("p".into()), Part::Var(Var::ServerPort)] },
+            ],
+            ..Settings::default()
+        };
         let s = encode(b"POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nX-Empty: gone\r\n\r\n", &st);
         assert!(s.starts_with("POST /u HTTP/1.1\r\nHost: tomcats\r\n"), "{s}");
         assert!(!s.contains("X-Empty"));

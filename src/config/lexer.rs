@@ -160,10 +160,7 @@ pub fn parse_file(path: &Path, prefix: &Path) -> Result<Vec<Directive>, ConfErro
 }
 
 fn parse_file_at(path: &Path, prefix: &Path, from: Option<&Pos>, depth: usize) -> Result<Vec<Directive>, ConfError> {
-    let text = std::fs::read(path).map_err(|e| ConfError {
-        pos: from.cloned(),
-        msg: format!("cannot open \"{}\": {}", path.display(), e),
-    })?;
+    let text = std::fs::read(path).map_err(|e| ConfError { pos: from.cloned(), msg: format!("cannot open \"{}\": {}", path.display(), e) })?;
     let mut lx = Lexer { src: &text, i: 0, line: 1, file: Arc::from(path.display().to_string()) };
     let list = parse_block(&mut lx, prefix, false, depth)?;
     Ok(list)
@@ -247,8 +244,7 @@ fn expand_glob(pattern: &Path, pos: &Pos) -> Result<Vec<PathBuf>, ConfError> {
         return Ok(vec![pattern.to_path_buf()]);
     }
     let dir = pattern.parent().unwrap_or(Path::new("."));
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| ConfError { pos: Some(pos.clone()), msg: format!("cannot read \"{}\": {}", dir.display(), e) })?;
+    let entries = std::fs::read_dir(dir).map_err(|e| ConfError { pos: Some(pos.clone()), msg: format!("cannot read \"{}\": {}", dir.display(), e) })?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_str().is_some_and(|f| !f.starts_with('.') && wildcard(name.as_bytes(), f.as_bytes())))

@@ -66,7 +66,7 @@ fn simple(d: &Directive) -> Result<(), ConfError> {
     Ok(())
 }
 
-fn block<'a>(d: &'a Directive) -> Result<&'a [Directive], ConfError> {
+fn block(d: &Directive) -> Result<&[Directive], ConfError> {
     match &d.block {
         Some(b) => Ok(b),
         None => err(&d.pos, format!("directive \"{}\" has no opening \"{{\"", d.name)),
@@ -220,14 +220,8 @@ impl Builder {
         if let Some(i) = self.cfg.http.upstreams.iter().position(|u| u.name == name) {
             return err(&d.pos, format!("duplicate upstream \"{}\" (first defined at {})", name, self.upstream_pos[i]));
         }
-        let mut up = Upstream {
-            name,
-            servers: Vec::new(),
-            keepalive: 0,
-            keepalive_timeout: Duration::from_secs(60),
-            keepalive_requests: 1000,
-            implicit: false,
-        };
+        let mut up =
+            Upstream { name, servers: Vec::new(), keepalive: 0, keepalive_timeout: Duration::from_secs(60), keepalive_requests: 1000, implicit: false };
         for e in block(d)? {
             simple(e)?;
             match e.name.as_str() {
@@ -270,15 +264,8 @@ impl Builder {
     /// one peer per address the host resolves to, as nginx does.
     fn peer(&self, d: &Directive) -> Result<Vec<Peer>, ConfError> {
         let addrs = resolve_addr(d, &d.args[0], None)?;
-        let mut p = Peer {
-            addr: addrs[0],
-            name: d.args[0].clone(),
-            weight: 1,
-            max_fails: 1,
-            fail_timeout: Duration::from_secs(10),
-            backup: false,
-            down: false,
-        };
+        let mut p =
+            Peer { addr: addrs[0], name: d.args[0].clone(), weight: 1, max_fails: 1, fail_timeout: Duration::from_secs(10), backup: false, down: false };
         for a in &d.args[1..] {
             let (k, v) = a.split_once('=').unwrap_or((a.as_str(), ""));
             match (k, v.is_empty()) {
@@ -377,9 +364,7 @@ impl Builder {
                     if handler != Handler::None {
                         return err(&e.pos, "\"proxy_pass\" directive is duplicate");
                     }
-                    let target = e.args[0]
-                        .strip_prefix("http://")
-                        .map_or_else(|| err(&e.pos, format!("invalid URL prefix in \"{}\"", e.args[0])), Ok)?;
+                    let target = e.args[0].strip_prefix("http://").map_or_else(|| err(&e.pos, format!("invalid URL prefix in \"{}\"", e.args[0])), Ok)?;
                     if target.contains('/') {
                         return err(&e.pos, "a URI part in \"proxy_pass\" is not supported; name the upstream or host:port only");
                     }
@@ -719,7 +704,10 @@ mod tests {
         let cases = [
             ("http {\n  bogus 1;\n}\n", "t.conf:2: unknown directive \"bogus\""),
             ("http {\n server {\n  listen 80;\n  listen 80;\n }\n}\n", "t.conf:4: duplicate listen 0.0.0.0:80"),
-            ("http {\n server {\n  location / {\n   proxy_pass http://nosuch_upstream_xyz;\n  }\n }\n}\n", "t.conf:4: unknown upstream \"nosuch_upstream_xyz\""),
+            (
+                "http {\n server {\n  location / {\n   proxy_pass http://nosuch_upstream_xyz;\n  }\n }\n}\n",
+                "t.conf:4: unknown upstream \"nosuch_upstream_xyz\"",
+            ),
             ("http {\n keepalive_timeout 5x;\n}\n", "t.conf:2: invalid time \"5x\" in \"keepalive_timeout\" directive"),
             ("http {\n upstream u {\n  server 127.0.0.1:1 weight=abc;\n }\n}\n", "t.conf:3: invalid number \"abc\""),
             ("http {\n send_timeout;\n}\n", "t.conf:2: invalid number of arguments in \"send_timeout\" directive"),

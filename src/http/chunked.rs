@@ -20,7 +20,9 @@ const MAX_TRAILERS: usize = 8192;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum St {
     /// Reading hex digits of a chunk size; `digits` so far.
-    Size { digits: u8 },
+    Size {
+        digits: u8,
+    },
     /// After the size: extension bytes until CR.
     Ext,
     /// Expecting LF after the size line's CR.
@@ -31,7 +33,9 @@ enum St {
     /// At the start of a trailer line (or the final empty line).
     TrailerStart,
     TrailerLine,
-    TrailerLf { empty: bool },
+    TrailerLf {
+        empty: bool,
+    },
     Done,
 }
 

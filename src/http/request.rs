@@ -88,11 +88,7 @@ pub fn parse<'b, 'h>(buf: &'b [u8], headers: &'h mut [httparse::Header<'b>], max
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             if buf.len() >= max_head {
-                return if memchr_nl(&buf[..max_head]) {
-                    Parse::Reject(431, "request header too large")
-                } else {
-                    Parse::Reject(414, "request line too long")
-                };
+                return if memchr_nl(&buf[..max_head]) { Parse::Reject(431, "request header too large") } else { Parse::Reject(414, "request line too long") };
             }
             return Parse::Partial;
         }

@@ -81,7 +81,8 @@ pub fn write_simple(out: &mut Buf, code: u16, text: Option<&str>, keep_alive: bo
     let ok = write!(out, "HTTP/1.1 {} {}\r\nServer: pounce\r\nDate: {}\r\n", code, reason(code), date).is_ok()
         && (!redirect || text.is_none() || write!(out, "Location: {}\r\n", text.unwrap_or("")).is_ok())
         && (bodiless(code)
-            || write!(out, "Content-Type: {}\r\nContent-Length: {}\r\n", if text.is_some() && !redirect { "text/plain" } else { "text/html" }, body.len()).is_ok())
+            || write!(out, "Content-Type: {}\r\nContent-Length: {}\r\n", if text.is_some() && !redirect { "text/plain" } else { "text/html" }, body.len())
+                .is_ok())
         && write!(out, "Connection: {}\r\n\r\n", if keep_alive { "keep-alive" } else { "close" }).is_ok()
         && (head_only || bodiless(code) || out.put_all(body));
     if !ok {

@@ -45,8 +45,7 @@ pub struct ResponseWriter {
 
 /// Response headers that concern one hop only, never forwarded.
 pub fn hop_by_hop(name: &[u8]) -> bool {
-    const HOP: [&[u8]; 8] =
-        [b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer", b"upgrade", b"proxy-authenticate"];
+    const HOP: [&[u8]; 8] = [b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer", b"upgrade", b"proxy-authenticate"];
     HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
@@ -88,27 +87,19 @@ impl ResponseWriter {
             }
             ok = out.put_all(name) && out.put_all(b": ");
             let is_redirect_header = name.eq_ignore_ascii_case(b"location") || name.eq_ignore_ascii_case(b"refresh");
-            ok = ok
-                && if facts.rewrite && is_redirect_header {
-                    put_rewritten(out, value, facts)
-                } else {
-                    out.put_all(value)
-                }
-                && out.put_all(b"\r\n");
+            ok = ok && if facts.rewrite && is_redirect_header { put_rewritten(out, value, facts) } else { out.put_all(value) } && out.put_all(b"\r\n");
         }
-        ok = ok
-            && match self.framing {
+        ok =
+            ok && match self.framing {
                 OutFraming::Chunked => out.put_all(b"Transfer-Encoding: chunked\r\n"),
                 _ => true,
-            }
-            && if !self.keep_alive {
+            } && if !self.keep_alive {
                 out.put_all(b"Connection: close\r\n")
             } else if facts.minor == 0 {
                 out.put_all(b"Connection: keep-alive\r\n")
             } else {
                 true
-            }
-            && out.put_all(b"\r\n");
+            } && out.put_all(b"\r\n");
         if !ok {
             // Roll back: nothing partial may reach the client.
             out.truncate(mark);

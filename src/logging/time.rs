@@ -52,16 +52,7 @@ pub fn http_date(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil(days);
-    format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
-        DAYS[days.rem_euclid(7) as usize],
-        d,
-        MONTHS[m as usize - 1],
-        y,
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    format!("{}, {:02} {} {} {:02}:{:02}:{:02} GMT", DAYS[days.rem_euclid(7) as usize], d, MONTHS[m as usize - 1], y, rem / 3600, rem / 60 % 60, rem % 60)
 }
 
 pub fn log_time(secs: u64) -> String {

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handling {
-    Proxy { upstream: usize },
+    Proxy {
+        upstream: usize,
+    },
     /// pounce answers itself (error, `return`, 404).
     Respond,
 }
@@ -261,7 +263,8 @@ impl Exchange {
 
     /// Statuses worth seeing before they are forwarded: only while another try is possible.
     pub fn retry_mask(&self, settings: &Settings, ups: &UpstreamState) -> RetryMask {
-        let statuses = settings.proxy_next_upstream & (next::HTTP_500 | next::HTTP_502 | next::HTTP_503 | next::HTTP_504 | next::HTTP_403 | next::HTTP_404 | next::HTTP_429);
+        let statuses = settings.proxy_next_upstream
+            & (next::HTTP_500 | next::HTTP_502 | next::HTTP_503 | next::HTTP_504 | next::HTTP_403 | next::HTTP_404 | next::HTTP_429);
         if statuses == 0 || self.body_taken > 0 {
             return RetryMask(0);
         }

@@ -15,8 +15,7 @@ pub fn find_server(http: &Http, listen: usize, host: Option<&[u8]>) -> usize {
             } else if let Some(prefix) = pat.strip_suffix('*') {
                 name.len() > prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
             } else if let Some(dotted) = pat.strip_prefix('.') {
-                name.eq_ignore_ascii_case(dotted.as_bytes())
-                    || (name.len() > pat.len() && name[name.len() - pat.len()..].eq_ignore_ascii_case(p))
+                name.eq_ignore_ascii_case(dotted.as_bytes()) || (name.len() > pat.len() && name[name.len() - pat.len()..].eq_ignore_ascii_case(p))
             } else {
                 name.eq_ignore_ascii_case(p)
             }

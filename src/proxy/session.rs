@@ -341,20 +341,21 @@ impl Session {
                 self.consume_head(meta.head_len);
                 self.ex = Some(ex);
                 self.state = State::Active;
-                log::info!("client {}: body of {} bytes is over client_max_body_size", self.peer, match meta.body {
-                    BodyKind::Length(n) => n,
-                    _ => 0,
-                });
+                log::info!(
+                    "client {}: body of {} bytes is over client_max_body_size",
+                    self.peer,
+                    match meta.body {
+                        BodyKind::Length(n) => n,
+                        _ => 0,
+                    }
+                );
                 self.respond(ctx, 413, None, settings)?;
                 return Ok(true);
             }
             b => b,
         };
-        let keep_alive = meta.keep_alive
-            && !ctx.draining
-            && self.served + 1 < settings.keepalive_requests
-            && !settings.keepalive_timeout.is_zero()
-            && !self.c_eof;
+        let keep_alive =
+            meta.keep_alive && !ctx.draining && self.served + 1 < settings.keepalive_requests && !settings.keepalive_timeout.is_zero() && !self.c_eof;
         match handler {
             Handler::Proxy { upstream } => {
                 let upstream = *upstream;
@@ -380,7 +381,6 @@ impl Session {
                 };
                 let mut adapter = Adapter::Http(HttpAdapter::new(meta.method, meta.body));
                 let host = adapter.encode_head(&fr, &mut head);
-                drop(req);
                 self.consume_head(meta.head_len);
                 self.state = State::Active;
                 match host {
@@ -400,7 +400,6 @@ impl Session {
             }
             Handler::Return { code, text } => {
                 let (code, text) = (*code, text.clone());
-                drop(req);
                 let mut ex = Exchange::new(ctx.now, server_idx, loc_idx.unwrap_or(usize::MAX), Some(meta), Handling::Respond);
                 ex.keep_alive = keep_alive;
                 ex.set_body(body);
@@ -410,7 +409,6 @@ impl Session {
                 self.respond(ctx, code, text.as_deref(), settings)?;
             }
             Handler::None => {
-                drop(req);
                 let mut ex = Exchange::new(ctx.now, server_idx, loc_idx.unwrap_or(usize::MAX), Some(meta), Handling::Respond);
                 ex.keep_alive = keep_alive;
                 ex.set_body(body);

@@ -31,11 +31,7 @@ impl KeepalivePool {
     /// evicted least recently used connection for the caller to close.
     pub fn put(&mut self, conn: IdleConn, max: usize) -> (usize, Option<IdleConn>) {
         let up = conn.upstream;
-        let evicted = if self.lru[up].len() >= max {
-            self.lru[up].pop_front().map(|k| self.conns.remove(k))
-        } else {
-            None
-        };
+        let evicted = if self.lru[up].len() >= max { self.lru[up].pop_front().map(|k| self.conns.remove(k)) } else { None };
         let key = self.conns.insert(conn);
         self.lru[up].push_back(key);
         (key, evicted)

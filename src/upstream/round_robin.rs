@@ -13,10 +13,7 @@ pub struct RoundRobin {
 
 impl RoundRobin {
     pub fn new(up: &UpstreamState) -> RoundRobin {
-        RoundRobin {
-            current: vec![0; up.conf.servers.len()],
-            effective: up.conf.servers.iter().map(|p| p.weight as i64).collect(),
-        }
+        RoundRobin { current: vec![0; up.conf.servers.len()], effective: up.conf.servers.iter().map(|p| p.weight as i64).collect() }
     }
 
     fn pick(&mut self, up: &UpstreamState, tried: u128, now: u64, backup: bool) -> Option<usize> {
@@ -67,8 +64,8 @@ impl Balancer for RoundRobin {
             let fails = s.fails.fetch_add(1, Relaxed) + 1;
             s.accessed.store(now, Relaxed);
             s.checked.store(now, Relaxed);
-            if conf.max_fails > 0 {
-                self.effective[peer] = (self.effective[peer] - (conf.weight / conf.max_fails) as i64).max(0);
+            if let Some(step) = conf.weight.checked_div(conf.max_fails) {
+                self.effective[peer] = (self.effective[peer] - step as i64).max(0);
                 if fails == conf.max_fails {
                     log::warn!("upstream server temporarily disabled: {} in upstream \"{}\"", conf.addr, up.conf.name);
                 }

@@ -4,6 +4,8 @@
 //! stopped when its handle drops.
 #![allow(dead_code)]
 
+pub mod tomcat;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -188,10 +190,8 @@ pub fn read_response(r: &mut impl BufRead, head_request: bool) -> std::io::Resul
     let mut lines = raw_head.lines();
     let status_line = lines.next().unwrap_or_default();
     let status: u16 = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let headers: Vec<(String, String)> = lines
-        .filter(|l| !l.is_empty())
-        .filter_map(|l| l.split_once(':').map(|(n, v)| (n.trim().to_string(), v.trim().to_string())))
-        .collect();
+    let headers: Vec<(String, String)> =
+        lines.filter(|l| !l.is_empty()).filter_map(|l| l.split_once(':').map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))).collect();
     let get = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
     let mut body = Vec::new();
     if (100..200).contains(&status) {
@@ -259,7 +259,12 @@ pub enum Framing {
 }
 
 pub enum Reply {
-    Send { status: u16, headers: Vec<(String, String)>, body: Vec<u8>, framing: Framing },
+    Send {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        framing: Framing,
+    },
     /// Raw bytes, then the connection stays open for more requests.
     Raw(Vec<u8>),
     /// Raw bytes, then a silent close (as Tomcat closing an idle keep-alive connection).
@@ -444,7 +449,10 @@ fn serve_conn(s: TcpStream, id: usize, h: Handler, reqs: Arc<AtomicUsize>, seen:
                             Framing::Chunked => {
                                 let mut ok = true;
                                 for piece in body.chunks(7001) {
-                                    ok = ok && w.write_all(format!("{:x}\r\n", piece.len()).as_bytes()).is_ok() && w.write_all(piece).is_ok() && w.write_all(b"\r\n").is_ok();
+                                    ok = ok
+                                        && w.write_all(format!("{:x}\r\n", piece.len()).as_bytes()).is_ok()
+                                        && w.write_all(piece).is_ok()
+                                        && w.write_all(b"\r\n").is_ok();
                                 }
                                 ok && w.write_all(b"0\r\n\r\n").is_ok()
                             }

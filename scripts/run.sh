@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# `make run`: two local Tomcat 10 instances (jvmRoute tomcat1/tomcat2) and pounce in front
+# of them with conf/pounce.conf on 127.0.0.1:8080. Ctrl-C stops everything started here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORK=${WORK:-work}
+mkdir -p "$WORK" logs
+scripts/tomcat.sh install
+cleanup() {
+    trap - INT TERM EXIT
+    echo; echo "stopping pounce and the Tomcats..."
+    [ -n "${POUNCE_PID:-}" ] && kill -TERM "$POUNCE_PID" 2>/dev/null && wait "$POUNCE_PID" 2>/dev/null || true
+    scripts/tomcat.sh stop "$WORK/tomcat1" || true
+    scripts/tomcat.sh stop "$WORK/tomcat2" || true
+}
+trap cleanup INT TERM EXIT
+scripts/tomcat.sh start "$WORK/tomcat1" tomcat1 18081 18009 14001 14001,14002
+scripts/tomcat.sh start "$WORK/tomcat2" tomcat2 18082 18010 14002 14001,14002
+scripts/tomcat.sh wait "$WORK/tomcat1"
+scripts/tomcat.sh wait "$WORK/tomcat2"
+target/release/pounce -p . -c conf/pounce.conf -t
+target/release/pounce -p . -c conf/pounce.conf &
+POUNCE_PID=$!
+sleep 0.3
+cat <<MSG
+
+pounce is running on http://127.0.0.1:8080 in front of two Tomcats (logs in logs/, $WORK/).
+Try:
+  curl -i http://127.0.0.1:8080/hello.txt
+  curl -i -c /tmp/pounce-cookies -b /tmp/pounce-cookies http://127.0.0.1:8080/session.jsp
+  curl -s --data-binary @README.md http://127.0.0.1:8080/echo.jsp | head
+  target/release/pounce -p . -c conf/pounce.conf -s reload
+Press Ctrl-C to stop everything.
+MSG
+wait "$POUNCE_PID"
