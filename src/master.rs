@@ -241,7 +241,6 @@ pub fn send_signal(cfg_pid: Option<&std::path::Path>, name: &str) -> Result<(), 
         "stop" => libc::SIGTERM,
         "quit" => libc::SIGQUIT,
         "reload" => libc::SIGHUP,
-        "reopen" => libc::SIGUSR1,
         _ => return Err(format!("invalid option: \"-s {}\" (use stop, quit, reload)", name)),
     };
     let path = cfg_pid.ok_or("no pid file is configured (\"pid off\")")?;

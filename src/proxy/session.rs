@@ -399,7 +399,7 @@ impl Session {
                 }
             }
             Handler::Return { code, text } => {
-                let (code, text) = (*code, text.clone());
+                let code = *code;
                 let mut ex = Exchange::new(ctx.now, server_idx, loc_idx.unwrap_or(usize::MAX), Some(meta), Handling::Respond);
                 ex.keep_alive = keep_alive;
                 ex.set_body(body);
