@@ -21,6 +21,8 @@ enum Resp {
 
 pub struct HttpAdapter {
     chunked_body: bool,
+    /// The request body's end was written (the last chunk, or nothing for a length body).
+    ended: bool,
     head_request: bool,
     resp: Resp,
     reusable: bool,
@@ -29,7 +31,14 @@ pub struct HttpAdapter {
 
 impl HttpAdapter {
     pub fn new(method: Method, body: BodyKind) -> HttpAdapter {
-        HttpAdapter { chunked_body: body == BodyKind::Chunked, head_request: method == Method::Head, resp: Resp::Head, reusable: false, started: false }
+        HttpAdapter {
+            chunked_body: body == BodyKind::Chunked,
+            ended: false,
+            head_request: method == Method::Head,
+            resp: Resp::Head,
+            reusable: false,
+            started: false,
+        }
     }
 }
 
@@ -178,7 +187,15 @@ impl Protocol for HttpAdapter {
     }
 
     fn encode_body_end(&mut self, out: &mut Buf) -> bool {
-        !self.chunked_body || out.put_all(b"0\r\n\r\n")
+        if self.ended || (self.chunked_body && !out.put_all(b"0\r\n\r\n")) {
+            return false;
+        }
+        self.ended = true;
+        self.chunked_body
+    }
+
+    fn request_complete(&self) -> bool {
+        self.ended
     }
 
     fn decode(&mut self, input: &mut Buf, out: &mut Buf, w: &mut ResponseWriter, facts: &ReqFacts, retry: RetryMask) -> Result<Step, BackendError> {
@@ -357,6 +374,8 @@ mod tests {
             settings,
             proxy_host: "tomcats",
             keepalive: true,
+            ajp_secret: None,
+            route: None,
         };
         let mut out = Buf::standalone(4096);
         let mut a = HttpAdapter::new(meta.method, meta.body);

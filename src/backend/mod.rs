@@ -3,6 +3,8 @@
 //! adapter only encodes and decodes, in pooled buffers, so the HTTP and AJP adapters are
 //! interchangeable behind `Protocol`.
 
+pub mod ajp;
+pub mod ajp_codec;
 pub mod http;
 
 use crate::buffer::Buf;
@@ -23,6 +25,10 @@ pub struct ForwardRequest<'a, 'b> {
     pub proxy_host: &'a str,
     /// The upstream keeps idle connections: do not ask the backend to close.
     pub keepalive: bool,
+    /// AJP: the shared secret (attribute 0x0C).
+    pub ajp_secret: Option<&'a str>,
+    /// The route the request was sent to by stickiness (AJP attribute 0x06).
+    pub route: Option<&'a str>,
 }
 
 /// Where the client's Host value sits inside the encoded request (for redirect rewriting).
@@ -58,8 +64,12 @@ pub trait Protocol {
     fn body_credit(&self) -> usize;
     /// Frames request body bytes into `out`; returns how many of `data` were taken.
     fn encode_body(&mut self, data: &[u8], out: &mut Buf) -> usize;
-    /// Marks the end of the request body; false when there was no room yet.
+    /// Called whenever the request body is complete; writes any end marker that is due
+    /// (HTTP: the last chunk, once; AJP: an empty packet per unanswered GET_BODY_CHUNK).
+    /// Returns true when it wrote something.
     fn encode_body_end(&mut self, out: &mut Buf) -> bool;
+    /// Everything the backend is owed of the request went out (needed before pooling).
+    fn request_complete(&self) -> bool;
     /// Decodes as much of `input` as fits into `out`.
     fn decode(&mut self, input: &mut Buf, out: &mut Buf, w: &mut ResponseWriter, facts: &ReqFacts, retry: RetryMask) -> Result<Step, BackendError>;
     /// The backend closed its side: a normal end for close-delimited bodies, else an error.
@@ -92,6 +102,7 @@ impl RetryMask {
 /// The adapters, dispatched without a heap allocation or a virtual call.
 pub enum Adapter {
     Http(http::HttpAdapter),
+    Ajp(ajp::AjpAdapter),
 }
 
 /// Calls the same method on whichever adapter this is (a `match`, no virtual call).
@@ -99,6 +110,7 @@ macro_rules! dispatch {
     ($self:ident, $a:ident => $call:expr) => {
         match $self {
             Adapter::Http($a) => $call,
+            Adapter::Ajp($a) => $call,
         }
     };
 }
@@ -115,6 +127,9 @@ impl Protocol for Adapter {
     }
     fn encode_body_end(&mut self, out: &mut Buf) -> bool {
         dispatch!(self, a => a.encode_body_end(out))
+    }
+    fn request_complete(&self) -> bool {
+        dispatch!(self, a => a.request_complete())
     }
     fn decode(&mut self, input: &mut Buf, out: &mut Buf, w: &mut ResponseWriter, facts: &ReqFacts, retry: RetryMask) -> Result<Step, BackendError> {
         dispatch!(self, a => a.decode(input, out, w, facts, retry))

@@ -80,8 +80,8 @@ pub struct Location {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Handler {
-    /// `proxy_pass`: index into `Http::upstreams`.
-    Proxy { upstream: usize },
+    /// `proxy_pass`: index into `Http::upstreams`, and whether it speaks AJP13.
+    Proxy { upstream: usize, ajp: bool },
     /// `return CODE [TEXT|URL]`
     Return { code: u16, text: Option<String> },
     /// No content handler: 404.
@@ -98,6 +98,32 @@ pub struct Upstream {
     pub keepalive_requests: u32,
     /// Made from `proxy_pass http://host:port` rather than an `upstream` block.
     pub implicit: bool,
+    /// AJP parameters set in the upstream block (a location's own values win).
+    pub ajp: AjpConf,
+}
+
+/// `ajp_secret`, `ajp_packet_size`, `ajp_ping`, `ajp_ping_timeout`; unset = inherit/default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AjpConf {
+    pub secret: Option<String>,
+    pub packet_size: Option<usize>,
+    pub ping: Option<bool>,
+    pub ping_timeout: Option<Duration>,
+}
+
+impl AjpConf {
+    pub const DEFAULT_PACKET_SIZE: usize = 8192;
+    pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// `self` (the location's) over `base` (the upstream's).
+    pub fn or(&self, base: &AjpConf) -> AjpConf {
+        AjpConf {
+            secret: self.secret.clone().or_else(|| base.secret.clone()),
+            packet_size: self.packet_size.or(base.packet_size),
+            ping: self.ping.or(base.ping),
+            ping_timeout: self.ping_timeout.or(base.ping_timeout),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -216,4 +242,5 @@ settings! {
     proxy_next_upstream_tries: u32 = 0,
     proxy_set_header: Vec<HeaderSet> = Vec::new(),
     proxy_redirect: bool = true,
+    ajp: AjpConf = AjpConf::default(),
 }

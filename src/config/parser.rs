@@ -23,6 +23,10 @@ const SETTINGS: &[&str] = &[
     "proxy_set_header",
     "proxy_redirect",
     "proxy_http_version",
+    "ajp_secret",
+    "ajp_packet_size",
+    "ajp_ping",
+    "ajp_ping_timeout",
 ];
 
 /// Every directive pounce knows, to tell "unknown" from "not allowed here".
@@ -81,6 +85,49 @@ fn size_arg(d: &Directive, s: &str) -> Result<u64, ConfError> {
     parse_size(s).map_or_else(|| err(&d.pos, format!("invalid size \"{}\" in \"{}\" directive", s, d.name)), Ok)
 }
 
+fn on_off(d: &Directive, s: &str) -> Result<bool, ConfError> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => err(&d.pos, format!("invalid value \"{}\" in \"{}\" directive, it must be \"on\" or \"off\"", s, d.name)),
+    }
+}
+
+/// The `ajp_*` directives, in a location (settings) or an upstream block.
+fn ajp_directive(d: &Directive, ajp: &mut AjpConf) -> Result<bool, ConfError> {
+    match d.name.as_str() {
+        "ajp_secret" => {
+            nargs(d, 1, 1)?;
+            if d.args[0].is_empty() {
+                return err(&d.pos, "\"ajp_secret\" must not be empty");
+            }
+            ajp.secret = Some(d.args[0].clone());
+        }
+        "ajp_packet_size" => {
+            nargs(d, 1, 1)?;
+            let n = size_arg(d, &d.args[0])?;
+            if !(8192..=65536).contains(&n) {
+                return err(&d.pos, "\"ajp_packet_size\" must be between 8192 and 65536 (and equal Tomcat's packetSize)");
+            }
+            ajp.packet_size = Some(n as usize);
+        }
+        "ajp_ping" => {
+            nargs(d, 1, 1)?;
+            ajp.ping = Some(on_off(d, &d.args[0])?);
+        }
+        "ajp_ping_timeout" => {
+            nargs(d, 1, 1)?;
+            let t = time_arg(d, &d.args[0])?;
+            if t.is_zero() {
+                return err(&d.pos, "\"ajp_ping_timeout\" must be positive");
+            }
+            ajp.ping_timeout = Some(t);
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
 fn num_arg(d: &Directive, s: &str) -> Result<u64, ConfError> {
     s.parse::<u64>().or_else(|_| err(&d.pos, format!("invalid number \"{}\" in \"{}\" directive", s, d.name)))
 }
@@ -91,7 +138,7 @@ struct Builder {
     /// Per upstream name: where it was defined (for duplicate detection).
     upstream_pos: Vec<Pos>,
     /// proxy_pass targets to resolve after all upstream blocks are known.
-    pending_proxy: Vec<(usize, usize, String, Pos)>,
+    pending_proxy: Vec<(usize, usize, String, Pos, bool)>,
     /// listen directives: (addr, server index, default_server, pos)
     listen_decl: Vec<(SocketAddr, usize, bool, Pos)>,
 }
@@ -220,10 +267,20 @@ impl Builder {
         if let Some(i) = self.cfg.http.upstreams.iter().position(|u| u.name == name) {
             return err(&d.pos, format!("duplicate upstream \"{}\" (first defined at {})", name, self.upstream_pos[i]));
         }
-        let mut up =
-            Upstream { name, servers: Vec::new(), keepalive: 0, keepalive_timeout: Duration::from_secs(60), keepalive_requests: 1000, implicit: false };
+        let mut up = Upstream {
+            name,
+            servers: Vec::new(),
+            keepalive: 0,
+            keepalive_timeout: Duration::from_secs(60),
+            keepalive_requests: 1000,
+            implicit: false,
+            ajp: AjpConf::default(),
+        };
         for e in block(d)? {
             simple(e)?;
+            if ajp_directive(e, &mut up.ajp)? {
+                continue;
+            }
             match e.name.as_str() {
                 "server" => {
                     if e.args.is_empty() {
@@ -356,6 +413,7 @@ impl Builder {
         }
         let mut patch = SettingsPatch::default();
         let mut handler = Handler::None;
+        let mut ajp = parent.ajp.clone();
         for e in block(d)? {
             match e.name.as_str() {
                 "proxy_pass" => {
@@ -364,12 +422,16 @@ impl Builder {
                     if handler != Handler::None {
                         return err(&e.pos, "\"proxy_pass\" directive is duplicate");
                     }
-                    let target = e.args[0].strip_prefix("http://").map_or_else(|| err(&e.pos, format!("invalid URL prefix in \"{}\"", e.args[0])), Ok)?;
+                    let (target, ajp) = match (e.args[0].strip_prefix("http://"), e.args[0].strip_prefix("ajp://")) {
+                        (Some(t), _) => (t, false),
+                        (_, Some(t)) => (t, true),
+                        _ => return err(&e.pos, format!("invalid URL prefix in \"{}\" (use http:// or ajp://)", e.args[0])),
+                    };
                     if target.contains('/') {
                         return err(&e.pos, "a URI part in \"proxy_pass\" is not supported; name the upstream or host:port only");
                     }
-                    self.pending_proxy.push((server, index, target.to_string(), e.pos.clone()));
-                    handler = Handler::Proxy { upstream: usize::MAX };
+                    self.pending_proxy.push((server, index, target.to_string(), e.pos.clone(), ajp));
+                    handler = Handler::Proxy { upstream: usize::MAX, ajp };
                 }
                 "return" => {
                     simple(e)?;
@@ -384,11 +446,14 @@ impl Builder {
                     handler = Handler::Return { code, text: e.args.get(1).cloned() };
                 }
                 "location" => return err(&e.pos, "nested locations are not supported"),
+                n if n.starts_with("ajp_") && ajp_directive(e, &mut ajp)? => {}
                 n if SETTINGS.contains(&n) => self.setting(e, &mut patch)?,
                 _ => return misplaced(e),
             }
         }
-        Ok(Location { kind, path, handler, settings: patch.over(parent) })
+        let mut settings = patch.over(parent);
+        settings.ajp = ajp;
+        Ok(Location { kind, path, handler, settings })
     }
 
     fn setting(&mut self, d: &Directive, p: &mut SettingsPatch) -> Result<(), ConfError> {
@@ -497,6 +562,11 @@ impl Builder {
                     _ => return err(&d.pos, "\"proxy_redirect\" takes \"default\" or \"off\""),
                 });
             }
+            n if n.starts_with("ajp_") => {
+                let mut ajp = p.ajp.clone().unwrap_or_default();
+                ajp_directive(d, &mut ajp)?;
+                p.ajp = Some(ajp);
+            }
             "proxy_http_version" => {
                 // pounce always speaks HTTP/1.1 to backends; accepted for nginx configs.
                 nargs(d, 1, 1)?;
@@ -512,14 +582,14 @@ impl Builder {
     /// Turns every `proxy_pass` target into an upstream index, creating implicit upstreams
     /// for `host:port` targets (shared when two locations name the same one).
     fn resolve_proxies(&mut self) -> Result<(), ConfError> {
-        for (server, loc, target, pos) in std::mem::take(&mut self.pending_proxy) {
+        for (server, loc, target, pos, ajp) in std::mem::take(&mut self.pending_proxy) {
             let idx = match self.cfg.http.upstreams.iter().position(|u| u.name == target && !u.implicit) {
                 Some(i) => i,
                 None => match self.cfg.http.upstreams.iter().position(|u| u.implicit && u.name == target) {
                     Some(i) => i,
                     None => {
                         let d = Directive { name: "proxy_pass".into(), args: vec![target.clone()], pos: pos.clone(), block: None };
-                        let addrs = resolve_addr(&d, &target, Some(80)).map_err(|_| ConfError {
+                        let addrs = resolve_addr(&d, &target, Some(if ajp { 8009 } else { 80 })).map_err(|_| ConfError {
                             pos: Some(pos.clone()),
                             msg: format!("unknown upstream \"{}\": no upstream block has that name and it is not a host[:port]", target),
                         })?;
@@ -542,12 +612,13 @@ impl Builder {
                             keepalive_timeout: Duration::from_secs(60),
                             keepalive_requests: 1000,
                             implicit: true,
+                            ajp: AjpConf::default(),
                         });
                         self.cfg.http.upstreams.len() - 1
                     }
                 },
             };
-            self.cfg.http.servers[server].locations[loc].handler = Handler::Proxy { upstream: idx };
+            self.cfg.http.servers[server].locations[loc].handler = Handler::Proxy { upstream: idx, ajp };
         }
         Ok(())
     }
@@ -686,12 +757,12 @@ mod tests {
         assert_eq!(c.worker_processes, 2);
         let s = &c.http.servers[0];
         assert_eq!(s.names, vec!["a.example"]);
-        assert_eq!(s.locations[0].handler, Handler::Proxy { upstream: 0 });
+        assert_eq!(s.locations[0].handler, Handler::Proxy { upstream: 0, ajp: false });
         assert_eq!(s.locations[0].settings.proxy_read_timeout, Duration::from_secs(3));
         assert_eq!(s.locations[0].settings.keepalive_timeout, Duration::from_secs(5));
         assert_eq!(s.locations[0].settings.client_max_body_size, 2 << 20);
         assert_eq!(s.locations[1].kind, Match::Exact);
-        assert_eq!(s.locations[2].handler, Handler::Proxy { upstream: 1 });
+        assert_eq!(s.locations[2].handler, Handler::Proxy { upstream: 1, ajp: false });
         let up = &c.http.upstreams[0];
         assert_eq!((up.servers[0].weight, up.servers[0].max_fails, up.keepalive), (5, 3, 8));
         assert!(up.servers[1].backup);

@@ -1,7 +1,7 @@
 //! The state of one request/response exchange inside a session.
 
 use super::session::BodySink;
-use crate::backend::{Adapter, RetryMask};
+use crate::backend::{ajp::AjpAdapter, http::HttpAdapter, Adapter, RetryMask};
 use crate::buffer::Buf;
 use crate::config::{next, Settings};
 use crate::http::chunked::{ChunkError, ChunkedDecoder};
@@ -10,6 +10,26 @@ use crate::http::writer::ResponseWriter;
 use crate::upstream::UpstreamState;
 use mio::net::TcpStream;
 use std::time::{Duration, Instant};
+
+/// Which adapter talks to the backend, with its per-request parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Http,
+    /// AJP13: packet size, and the CPING timeout when `ajp_ping` is on.
+    Ajp {
+        packet_size: usize,
+        ping: Option<Duration>,
+    },
+}
+
+impl BackendKind {
+    pub fn adapter(self, meta: &RequestMeta) -> Adapter {
+        match self {
+            BackendKind::Http => Adapter::Http(HttpAdapter::new(meta.method, meta.body)),
+            BackendKind::Ajp { packet_size, .. } => Adapter::Ajp(AjpAdapter::new(meta.body, packet_size)),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handling {
@@ -24,6 +44,8 @@ pub enum Handling {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fail {
     Error,
+    /// No CPONG in time: a connect failure (nothing of the request was sent).
+    Ping,
     Timeout,
     InvalidHeader,
     Status(u16),
@@ -32,7 +54,7 @@ pub enum Fail {
 impl Fail {
     pub fn bit(self) -> u16 {
         match self {
-            Fail::Error => next::ERROR,
+            Fail::Error | Fail::Ping => next::ERROR,
             Fail::Timeout => next::TIMEOUT,
             Fail::InvalidHeader => next::INVALID_HEADER,
             Fail::Status(s) => match s {
@@ -140,6 +162,10 @@ pub struct UpConn {
     pub t_io: Instant,
     /// Requests served on this connection before this one.
     pub requests: u32,
+    /// AJP: a CPING must be answered before the request goes out, by this deadline.
+    pub ping_deadline: Option<Instant>,
+    /// Bytes of the CPING packet written so far.
+    pub ping_sent: usize,
 }
 
 pub struct Exchange {
@@ -152,10 +178,10 @@ pub struct Exchange {
     /// The upstream this request was sent to (kept when pounce ends up answering itself).
     upstream: usize,
     pub keep_alive: bool,
+    pub kind: BackendKind,
     pub body: ReqBody,
     /// Payload bytes taken from the client (once > 0 the request cannot be replayed).
     pub body_taken: u64,
-    pub body_end_sent: bool,
     pub continue_pending: bool,
     pub tried: u128,
     pub tries: u32,
@@ -211,9 +237,9 @@ impl Exchange {
             handling,
             upstream,
             keep_alive: false,
+            kind: BackendKind::Http,
             body: ReqBody::Done,
             body_taken: 0,
-            body_end_sent: false,
             continue_pending: false,
             tried: 0,
             tries: 0,
@@ -251,10 +277,6 @@ impl Exchange {
 
     pub fn body_done(&self) -> bool {
         matches!(self.body, ReqBody::Done)
-    }
-
-    pub fn body_end_sent_or_none(&self) -> bool {
-        self.body_end_sent
     }
 
     pub fn log_peer(&mut self, p: usize) {

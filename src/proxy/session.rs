@@ -5,11 +5,12 @@
 //! nothing more can move: a full buffer stops its reader (back-pressure), and edge-triggered
 //! readiness is remembered in flags so a reader resumes as soon as room appears.
 
-use super::exchange::{Exchange, Fail, Handling, ReqBody, UpConn};
+use super::exchange::{BackendKind, Exchange, Fail, Handling, ReqBody, UpConn};
 use super::route::{find_location, find_server};
-use crate::backend::{http::HttpAdapter, Adapter, BackendError, ForwardRequest, Protocol, Step};
+use crate::backend::ajp_codec::{CPING_PACKET, CPONG, MAGIC_FROM_TOMCAT};
+use crate::backend::{Adapter, BackendError, ForwardRequest, Protocol, Step};
 use crate::buffer::Buf;
-use crate::config::{next, Handler, Settings};
+use crate::config::{next, AjpConf, Handler, Settings};
 use crate::http::request::{self, BodyKind, Parse};
 use crate::http::status::write_simple;
 use crate::http::writer::ReqFacts;
@@ -133,6 +134,9 @@ impl Session {
                     Ok(_) => {
                         up.connected = true;
                         up.t_io = ctx.now;
+                        if let BackendKind::Ajp { ping: Some(t), .. } = ex.kind {
+                            up.ping_deadline = Some(ctx.now + t);
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotConnected && !ev.is_error() && !ev.is_write_closed() => {}
                     Err(e) => self.upstream_failed(ctx, Fail::Error, &format!("connect() failed ({})", e))?,
@@ -357,12 +361,22 @@ impl Session {
         let keep_alive =
             meta.keep_alive && !ctx.draining && self.served + 1 < settings.keepalive_requests && !settings.keepalive_timeout.is_zero() && !self.c_eof;
         match handler {
-            Handler::Proxy { upstream } => {
+            Handler::Proxy { upstream, ajp } => {
                 let upstream = *upstream;
                 let ups = &rt.upstreams[upstream];
                 let mut ex = Exchange::new(ctx.now, server_idx, loc_idx.unwrap_or(usize::MAX), Some(meta), Handling::Proxy { upstream });
                 ex.keep_alive = keep_alive;
                 ex.set_body(body);
+                // Location values win over the upstream's (no copies: borrowed from the config).
+                let (loc_ajp, up_ajp) = (&settings.ajp, &ups.conf.ajp);
+                let secret = if *ajp { loc_ajp.secret.as_deref().or(up_ajp.secret.as_deref()) } else { None };
+                if *ajp {
+                    let ping = loc_ajp.ping.or(up_ajp.ping).unwrap_or(false);
+                    ex.kind = BackendKind::Ajp {
+                        packet_size: loc_ajp.packet_size.or(up_ajp.packet_size).unwrap_or(AjpConf::DEFAULT_PACKET_SIZE),
+                        ping: ping.then(|| loc_ajp.ping_timeout.or(up_ajp.ping_timeout).unwrap_or(AjpConf::DEFAULT_PING_TIMEOUT)),
+                    };
+                }
                 let Some(mut head) = ctx.pool.get() else {
                     self.ex = Some(ex);
                     self.state = State::Active;
@@ -378,9 +392,10 @@ impl Session {
                     settings,
                     proxy_host: &ups.conf.name,
                     keepalive: ups.conf.keepalive > 0,
+                    ajp_secret: secret,
+                    route: None,
                 };
-                let mut adapter = Adapter::Http(HttpAdapter::new(meta.method, meta.body));
-                let host = adapter.encode_head(&fr, &mut head);
+                let host = ex.kind.adapter(&meta).encode_head(&fr, &mut head);
                 self.consume_head(meta.head_len);
                 self.state = State::Active;
                 match host {
@@ -532,8 +547,7 @@ impl Session {
                         }
                     }
                 }
-                if matches!(ex.body, ReqBody::Done) && !ex.body_end_sent && up.adapter.encode_body_end(bout) {
-                    ex.body_end_sent = true;
+                if matches!(ex.body, ReqBody::Done) && up.adapter.encode_body_end(bout) {
                     progress = true;
                 }
             }
@@ -554,8 +568,25 @@ impl Session {
         }
         let mut progress = false;
         let mut failure: Option<(Fail, String)> = None;
+        // AJP CPING first: nothing of the request goes out before the CPONG.
+        if up.ping_deadline.is_some() {
+            while up.writable && up.ping_sent < CPING_PACKET.len() {
+                match up.stream.write(&CPING_PACKET[up.ping_sent..]) {
+                    Ok(n) => {
+                        up.ping_sent += n;
+                        progress = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => up.writable = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        failure = Some((Fail::Error, format!("CPING failed ({})", e)));
+                        break;
+                    }
+                }
+            }
+        }
         // Write: the kept request head first, then framed body bytes.
-        while up.writable {
+        while up.writable && up.ping_deadline.is_none() && failure.is_none() {
             let head = ex.req_head.as_ref().map(|h| &h.data()[up.head_sent..]).filter(|d| !d.is_empty());
             let data = match head {
                 Some(d) => d,
@@ -608,6 +639,25 @@ impl Session {
                 }
             }
         }
+        // The CPONG: exactly `41 42 00 01 09`, then the request may go.
+        if failure.is_none() && up.ping_deadline.is_some() {
+            if let Some(bin) = up.bin.as_mut() {
+                if bin.len() >= 5 {
+                    let d = bin.data();
+                    if d[..2] == MAGIC_FROM_TOMCAT && d[2..5] == [0, 1, CPONG] {
+                        bin.consume(5);
+                        up.ping_deadline = None;
+                        up.readable = true;
+                        up.writable = true;
+                        progress = true;
+                    } else {
+                        failure = Some((Fail::Error, "invalid CPONG".to_string()));
+                    }
+                } else if up.eof {
+                    failure = Some((Fail::Error, "connection closed instead of CPONG".to_string()));
+                }
+            }
+        }
         if let Some((kind, why)) = failure {
             self.upstream_failed(ctx, kind, &why)?;
             return Ok(true);
@@ -626,6 +676,9 @@ impl Session {
         let settings = rt.location_settings(ex.server, ex.loc);
         let mask = ex.retry_mask(settings, ups);
         let Some(up) = ex.up.as_mut() else { return Ok(false) };
+        if up.ping_deadline.is_some() {
+            return Ok(false);
+        }
         let Some(bin) = up.bin.as_mut() else { return Ok(false) };
         if bin.is_empty() && !up.eof {
             return Ok(false);
@@ -807,10 +860,16 @@ impl Session {
             bin: Some(bin),
             bout: Some(bout),
             head_sent: 0,
-            adapter: Adapter::Http(HttpAdapter::new(meta.method, meta.body)),
+            adapter: ex.kind.adapter(&meta),
             t_start: ctx.now,
             t_io: ctx.now,
             requests,
+            // A new connection is probed once connected; the deadline is set then.
+            ping_deadline: match ex.kind {
+                BackendKind::Ajp { ping: Some(t), .. } => Some(ctx.now + t),
+                _ => None,
+            },
+            ping_sent: 0,
         });
         Ok(())
     }
@@ -915,7 +974,7 @@ impl Session {
             let requests = up.requests + 1;
             let poolable = ex.reusable
                 && body_complete
-                && ex.body_end_sent_or_none()
+                && up.adapter.request_complete()
                 && bout_empty
                 && ups.conf.keepalive > 0
                 && requests < ups.conf.keepalive_requests
@@ -1012,6 +1071,8 @@ impl Session {
                     if let Some(up) = ex.up.as_ref() {
                         if !up.connected {
                             min(up.t_start + s.proxy_connect_timeout);
+                        } else if let Some(p) = up.ping_deadline {
+                            min(p);
                         } else {
                             let head_pending = ex.req_head.as_ref().is_some_and(|h| up.head_sent < h.len());
                             let out_pending = head_pending || up.bout.as_ref().is_some_and(|b| !b.is_empty());
@@ -1065,6 +1126,11 @@ impl Session {
         if out_blocked && now >= self.t_wblock + s.send_timeout {
             log::info!("client {} timed out while sending response", self.peer);
             return Err(Closed);
+        }
+        if let Some(p) = ex.up.as_ref().and_then(|u| u.ping_deadline).filter(|&p| now >= p) {
+            let _ = p;
+            self.upstream_failed(ctx, Fail::Ping, "no CPONG within ajp_ping_timeout")?;
+            return self.pump(ctx);
         }
         if let Some(up) = ex.up.as_ref() {
             let waited = now.duration_since(if up.connected { up.t_io } else { up.t_start });

@@ -103,6 +103,7 @@ mod tests {
             keepalive_timeout: Duration::from_secs(60),
             keepalive_requests: 100,
             implicit: false,
+            ajp: Default::default(),
         })
     }
 

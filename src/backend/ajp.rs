@@ -1,0 +1,489 @@
+//! The AJP13 backend adapter (the role of mod_jk / mod_proxy_ajp): FORWARD_REQUEST with
+//! coded headers and attributes, the request body sent one packet per GET_BODY_CHUNK (plus
+//! the unsolicited first packet for a Content-Length body), and SEND_HEADERS /
+//! SEND_BODY_CHUNK / END_RESPONSE turned into the client's HTTP/1.1 response. Body chunks are
+//! streamed through, so packets larger than a pooled buffer are fine.
+
+use super::ajp_codec::*;
+use super::http::put_template;
+use super::{BackendError, ForwardRequest, HostSpan, Protocol, RetryMask, Step};
+use crate::buffer::Buf;
+use crate::http::request::{host_name, BodyKind};
+use crate::http::writer::{hop_by_hop, ReqFacts, ResponseWriter};
+use std::fmt::Write as _;
+
+enum RState {
+    Packet,
+    /// Inside a SEND_BODY_CHUNK: data bytes left, then bytes to skip (the trailing NUL).
+    Chunk {
+        left: usize,
+        skip: usize,
+    },
+    Done,
+}
+
+pub struct AjpAdapter {
+    packet_size: usize,
+    /// One body packet may be sent now, of at most this many bytes.
+    credit: Option<usize>,
+    /// Tomcat asked for body (GET_BODY_CHUNK) and has not been answered yet.
+    asked: bool,
+    /// The unsolicited first body packet of a Content-Length request is still owed.
+    first_pending: bool,
+    state: RState,
+    headers_sent: bool,
+    started: bool,
+}
+
+impl AjpAdapter {
+    pub fn new(body: BodyKind, packet_size: usize) -> AjpAdapter {
+        let max = packet_size - 6;
+        let (credit, first_pending) = match body {
+            BodyKind::Length(n) if n > 0 => (Some((n as usize).min(max)), true),
+            _ => (None, false),
+        };
+        AjpAdapter { packet_size, credit, asked: false, first_pending, state: RState::Packet, headers_sent: false, started: false }
+    }
+
+    fn error(&self, e: AjpError) -> BackendError {
+        if self.headers_sent {
+            BackendError::Protocol(e.describe())
+        } else {
+            BackendError::InvalidHeader(e.describe())
+        }
+    }
+}
+
+/// Request headers that never go to Tomcat (hop-by-hop, or handled by pounce).
+fn dropped(name: &[u8]) -> bool {
+    hop_by_hop(name) || name.eq_ignore_ascii_case(b"expect")
+}
+
+struct StackText {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl std::fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let b = s.as_bytes();
+        if self.len + b.len() > self.buf.len() {
+            return Err(std::fmt::Error);
+        }
+        self.buf[self.len..self.len + b.len()].copy_from_slice(b);
+        self.len += b.len();
+        Ok(())
+    }
+}
+
+fn stack_text(v: impl std::fmt::Display) -> StackText {
+    let mut t = StackText { buf: [0; 64], len: 0 };
+    let _ = write!(t, "{}", v);
+    t
+}
+
+impl AjpAdapter {
+    /// Encodes FORWARD_REQUEST (§3): coded headers, then the attributes.
+    fn encode_forward(&mut self, fr: &ForwardRequest, out: &mut Buf) -> Option<HostSpan> {
+        let req = fr.req;
+        let method = req.method?;
+        let target = req.path?;
+        let (uri, query) = match target.split_once('?') {
+            Some((u, q)) => (u, Some(q)),
+            None => (target, None),
+        };
+        let sets = &fr.settings.proxy_set_header;
+        let is_set = |name: &str| sets.iter().any(|h| h.name.eq_ignore_ascii_case(name));
+        let host_header = req.headers.iter().find(|h| h.name.eq_ignore_ascii_case("host")).map(|h| h.value);
+        let server_name: &[u8] = host_header.map(host_name).unwrap_or(fr.server_name.as_bytes());
+        let ip = stack_text(fr.client.ip());
+        let mut host: HostSpan = (0, 0);
+        let mark = out.len();
+        let mut w = PacketWriter::begin(out);
+        let code = method_code(method);
+        w.u8(FORWARD_REQUEST).u8(code.unwrap_or(0xFF));
+        w.string(Some(if fr.meta.minor == 0 { b"HTTP/1.0" } else { b"HTTP/1.1" }));
+        w.string(Some(uri.as_bytes())).string(Some(&ip.buf[..ip.len])).string(None).string(Some(server_name));
+        w.u16(fr.local_port).u8(0);
+        let count_at = w.offset();
+        w.u16(0);
+        let mut count: u16 = 0;
+        let mut has_length = false;
+        for h in req.headers.iter() {
+            let name = h.name.as_bytes();
+            if dropped(name) || is_set(h.name) || connection_listed(req, h.name) {
+                continue;
+            }
+            if name.eq_ignore_ascii_case(b"content-length") {
+                has_length = true;
+            }
+            match request_header_code(name) {
+                Some(c) => w.u16(c),
+                None => w.string(Some(name)),
+            };
+            if name.eq_ignore_ascii_case(b"host") {
+                host = (w.offset() + 2 - mark, h.value.len());
+            }
+            w.string(Some(h.value));
+            count += 1;
+        }
+        for h in sets.iter() {
+            // The value is a template: write a length placeholder, the text, then patch it.
+            match request_header_code(h.name.as_bytes()) {
+                Some(c) => w.u16(c),
+                None => w.string(Some(h.name.as_bytes())),
+            };
+            let len_at = w.offset();
+            w.u16(0);
+            let start = w.offset();
+            let ok = put_template(w.buf(), &h.value, fr);
+            let len = w.offset() - start;
+            w.patch_u16(len_at, len as u16);
+            w.u8(0);
+            if !ok {
+                return None;
+            }
+            if h.name.eq_ignore_ascii_case("host") {
+                host = (start - mark, len);
+            }
+            count += 1;
+        }
+        // mod_jk adds "content-length: 0" to body-less requests so Tomcat never asks for a body.
+        if fr.meta.body == BodyKind::None && !has_length {
+            w.u16(request_header_code(b"content-length").unwrap_or(0xA008)).string(Some(b"0"));
+            count += 1;
+        }
+        w.patch_u16(count_at, count);
+        if let Some(q) = query {
+            w.u8(attr::QUERY_STRING).string(Some(q.as_bytes()));
+        }
+        if let Some(route) = fr.route {
+            w.u8(attr::ROUTE).string(Some(route.as_bytes()));
+        }
+        if let Some(secret) = fr.ajp_secret {
+            w.u8(attr::SECRET).string(Some(secret.as_bytes()));
+        }
+        let port = stack_text(fr.client.port());
+        w.u8(attr::REQ_ATTRIBUTE).string(Some(b"AJP_REMOTE_PORT")).string(Some(&port.buf[..port.len]));
+        if code.is_none() {
+            w.u8(attr::STORED_METHOD).string(Some(method.as_bytes()));
+        }
+        w.u8(attr::ARE_DONE);
+        if !w.finish(self.packet_size) {
+            return None;
+        }
+        // The span is relative to the packet start; callers index the buffer from its start.
+        Some((host.0 + mark, host.1))
+    }
+}
+
+fn connection_listed(req: &httparse::Request, name: &str) -> bool {
+    req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")).any(|h| {
+        h.value.split(|&c| c == b',').any(|t| {
+            let t = crate::http::request::trim(t);
+            !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive") && t.eq_ignore_ascii_case(name.as_bytes())
+        })
+    })
+}
+
+impl Protocol for AjpAdapter {
+    fn encode_head(&mut self, fr: &ForwardRequest, out: &mut Buf) -> Option<HostSpan> {
+        self.encode_forward(fr, out)
+    }
+
+    fn body_credit(&self) -> usize {
+        self.credit.unwrap_or(0)
+    }
+
+    fn encode_body(&mut self, data: &[u8], out: &mut Buf) -> usize {
+        let Some(max) = self.credit else { return 0 };
+        let n = data.len().min(max).min(out.room().saturating_sub(6));
+        if n == 0 || !put_body_packet(out, &data[..n]) {
+            return 0;
+        }
+        // Exactly one packet per GET_BODY_CHUNK (or the first, unsolicited one).
+        self.credit = None;
+        self.asked = false;
+        self.first_pending = false;
+        n
+    }
+
+    fn encode_body_end(&mut self, out: &mut Buf) -> bool {
+        // Nothing is sent unasked: only a pending GET_BODY_CHUNK gets the empty packet.
+        if self.asked && out.put_all(&EMPTY_BODY_PACKET) {
+            self.asked = false;
+            self.credit = None;
+            return true;
+        }
+        false
+    }
+
+    fn request_complete(&self) -> bool {
+        !self.asked && !self.first_pending
+    }
+
+    fn decode(&mut self, input: &mut Buf, out: &mut Buf, w: &mut ResponseWriter, facts: &ReqFacts, retry: RetryMask) -> Result<Step, BackendError> {
+        if !input.is_empty() {
+            self.started = true;
+        }
+        loop {
+            match self.state {
+                RState::Done => return Ok(Step::Blocked),
+                RState::Chunk { left, skip } => {
+                    if left > 0 {
+                        let n = input.len().min(left);
+                        if n == 0 {
+                            return Ok(Step::Blocked);
+                        }
+                        let taken = w.data(out, &input.data()[..n]);
+                        if taken == 0 {
+                            return Ok(Step::Blocked);
+                        }
+                        input.consume(taken);
+                        self.state = RState::Chunk { left: left - taken, skip };
+                    } else if skip > 0 {
+                        let n = input.len().min(skip);
+                        if n == 0 {
+                            return Ok(Step::Blocked);
+                        }
+                        input.consume(n);
+                        self.state = RState::Chunk { left: 0, skip: skip - n };
+                    } else {
+                        self.state = RState::Packet;
+                    }
+                }
+                RState::Packet => {
+                    let d = input.data();
+                    let Some((len, ty)) = packet_head(d, self.packet_size).map_err(|e| self.error(e))? else { return Ok(Step::Blocked) };
+                    let whole = 4 + len;
+                    match ty {
+                        SEND_BODY_CHUNK => {
+                            if d.len() < 7 {
+                                return Ok(Step::Blocked);
+                            }
+                            let n = u16::from_be_bytes([d[5], d[6]]) as usize;
+                            if n + 3 > len {
+                                return Err(self.error(AjpError::BadChunk));
+                            }
+                            if n == 0 {
+                                // A flush: nothing to forward (our writes are never held back).
+                                if d.len() < whole {
+                                    return Ok(Step::Blocked);
+                                }
+                                input.consume(whole);
+                                continue;
+                            }
+                            if !self.headers_sent {
+                                return Err(BackendError::InvalidHeader("AJP body chunk before SEND_HEADERS"));
+                            }
+                            input.consume(7);
+                            self.state = RState::Chunk { left: n, skip: len - 3 - n };
+                        }
+                        SEND_HEADERS => {
+                            if self.headers_sent {
+                                return Err(BackendError::Protocol("second AJP SEND_HEADERS"));
+                            }
+                            if whole > input.capacity() {
+                                return Err(BackendError::InvalidHeader("AJP SEND_HEADERS larger than a buffer"));
+                            }
+                            if d.len() < whole {
+                                return Ok(Step::Blocked);
+                            }
+                            let sh = SendHeaders::parse(&d[5..whole]).map_err(|e| BackendError::InvalidHeader(e.describe()))?;
+                            if !(100..=999).contains(&sh.status) {
+                                return Err(BackendError::InvalidHeader("AJP response with an invalid status"));
+                            }
+                            if retry.has(sh.status) {
+                                return Ok(Step::RetryStatus(sh.status));
+                            }
+                            if !w.head(out, sh.status, sh.pairs(), sh.content_length, facts) {
+                                if out.is_empty() {
+                                    return Err(BackendError::InvalidHeader("AJP response head too large"));
+                                }
+                                return Ok(Step::Blocked);
+                            }
+                            self.headers_sent = true;
+                            input.consume(whole);
+                        }
+                        END_RESPONSE => {
+                            if d.len() < whole {
+                                return Ok(Step::Blocked);
+                            }
+                            if len < 2 {
+                                return Err(self.error(AjpError::Truncated));
+                            }
+                            let reuse = match d[5] {
+                                1 => true,
+                                0 => false,
+                                _ => return Err(self.error(AjpError::BadReuse)),
+                            };
+                            if !self.headers_sent {
+                                return Err(BackendError::InvalidHeader("AJP END_RESPONSE without SEND_HEADERS"));
+                            }
+                            if !w.finish(out) {
+                                return Ok(Step::Blocked);
+                            }
+                            input.consume(whole);
+                            self.state = RState::Done;
+                            return Ok(Step::Done { reusable: reuse && self.request_complete() && input.is_empty() });
+                        }
+                        GET_BODY_CHUNK => {
+                            if d.len() < whole {
+                                return Ok(Step::Blocked);
+                            }
+                            if len < 3 {
+                                return Err(self.error(AjpError::Truncated));
+                            }
+                            let asked = u16::from_be_bytes([d[5], d[6]]) as usize;
+                            input.consume(whole);
+                            self.asked = true;
+                            self.credit = Some(asked.min(self.packet_size - 6));
+                            // Returning lets the session send the packet before reading on.
+                            return Ok(Step::Blocked);
+                        }
+                        other => return Err(self.error(AjpError::UnknownType(other))),
+                    }
+                }
+            }
+        }
+    }
+
+    fn eof(&mut self, _out: &mut Buf, _w: &mut ResponseWriter) -> Result<Step, BackendError> {
+        match self.state {
+            RState::Done => Ok(Step::Blocked),
+            _ => Err(BackendError::PrematureClose),
+        }
+    }
+
+    fn response_started(&self) -> bool {
+        self.started
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::http::request::{empty_headers, parse, Parse, MAX_HEAD};
+
+    fn facts() -> ReqFacts<'static> {
+        ReqFacts { head: false, minor: 1, keep_alive: true, host: b"h", rewrite_from: [b"", b""], rewrite: false, date: "d" }
+    }
+
+    fn encode(raw: &[u8], secret: Option<&str>) -> Vec<u8> {
+        let mut h = empty_headers();
+        let Parse::Done(req, meta) = parse(raw, &mut h, MAX_HEAD) else { panic!("parse") };
+        let settings = Settings::default();
+        let fr = ForwardRequest {
+            req: &req,
+            meta: &meta,
+            client: "127.0.0.1:54321".parse().expect("addr"),
+            local_port: 80,
+            server_name: "localhost",
+            settings: &settings,
+            proxy_host: "tomcats",
+            keepalive: true,
+            ajp_secret: secret,
+            route: None,
+        };
+        let mut out = Buf::standalone(8192);
+        let mut a = AjpAdapter::new(meta.body, 8192);
+        a.encode_head(&fr, &mut out).expect("fits");
+        out.data().to_vec()
+    }
+
+    #[test]
+    fn forward_request_fields() {
+        let p = encode(b"PATCH /a/b?x=1 HTTP/1.1\r\nHost: localhost:8080\r\nConnection: keep-alive\r\nX-Custom: v\r\n\r\n", Some("s3cret"));
+        assert_eq!(&p[..2], &[0x12, 0x34]);
+        assert_eq!(u16::from_be_bytes([p[2], p[3]]) as usize, p.len() - 4);
+        assert_eq!(p[4], FORWARD_REQUEST);
+        assert_eq!(p[5], 0xFF, "PATCH goes as stored_method");
+        let s = String::from_utf8_lossy(&p).to_string();
+        assert!(s.contains("/a/b\0") && !s.contains("/a/b?"), "uri without query");
+        assert!(s.contains("x=1\0"));
+        assert!(s.contains("X-Custom\0") && !s.contains("keep-alive"), "Connection dropped");
+        let secret = [0x0C, 0x00, 0x06, b's', b'3', b'c', b'r', b'e', b't', 0x00];
+        assert!(p.windows(secret.len()).any(|w| w == secret));
+        let stored = [0x0D, 0x00, 0x05, b'P', b'A', b'T', b'C', b'H', 0x00];
+        assert!(p.windows(stored.len()).any(|w| w == stored));
+        assert_eq!(*p.last().expect("byte"), 0xFF);
+        assert!(s.contains("AJP_REMOTE_PORT\0\0\x0554321\0"));
+    }
+
+    #[test]
+    fn body_packets_follow_the_protocol() {
+        let mut a = AjpAdapter::new(BodyKind::Length(20000), 8192);
+        let mut out = Buf::standalone(16384);
+        assert_eq!(a.body_credit(), 8186, "the first packet is sent unasked");
+        assert_eq!(a.encode_body(&[7u8; 10000], &mut out), 8186);
+        assert_eq!(&out.data()[..6], &[0x12, 0x34, 0x1F, 0xFC, 0x1F, 0xFA]);
+        assert_eq!(a.body_credit(), 0, "then only when asked");
+        assert!(a.request_complete(), "first packet sent, nothing asked");
+        let mut input = Buf::standalone(64);
+        input.put(&[0x41, 0x42, 0x00, 0x03, 0x06, 0x1F, 0xFA]);
+        let mut cout = Buf::standalone(1024);
+        let mut w = ResponseWriter::new();
+        assert_eq!(a.decode(&mut input, &mut cout, &mut w, &facts(), RetryMask(0)), Ok(Step::Blocked));
+        assert_eq!(a.body_credit(), 8186);
+        assert!(!a.request_complete(), "an ask is pending");
+        out.clear();
+        assert_eq!(a.encode_body(&[7u8; 3628], &mut out), 3628, "one packet answers the ask");
+        assert_eq!(&out.data()[..6], &[0x12, 0x34, 0x0E, 0x2E, 0x0E, 0x2C]);
+        assert_eq!(a.encode_body(&[7u8; 10], &mut out), 0, "no second packet for one ask");
+    }
+
+    #[test]
+    fn end_of_body_only_when_asked() {
+        let mut a = AjpAdapter::new(BodyKind::None, 8192);
+        let mut out = Buf::standalone(64);
+        assert!(!a.encode_body_end(&mut out));
+        assert!(out.is_empty(), "never an unsolicited packet");
+        let mut input = Buf::standalone(64);
+        input.put(&[0x41, 0x42, 0x00, 0x03, 0x06, 0x1F, 0xFA]);
+        let mut cout = Buf::standalone(1024);
+        let mut w = ResponseWriter::new();
+        let _ = a.decode(&mut input, &mut cout, &mut w, &facts(), RetryMask(0));
+        assert!(a.encode_body_end(&mut out));
+        assert_eq!(out.data(), &EMPTY_BODY_PACKET);
+        assert!(a.request_complete());
+    }
+
+    #[test]
+    fn response_headers_chunks_and_end() {
+        let mut a = AjpAdapter::new(BodyKind::None, 8192);
+        let mut input = Buf::standalone(4096);
+        let mut out = Buf::standalone(4096);
+        let mut w = ResponseWriter::new();
+        input.put(&[0x41, 0x42, 0x00, 0x21, 0x04, 0x00, 0xc8, 0x00, 0x03, b'2', b'0', b'0', 0x00, 0x00, 0x02, 0xa0, 0x01, 0x00, 0x0a]);
+        input.put(b"text/plain\0");
+        input.put(&[0xa0, 0x03, 0x00, 0x02, b'1', b'2', 0x00]);
+        input.put(&[0x41, 0x42, 0x00, 0x04, 0x03, 0x00, 0x00, 0x00]); // flush
+        input.put(&[0x41, 0x42, 0x00, 0x10, 0x03, 0x00, 0x0C]);
+        input.put(b"hello world\n\0");
+        input.put(&[0x41, 0x42, 0x00, 0x02, 0x05, 0x01]);
+        let step = a.decode(&mut input, &mut out, &mut w, &facts(), RetryMask(0));
+        assert_eq!(step, Ok(Step::Done { reusable: true }));
+        let s = String::from_utf8_lossy(out.data()).to_string();
+        assert_eq!(s, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nhello world\n");
+    }
+
+    #[test]
+    fn malformed_responses_are_errors() {
+        let cases: [&[u8]; 4] = [
+            &[0x12, 0x34, 0x00, 0x01, 0x09],                   // wrong magic
+            &[0x41, 0x42, 0x00, 0x04, 0x03, 0x00, 0x05, 0x00], // chunk longer than packet
+            &[0x41, 0x42, 0x00, 0x01, 0x09],                   // CPONG in an exchange
+            &[0x41, 0x42, 0x00, 0x02, 0x05, 0x01],             // END without headers
+        ];
+        for c in cases {
+            let mut a = AjpAdapter::new(BodyKind::None, 8192);
+            let mut input = Buf::standalone(64);
+            input.put(c);
+            let mut out = Buf::standalone(1024);
+            let mut w = ResponseWriter::new();
+            assert!(a.decode(&mut input, &mut out, &mut w, &facts(), RetryMask(0)).is_err(), "{:02x?}", c);
+            assert!(out.is_empty());
+        }
+    }
+}
