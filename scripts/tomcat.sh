@@ -71,7 +71,7 @@ XML
     fi
     cat <<XML
       <Host name="localhost" appBase="webapps" unpackWARs="false" autoDeploy="false">
-        <Valve className="org.apache.catalina.valves.AccessLogValve" directory="logs" prefix="access" suffix=".log" pattern="%h %l %u %t &quot;%r&quot; %s %b %{remote}p"/>
+        <Valve className="org.apache.catalina.valves.AccessLogValve" directory="logs" prefix="access" suffix=".log" buffered="false" pattern="%h %l %u %t &quot;%r&quot; %s %b %{remote}p"/>
       </Host>
     </Engine>
   </Service>

@@ -54,9 +54,11 @@ impl AjpAdapter {
     }
 }
 
-/// Request headers that never go to Tomcat (hop-by-hop, or handled by pounce).
+/// Request headers that never go to Tomcat (hop-by-hop, or handled by pounce). As both httpd
+/// modules do, `Transfer-Encoding: chunked` is passed on so servlets can see it; Tomcat
+/// itself does not act on it over AJP.
 fn dropped(name: &[u8]) -> bool {
-    hop_by_hop(name) || name.eq_ignore_ascii_case(b"expect")
+    (hop_by_hop(name) && !name.eq_ignore_ascii_case(b"transfer-encoding")) || name.eq_ignore_ascii_case(b"expect")
 }
 
 struct StackText {

@@ -94,16 +94,17 @@ pub enum ReqBody {
 }
 
 impl ReqBody {
-    /// Moves body bytes from `cin` into `sink` (at most `credit` payload bytes). Returns
-    /// `(input bytes used, payload bytes moved)`.
-    pub fn feed(&mut self, cin: &mut Buf, sink: &mut dyn BodySink, credit: usize) -> Result<(usize, usize), ChunkError> {
+    /// Moves body bytes from `cin` into `sink`, never more than the sink can take at that
+    /// moment (its room is asked afresh each step: an AJP sink takes one packet per ask).
+    /// Returns `(input bytes used, payload bytes moved)`.
+    pub fn feed(&mut self, cin: &mut Buf, sink: &mut dyn BodySink) -> Result<(usize, usize), ChunkError> {
         let mut used_total = 0;
         let mut moved = 0;
         loop {
             match self {
                 ReqBody::Done => break,
                 ReqBody::Length(rem) => {
-                    let n = (cin.len() as u64).min(*rem).min(credit.saturating_sub(moved) as u64).min(sink.room() as u64) as usize;
+                    let n = (cin.len() as u64).min(*rem).min(sink.room() as u64) as usize;
                     if n == 0 {
                         break;
                     }
@@ -120,12 +121,14 @@ impl ReqBody {
                     }
                 }
                 ReqBody::Chunked(dec) => {
-                    let limit = credit.saturating_sub(moved).min(sink.room());
+                    let limit = sink.room();
+                    if limit == 0 {
+                        break;
+                    }
                     let (used, data) = dec.decode(cin.data(), limit)?;
                     if let Some((off, len)) = data {
-                        let taken = sink.take(&cin.data()[off..off + len]);
-                        debug_assert_eq!(taken, len);
-                        moved += taken;
+                        // `limit` was the sink's room, so it takes all of it.
+                        moved += sink.take(&cin.data()[off..off + len]);
                     }
                     let done = dec.is_done();
                     cin.consume(used);

@@ -476,6 +476,14 @@ impl Session {
         let mut progress = self.move_request_body(ctx)?;
         progress |= self.backend_io(ctx)?;
         progress |= self.decode_response(ctx)?;
+        if let Some(ex) = self.ex.as_mut() {
+            if ex.resp_done && !ex.body_done() {
+                // The backend answered without taking the whole body: what is left of it is
+                // read and dropped by the lingering close, never parsed as a request.
+                ex.keep_alive = false;
+                self.closing = true;
+            }
+        }
         let done = self.ex.as_ref().is_some_and(|ex| ex.resp_done && (ex.body_done() || self.closing));
         if done {
             self.finish_exchange(ctx);
@@ -495,7 +503,7 @@ impl Session {
                 // Read and drop the body so the connection can be kept alive.
                 while !ex.body_done() && !cin.is_empty() {
                     let mut sink = Discard;
-                    match ex.body.feed(cin, &mut sink, usize::MAX) {
+                    match ex.body.feed(cin, &mut sink) {
                         Ok((0, _)) => break,
                         Ok(_) => progress = true,
                         Err(_) => {
@@ -507,7 +515,9 @@ impl Session {
             }
             Handling::Proxy { .. } => {
                 let Some(up) = ex.up.as_mut() else { return Ok(false) };
-                if !up.connected {
+                // Body bytes leave the client buffer only once they can reach a backend that
+                // answered: until then a failure can still be retried elsewhere.
+                if !up.connected || up.ping_deadline.is_some() {
                     return Ok(false);
                 }
                 if ex.continue_pending && !ex.writer.started {
@@ -524,12 +534,11 @@ impl Session {
                 }
                 let Some(bout) = up.bout.as_mut() else { return Ok(false) };
                 while !matches!(ex.body, ReqBody::Done) && !cin.is_empty() {
-                    let credit = up.adapter.body_credit();
-                    if credit == 0 {
+                    let mut sink = Forward { adapter: &mut up.adapter, out: bout };
+                    if sink.room() == 0 {
                         break;
                     }
-                    let mut sink = Forward { adapter: &mut up.adapter, out: bout };
-                    match ex.body.feed(cin, &mut sink, credit) {
+                    match ex.body.feed(cin, &mut sink) {
                         Ok((0, _)) => break,
                         Ok((_, n)) => {
                             ex.body_taken += n as u64;
@@ -1263,7 +1272,8 @@ impl BodySink for Forward<'_> {
         self.adapter.encode_body(data, self.out)
     }
     fn room(&self) -> usize {
-        // Leave room for framing (chunk lines, AJP packet headers).
-        self.out.room().saturating_sub(24)
+        // What the backend accepts now (AJP: one packet per GET_BODY_CHUNK), leaving room in
+        // the buffer for framing (chunk lines, AJP packet headers).
+        self.out.room().saturating_sub(24).min(self.adapter.body_credit())
     }
 }

@@ -4,6 +4,7 @@
 //! stopped when its handle drops.
 #![allow(dead_code)]
 
+pub mod ajp;
 pub mod tomcat;
 
 use std::io::{BufRead, BufReader, Read, Write};

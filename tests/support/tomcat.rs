@@ -35,6 +35,8 @@ pub struct Opts {
     pub packet_size: Option<u32>,
     /// Cluster ports of every node, to join a static-membership cluster.
     pub cluster: Option<Vec<u16>>,
+    /// Tomcat's maxKeepAliveRequests (default 100; -1 = unlimited).
+    pub max_keepalive: Option<i32>,
 }
 
 impl Tomcat {
@@ -80,6 +82,9 @@ impl Tomcat {
         }
         if let Some(p) = opts.packet_size {
             cmd.env("AJP_PACKET_SIZE", p.to_string());
+        }
+        if let Some(k) = opts.max_keepalive {
+            cmd.env("MAX_KEEPALIVE", k.to_string());
         }
         let st = cmd.status().expect("run tomcat.sh start");
         assert!(st.success(), "tomcat.sh start failed");
