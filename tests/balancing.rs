@@ -46,7 +46,7 @@ fn dead_server_retried_then_marked_down_and_brought_back() {
     assert_eq!(before, during, "no attempt while unavailable");
     // It comes back: a server now listens on that port; after fail_timeout it gets a trial
     // request and then its share of traffic.
-    let revived = FixedBackend::start(dead_port, "b");
+    let revived = Backend::named_on(dead_port, "b");
     std::thread::sleep(Duration::from_millis(1100));
     let seen: String = (0..6).map(|_| who(&p)).collect();
     assert!(seen.contains('b'), "the server came back: {seen}");
@@ -147,51 +147,4 @@ fn tries_are_capped() {
     let p = Pounce::start(&conf(&format!("{} server {};", dead.join(" "), a.addr()), "proxy_next_upstream_tries 2;"));
     let r = p.get("/");
     assert_eq!(r.status, 502, "two dead servers tried, then give up");
-}
-
-/// A backend on a given port (for bringing a "dead" server back).
-struct FixedBackend {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    t: Option<std::thread::JoinHandle<()>>,
-}
-
-impl FixedBackend {
-    fn start(port: u16, name: &'static str) -> FixedBackend {
-        use std::io::{Read, Write};
-        use std::sync::atomic::Ordering;
-        let l = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind fixed port");
-        l.set_nonblocking(true).expect("nb");
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let s2 = stop.clone();
-        let t = std::thread::spawn(move || {
-            while !s2.load(Ordering::Relaxed) {
-                match l.accept() {
-                    Ok((mut s, _)) => {
-                        let _ = s.set_nonblocking(false);
-                        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                        let mut buf = [0u8; 4096];
-                        let mut got = Vec::new();
-                        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                            match s.read(&mut buf) {
-                                Ok(0) | Err(_) => break,
-                                Ok(n) => got.extend_from_slice(&buf[..n]),
-                            }
-                        }
-                        let _ = s.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}", name.len(), name).as_bytes());
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        FixedBackend { stop, t: Some(t) }
-    }
-}
-
-impl Drop for FixedBackend {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.t.take() {
-            let _ = t.join();
-        }
-    }
 }

@@ -100,6 +100,64 @@ pub struct Upstream {
     pub implicit: bool,
     /// AJP parameters set in the upstream block (a location's own values win).
     pub ajp: AjpConf,
+    pub balance: Balance,
+    pub sticky: Option<Sticky>,
+    pub health_check: Option<HealthCheck>,
+    /// Some location proxies to it over AJP (active checks then use CPING).
+    pub uses_ajp: bool,
+}
+
+impl Upstream {
+    pub fn new(name: String, implicit: bool) -> Upstream {
+        Upstream {
+            name,
+            servers: Vec::new(),
+            keepalive: 0,
+            keepalive_timeout: Duration::from_secs(60),
+            keepalive_requests: 1000,
+            implicit,
+            ajp: AjpConf::default(),
+            balance: Balance::RoundRobin,
+            sticky: None,
+            health_check: None,
+            uses_ajp: false,
+        }
+    }
+}
+
+/// `balance` methods (mod_proxy_balancer's byrequests / bybusyness / bytraffic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    LeastConn,
+    ByTraffic,
+}
+
+/// `sticky_route [COOKIE]` and `sticky_force`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sticky {
+    /// Cookie carrying the session id (`JSESSIONID`).
+    pub cookie: String,
+    /// Path parameter carrying it (`;jsessionid=`): the cookie name in lower case.
+    pub path_param: String,
+    /// Answer 503 rather than move a session whose server is unusable.
+    pub force: bool,
+}
+
+/// `health_check [interval=TIME] [fails=N] [passes=N] [uri=PATH] [timeout=TIME]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub interval: Duration,
+    pub fails: u32,
+    pub passes: u32,
+    pub uri: String,
+    pub timeout: Duration,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck { interval: Duration::from_secs(5), fails: 1, passes: 1, uri: "/".into(), timeout: Duration::from_secs(1) }
+    }
 }
 
 /// `ajp_secret`, `ajp_packet_size`, `ajp_ping`, `ajp_ping_timeout`; unset = inherit/default.
@@ -135,7 +193,31 @@ pub struct Peer {
     pub max_fails: u32,
     pub fail_timeout: Duration,
     pub backup: bool,
+    /// `down`: mod_jk's *stopped* activation (no requests at all).
     pub down: bool,
+    /// `disabled`: mod_jk's *disabled* activation (only requests sticky to it: draining).
+    pub disabled: bool,
+    /// The route (Tomcat's jvmRoute) this server answers for.
+    pub route: Option<String>,
+    /// Ramp the weight up over this time after the server comes back (0 = off).
+    pub slow_start: Duration,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr, name: String) -> Peer {
+        Peer {
+            addr,
+            name,
+            weight: 1,
+            max_fails: 1,
+            fail_timeout: Duration::from_secs(10),
+            backup: false,
+            down: false,
+            disabled: false,
+            route: None,
+            slow_start: Duration::ZERO,
+        }
+    }
 }
 
 /// Conditions of `proxy_next_upstream`, as bits.

@@ -46,6 +46,10 @@ const KNOWN: &[&str] = &[
     "location",
     "proxy_pass",
     "return",
+    "balance",
+    "sticky_route",
+    "sticky_force",
+    "health_check",
 ];
 
 fn misplaced<T>(d: &Directive) -> Result<T, ConfError> {
@@ -267,15 +271,7 @@ impl Builder {
         if let Some(i) = self.cfg.http.upstreams.iter().position(|u| u.name == name) {
             return err(&d.pos, format!("duplicate upstream \"{}\" (first defined at {})", name, self.upstream_pos[i]));
         }
-        let mut up = Upstream {
-            name,
-            servers: Vec::new(),
-            keepalive: 0,
-            keepalive_timeout: Duration::from_secs(60),
-            keepalive_requests: 1000,
-            implicit: false,
-            ajp: AjpConf::default(),
-        };
+        let mut up = Upstream::new(name, false);
         for e in block(d)? {
             simple(e)?;
             if ajp_directive(e, &mut up.ajp)? {
@@ -299,6 +295,47 @@ impl Builder {
                     nargs(e, 1, 1)?;
                     up.keepalive_timeout = time_arg(e, &e.args[0])?;
                 }
+                "balance" => {
+                    nargs(e, 1, 1)?;
+                    up.balance = match e.args[0].as_str() {
+                        "round_robin" => Balance::RoundRobin,
+                        "least_conn" => Balance::LeastConn,
+                        "by_traffic" => Balance::ByTraffic,
+                        m => return err(&e.pos, format!("unknown balancing method \"{}\" (round_robin, least_conn, by_traffic)", m)),
+                    };
+                }
+                "sticky_route" => {
+                    nargs(e, 0, 1)?;
+                    let cookie = e.args.first().cloned().unwrap_or_else(|| "JSESSIONID".into());
+                    let force = up.sticky.as_ref().is_some_and(|s| s.force);
+                    up.sticky = Some(Sticky { path_param: cookie.to_ascii_lowercase(), cookie, force });
+                }
+                "sticky_force" => {
+                    nargs(e, 1, 1)?;
+                    let on = on_off(e, &e.args[0])?;
+                    match up.sticky.as_mut() {
+                        Some(s) => s.force = on,
+                        None => return err(&e.pos, "\"sticky_force\" needs \"sticky_route\" before it"),
+                    }
+                }
+                "health_check" => {
+                    let mut hc = HealthCheck::default();
+                    for a in &e.args {
+                        let (k, v) = a.split_once('=').unwrap_or((a.as_str(), ""));
+                        match k {
+                            "interval" => hc.interval = time_arg(e, v)?,
+                            "timeout" => hc.timeout = time_arg(e, v)?,
+                            "fails" => hc.fails = (num_arg(e, v)? as u32).max(1),
+                            "passes" => hc.passes = (num_arg(e, v)? as u32).max(1),
+                            "uri" if v.starts_with('/') => hc.uri = v.to_string(),
+                            _ => return err(&e.pos, format!("invalid parameter \"{}\"", a)),
+                        }
+                    }
+                    if hc.interval.is_zero() || hc.timeout.is_zero() {
+                        return err(&e.pos, "health_check interval and timeout must be positive");
+                    }
+                    up.health_check = Some(hc);
+                }
                 "keepalive_requests" => {
                     nargs(e, 1, 1)?;
                     up.keepalive_requests = num_arg(e, &e.args[0])?.min(u32::MAX as u64) as u32;
@@ -321,8 +358,7 @@ impl Builder {
     /// one peer per address the host resolves to, as nginx does.
     fn peer(&self, d: &Directive) -> Result<Vec<Peer>, ConfError> {
         let addrs = resolve_addr(d, &d.args[0], None)?;
-        let mut p =
-            Peer { addr: addrs[0], name: d.args[0].clone(), weight: 1, max_fails: 1, fail_timeout: Duration::from_secs(10), backup: false, down: false };
+        let mut p = Peer::new(addrs[0], d.args[0].clone());
         for a in &d.args[1..] {
             let (k, v) = a.split_once('=').unwrap_or((a.as_str(), ""));
             match (k, v.is_empty()) {
@@ -336,6 +372,9 @@ impl Builder {
                 ("fail_timeout", false) => p.fail_timeout = time_arg(d, v)?,
                 ("backup", true) => p.backup = true,
                 ("down", true) => p.down = true,
+                ("disabled", true) => p.disabled = true,
+                ("route", false) => p.route = Some(v.to_string()),
+                ("slow_start", false) => p.slow_start = time_arg(d, v)?,
                 _ => return err(&d.pos, format!("invalid parameter \"{}\"", a)),
             }
         }
@@ -593,32 +632,16 @@ impl Builder {
                             pos: Some(pos.clone()),
                             msg: format!("unknown upstream \"{}\": no upstream block has that name and it is not a host[:port]", target),
                         })?;
-                        let servers = addrs
-                            .into_iter()
-                            .map(|addr| Peer {
-                                addr,
-                                name: target.clone(),
-                                weight: 1,
-                                max_fails: 1,
-                                fail_timeout: Duration::from_secs(10),
-                                backup: false,
-                                down: false,
-                            })
-                            .collect();
-                        self.cfg.http.upstreams.push(Upstream {
-                            name: target.clone(),
-                            servers,
-                            keepalive: 0,
-                            keepalive_timeout: Duration::from_secs(60),
-                            keepalive_requests: 1000,
-                            implicit: true,
-                            ajp: AjpConf::default(),
-                        });
+                        let servers = addrs.into_iter().map(|addr| Peer::new(addr, target.clone())).collect();
+                        let mut up = Upstream::new(target.clone(), true);
+                        up.servers = servers;
+                        self.cfg.http.upstreams.push(up);
                         self.cfg.http.upstreams.len() - 1
                     }
                 },
             };
             self.cfg.http.servers[server].locations[loc].handler = Handler::Proxy { upstream: idx, ajp };
+            self.cfg.http.upstreams[idx].uses_ajp |= ajp;
         }
         Ok(())
     }

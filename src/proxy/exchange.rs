@@ -179,7 +179,7 @@ pub struct Exchange {
     pub meta: Option<RequestMeta>,
     pub handling: Handling,
     /// The upstream this request was sent to (kept when pounce ends up answering itself).
-    upstream: usize,
+    pub upstream: usize,
     pub keep_alive: bool,
     pub kind: BackendKind,
     pub body: ReqBody,
@@ -188,6 +188,10 @@ pub struct Exchange {
     pub continue_pending: bool,
     pub tried: u128,
     pub tries: u32,
+    /// The peer the session's route names and that can serve it (tried first).
+    pub sticky_peer: Option<usize>,
+    /// The peer the request's route named, when the request had one that matched.
+    pub route_peer: Option<usize>,
     pub last_fail: Option<Fail>,
     /// The encoded request head, kept until the response starts so a retry can resend it.
     pub req_head: Option<Buf>,
@@ -246,6 +250,8 @@ impl Exchange {
             continue_pending: false,
             tried: 0,
             tries: 0,
+            sticky_peer: None,
+            route_peer: None,
             last_fail: None,
             req_head: None,
             host: (0, 0),

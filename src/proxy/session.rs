@@ -16,13 +16,14 @@ use crate::http::status::write_simple;
 use crate::http::writer::ReqFacts;
 use crate::logging::access::put_escaped;
 use crate::upstream::keepalive::IdleConn;
-use crate::upstream::{now_ms, Balancer};
+use crate::upstream::{now_ms, sticky, Balancer};
 use crate::worker::timer::TimerSlot;
 use crate::worker::{backend_token, client_token, idle_token, Ctx};
 use mio::net::TcpStream;
 use mio::Interest;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -395,6 +396,42 @@ impl Session {
                     ajp_secret: secret,
                     route: None,
                 };
+                // Sticky routes: the server named by the session's route, if it can serve.
+                if let Some(st) = &ups.conf.sticky {
+                    let now = now_ms();
+                    let cookies = req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("cookie")).map(|h| h.value);
+                    let (mut usable, mut named) = (None, None);
+                    sticky::for_each_route(path.as_bytes(), cookies, st, |route| match ups.peer_for_route(route) {
+                        Some(p) if ups.usable(p, now) => {
+                            usable = Some(p);
+                            ControlFlow::Break(())
+                        }
+                        Some(p) => {
+                            named.get_or_insert(p);
+                            ControlFlow::Continue(())
+                        }
+                        None => ControlFlow::Continue(()),
+                    });
+                    ex.sticky_peer = usable;
+                    ex.route_peer = usable.or(named);
+                    if usable.is_none() && st.force {
+                        if let Some(p) = named {
+                            log::warn!(
+                                "route of server {} in upstream \"{}\" is unusable and sticky_force is on: 503, client: {}",
+                                ups.conf.servers[p].addr,
+                                ups.conf.name,
+                                self.peer
+                            );
+                            ctx.pool.put(head);
+                            self.consume_head(meta.head_len);
+                            self.ex = Some(ex);
+                            self.state = State::Active;
+                            self.respond(ctx, 503, None, settings)?;
+                            return Ok(true);
+                        }
+                    }
+                }
+                let fr = ForwardRequest { route: ex.sticky_peer.and_then(|p| ups.conf.servers[p].route.as_deref()), ..fr };
                 let host = ex.kind.adapter(&meta).encode_head(&fr, &mut head);
                 self.consume_head(meta.head_len);
                 self.state = State::Active;
@@ -720,7 +757,9 @@ impl Session {
         let progress = before != (bin.len(), cout.len()) || ex.writer.started != was_started;
         if ex.writer.started && !was_started {
             ex.upstream_status = ex.writer.status;
-            ex.upstream_time = Some(ctx.now.duration_since(up.t_start));
+            let t = ctx.now.duration_since(up.t_start);
+            ex.upstream_time = Some(t);
+            rt.upstreams[ex.upstream].peers[up.peer].last_response_us.store(t.as_micros() as u64, Relaxed);
             // The kept head is only needed for retries, which are over now.
             ctx.pool.release(&mut ex.req_head);
             ex.host = (0, 0);
@@ -771,7 +810,30 @@ impl Session {
                 return self.respond_error(ctx, status);
             }
             let now = now_ms();
-            let Some(peer) = ctx.balancers[upstream].get(ups, &mut ex.tried, now) else {
+            let sticky = ex.sticky_peer.take().filter(|&p| ex.tried & (1u128 << p) == 0 && ups.usable(p, now));
+            if let (None, Some(named), Some(st)) = (sticky, ex.route_peer, &ups.conf.sticky) {
+                // The session's server cannot take it (now or any more): fail over, or refuse.
+                if st.force {
+                    log::warn!("route of server {} unusable and sticky_force is on: 503, client: {}", ups.conf.servers[named].addr, self.peer);
+                    return self.respond_error(ctx, 503);
+                }
+                ex.route_peer = None;
+                ups.peers[named].failovers.fetch_add(1, Relaxed);
+                log::warn!(
+                    "session route of server {} in upstream \"{}\" is unusable, failing over, client: {}",
+                    ups.conf.servers[named].addr,
+                    ups.conf.name,
+                    self.peer
+                );
+            }
+            let picked = match sticky {
+                Some(p) => {
+                    ex.tried |= 1u128 << p;
+                    Some(p)
+                }
+                None => ctx.balancers[upstream].get(ups, &mut ex.tried, now),
+            };
+            let Some(peer) = picked else {
                 if ex.tries == 0 {
                     log::error!("no live upstreams while connecting to upstream \"{}\", client: {}", ups.conf.name, self.peer);
                 }
@@ -977,6 +1039,8 @@ impl Session {
             let ups = &rt.upstreams[upstream];
             ups.peers[up.peer].in_flight.fetch_sub(1, Relaxed);
             ctx.balancers[upstream].free(ups, up.peer, false, now_ms());
+            let head_len = ex.req_head.as_ref().map_or(0, |h| h.len()) as u64;
+            ups.account(up.peer, head_len + ex.body_taken, ex.writer.body_bytes);
             ctx.pool.release(&mut up.bin);
             let bout_empty = up.bout.as_ref().is_none_or(|b| b.is_empty());
             ctx.pool.release(&mut up.bout);

@@ -1,16 +1,38 @@
-//! Upstream groups at run time: the state all workers share (per-peer health and counters,
-//! as atomics), the per-worker balancer, and the per-worker pool of idle backend connections.
+//! Upstream groups at run time: the state all workers share (per-peer health, activation,
+//! weights and counters, as atomics), the per-worker balancer, sticky routes, and the
+//! per-worker pool of idle backend connections.
 
 pub mod keepalive;
 pub mod round_robin;
+pub mod sticky;
 
-use crate::config::Upstream;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use crate::config::{Balance, Upstream};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::OnceLock;
 use std::time::Instant;
 
 /// Peers per upstream: the `tried` set of a request is one u128.
 pub const MAX_PEERS: usize = 128;
+
+/// mod_jk's activation states.
+pub mod activation {
+    pub const ACTIVE: u8 = 0;
+    /// Only requests sticky to it (draining).
+    pub const DISABLED: u8 = 1;
+    /// Nothing.
+    pub const STOPPED: u8 = 2;
+
+    pub fn name(a: u8) -> &'static str {
+        match a {
+            ACTIVE => "active",
+            DISABLED => "disabled",
+            _ => "stopped",
+        }
+    }
+}
+
+/// Traffic counters of `balance by_traffic` are halved this often (mod_jk's maintenance).
+const TRAFFIC_DECAY_MS: u64 = 60_000;
 
 /// Milliseconds on a monotonic clock shared by every worker (health times are compared
 /// across threads, so they cannot be per-worker `Instant`s stored in atomics).
@@ -31,6 +53,23 @@ pub struct PeerState {
     pub in_flight: AtomicU32,
     pub requests: AtomicU64,
     pub failures: AtomicU64,
+    /// Requests whose route named this peer but went elsewhere because it was unusable.
+    pub failovers: AtomicU64,
+    /// Runtime activation (`activation::*`) and weight: the manager page may change them.
+    pub activation: AtomicU8,
+    pub weight: AtomicU32,
+    /// Active health: failing its checks, and the consecutive results so far.
+    pub hc_down: AtomicBool,
+    pub hc_fails: AtomicU32,
+    pub hc_passes: AtomicU32,
+    /// When it last came back (ms), for `slow_start`; 0 = not ramping.
+    pub recovered_at: AtomicU64,
+    /// Bytes moved, decayed (by_traffic), and in total each way.
+    pub traffic: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    /// Time to the response head of the last request, in microseconds.
+    pub last_response_us: AtomicU64,
 }
 
 /// An upstream's configuration plus the shared state of its peers.
@@ -41,26 +80,49 @@ pub struct UpstreamState {
     /// Per peer: redirect prefixes that point at it (`http://ADDR`, `http://NAME`), which
     /// `proxy_redirect default` rewrites to the client's host.
     pub rewrite: Vec<[String; 2]>,
+    last_decay: AtomicU64,
 }
 
 impl UpstreamState {
     pub fn new(conf: Upstream) -> UpstreamState {
-        let peers = conf.servers.iter().map(|_| PeerState::default()).collect();
+        let peers = conf
+            .servers
+            .iter()
+            .map(|p| {
+                let s = PeerState::default();
+                s.weight.store(p.weight, Relaxed);
+                let a = if p.down {
+                    activation::STOPPED
+                } else if p.disabled {
+                    activation::DISABLED
+                } else {
+                    activation::ACTIVE
+                };
+                s.activation.store(a, Relaxed);
+                s
+            })
+            .collect();
         let rewrite = conf.servers.iter().map(|p| [format!("http://{}", p.addr), format!("http://{}", conf.name)]).collect();
-        UpstreamState { conf, peers, rewrite }
+        UpstreamState { conf, peers, rewrite, last_decay: AtomicU64::new(now_ms()) }
     }
 
-    /// Whether passive health currently lets `peer` be chosen (nginx's fail window test).
+    /// Passive health (nginx's fail window), active health and activation allow requests.
     pub fn usable(&self, peer: usize, now: u64) -> bool {
         let p = &self.conf.servers[peer];
-        if p.down {
+        let s = &self.peers[peer];
+        if s.activation.load(Relaxed) == activation::STOPPED || s.hc_down.load(Relaxed) {
             return false;
         }
-        let s = &self.peers[peer];
-        !(p.max_fails > 0 && s.fails.load(Relaxed) >= p.max_fails && now.saturating_sub(s.checked.load(Relaxed)) <= p.fail_timeout.as_millis() as u64)
+        self.single()
+            || !(p.max_fails > 0 && s.fails.load(Relaxed) >= p.max_fails && now.saturating_sub(s.checked.load(Relaxed)) <= p.fail_timeout.as_millis() as u64)
     }
 
-    /// nginx: with one primary and no backup, failures never make the peer unavailable.
+    /// May get requests that are not sticky to it (active, not disabled or stopped).
+    pub fn takes_new(&self, peer: usize) -> bool {
+        self.peers[peer].activation.load(Relaxed) == activation::ACTIVE
+    }
+
+    /// nginx: with one server and no backup, failures never make it unavailable.
     pub fn single(&self) -> bool {
         self.conf.servers.len() == 1
     }
@@ -68,6 +130,84 @@ impl UpstreamState {
     /// Total number of tries a request may make (all peers, backups included).
     pub fn max_tries(&self) -> u32 {
         self.conf.servers.len() as u32
+    }
+
+    /// The weight to balance with now: the runtime weight, ramped up during `slow_start`.
+    pub fn weight(&self, peer: usize, now: u64) -> u32 {
+        let s = &self.peers[peer];
+        let w = s.weight.load(Relaxed).max(1);
+        let ramp = self.conf.servers[peer].slow_start.as_millis() as u64;
+        let since = s.recovered_at.load(Relaxed);
+        if ramp == 0 || since == 0 {
+            return w;
+        }
+        let elapsed = now.saturating_sub(since);
+        if elapsed >= ramp {
+            s.recovered_at.store(0, Relaxed);
+            return w;
+        }
+        ((w as u64 * elapsed / ramp) as u32).max(1)
+    }
+
+    /// The peer whose route is `route`, if any.
+    pub fn peer_for_route(&self, route: &[u8]) -> Option<usize> {
+        self.conf.servers.iter().position(|p| p.route.as_deref().is_some_and(|r| r.as_bytes() == route))
+    }
+
+    /// Records bytes moved by a finished request (status page, by_traffic).
+    pub fn account(&self, peer: usize, bytes_in: u64, bytes_out: u64) {
+        let s = &self.peers[peer];
+        s.bytes_in.fetch_add(bytes_in, Relaxed);
+        s.bytes_out.fetch_add(bytes_out, Relaxed);
+        if self.conf.balance == Balance::ByTraffic {
+            s.traffic.fetch_add(bytes_in + bytes_out, Relaxed);
+        }
+    }
+
+    /// Halves the by_traffic counters once per decay period (whichever worker comes first).
+    fn decay_traffic(&self, now: u64) {
+        let last = self.last_decay.load(Relaxed);
+        if now.saturating_sub(last) >= TRAFFIC_DECAY_MS && self.last_decay.compare_exchange(last, now, Relaxed, Relaxed).is_ok() {
+            for s in &self.peers {
+                let _ = s.traffic.fetch_update(Relaxed, Relaxed, |t| Some(t / 2));
+            }
+        }
+    }
+
+    /// Of the candidates in `cand`, those with the lowest load per weight under the
+    /// upstream's method (all of them for round_robin); ties are left to round-robin.
+    pub fn least_loaded(&self, cand: u128, now: u64) -> u128 {
+        let metric = |i: usize| -> u64 {
+            match self.conf.balance {
+                Balance::RoundRobin => 0,
+                Balance::LeastConn => self.peers[i].in_flight.load(Relaxed) as u64,
+                Balance::ByTraffic => self.peers[i].traffic.load(Relaxed),
+            }
+        };
+        if self.conf.balance == Balance::RoundRobin {
+            return cand;
+        }
+        if self.conf.balance == Balance::ByTraffic {
+            self.decay_traffic(now);
+        }
+        let mut best: Option<(u64, u64)> = None; // (metric, weight) of the lowest ratio so far
+        let mut set: u128 = 0;
+        for i in 0..self.conf.servers.len() {
+            if cand & (1u128 << i) == 0 {
+                continue;
+            }
+            let (m, w) = (metric(i) as u128, self.weight(i, now) as u128);
+            match best {
+                // m/w < bm/bw  <=>  m*bw < bm*w
+                Some((bm, bw)) if m * bw as u128 > bm as u128 * w => {}
+                Some((bm, bw)) if m * bw as u128 == bm as u128 * w => set |= 1u128 << i,
+                _ => {
+                    best = Some((m as u64, w as u64));
+                    set = 1u128 << i;
+                }
+            }
+        }
+        set
     }
 }
 

@@ -2,6 +2,7 @@
 //! state, idle backend connections and timers. Nothing here is shared with other workers
 //! except the read-only `Runtime` and the per-peer atomics inside it.
 
+pub mod health;
 pub mod listener;
 pub mod timer;
 
@@ -79,6 +80,8 @@ pub struct Worker {
     accept_retry: bool,
     /// Connections accepted since start (debug log, status page).
     accepted: u64,
+    /// The active health checks this worker runs.
+    probes: Vec<health::Probe>,
 }
 
 impl Worker {
@@ -97,6 +100,7 @@ impl Worker {
             access.push(AccessLog::open(path).map_err(|e| std::io::Error::new(e.kind(), format!("cannot open access log \"{}\": {}", path.display(), e)))?);
         }
         let conns = rt.cfg.worker_connections;
+        let probes = health::probes_for(&rt, id, rt.cfg.worker_processes, Instant::now());
         let ctx = Ctx {
             registry,
             balancers: rt.upstreams.iter().map(RoundRobin::new).collect(),
@@ -110,7 +114,7 @@ impl Worker {
             draining: false,
             rt,
         };
-        Ok(Worker { id, poll, listeners: mio_listeners, sessions: Slab::with_capacity(1024), ctx, control, accept_retry: false, accepted: 0 })
+        Ok(Worker { id, poll, listeners: mio_listeners, sessions: Slab::with_capacity(1024), ctx, control, accept_retry: false, accepted: 0, probes })
     }
 
     pub fn run(mut self) {
@@ -122,6 +126,9 @@ impl Worker {
             let mut timeout = self.ctx.timers.next_due(Instant::now()).map_or(Duration::from_secs(1), |d| d.min(Duration::from_secs(1)));
             if self.accept_retry {
                 timeout = timeout.min(Duration::from_millis(100));
+            }
+            if let Some(due) = self.probes.iter().map(|p| p.due()).min() {
+                timeout = timeout.min(due.saturating_duration_since(Instant::now()));
             }
             if let Err(e) = self.poll.poll(&mut events, Some(timeout + Duration::from_micros(500))) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
@@ -138,6 +145,10 @@ impl Worker {
                 }
                 if t.0 >= LISTENER_BASE {
                     self.accept(t.0 - LISTENER_BASE);
+                } else if t.0 & health::PROBE_BIT != 0 {
+                    if let Some(p) = self.probes.get_mut(t.0 & !health::PROBE_BIT) {
+                        p.on_event(&self.ctx.rt, &self.ctx.registry);
+                    }
                 } else if t.0 & IDLE_BIT != 0 {
                     // An idle backend connection became readable: closed, or stray bytes.
                     if let Some(mut c) = self.ctx.keepalive.remove(t.0 & !IDLE_BIT) {
@@ -156,6 +167,13 @@ impl Worker {
                 self.accept_retry = false;
                 for i in 0..self.listeners.len() {
                     self.accept(i);
+                }
+            }
+            if !self.ctx.draining {
+                for (i, p) in self.probes.iter_mut().enumerate() {
+                    if p.due() <= self.ctx.now {
+                        p.tick(&self.ctx.rt, &self.ctx.registry, i, self.ctx.now);
+                    }
                 }
             }
             while let Some((queued, key)) = self.ctx.timers.pop_due(self.ctx.now) {
@@ -255,6 +273,9 @@ impl Worker {
         }
         for mut c in self.ctx.keepalive.drain() {
             let _ = self.ctx.registry.deregister(&mut c.stream);
+        }
+        for p in &mut self.probes {
+            p.stop(&self.ctx.registry);
         }
     }
 

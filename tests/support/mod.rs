@@ -318,8 +318,28 @@ impl Backend {
         Backend::start(name, Arc::new(f))
     }
 
+    /// Like `named`, on a given port.
+    pub fn named_on(port: u16, name: &str) -> Backend {
+        let n = name.to_string();
+        Backend::start_on(
+            port,
+            name,
+            Arc::new(move |_: &Req| Reply::Send {
+                status: 200,
+                headers: vec![("X-Backend".into(), n.clone())],
+                body: n.clone().into_bytes(),
+                framing: Framing::Length,
+            }),
+        )
+    }
+
     pub fn start(name: &str, handler: Handler) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind backend");
+        Backend::start_on(0, name, handler)
+    }
+
+    /// A backend on a given port (0 = any), e.g. to bring a "dead" server back.
+    pub fn start_on(port: u16, name: &str, handler: Handler) -> Backend {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind backend");
         let port = listener.local_addr().expect("addr").port();
         listener.set_nonblocking(true).expect("nonblocking");
         let conns = Arc::new(AtomicUsize::new(0));
