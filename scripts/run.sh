@@ -27,7 +27,8 @@ cat <<MSG
 pounce is running on http://127.0.0.1:8080 in front of two Tomcats (logs in logs/, $WORK/).
 Try:
   curl -i http://127.0.0.1:8080/hello.txt
-  curl -i -c /tmp/pounce-cookies -b /tmp/pounce-cookies http://127.0.0.1:8080/session.jsp
+  curl -i -c /tmp/pounce-cookies -b /tmp/pounce-cookies http://127.0.0.1:8080/session.jsp   (repeat: same route, count grows)
+  scripts/tomcat.sh stop $WORK/tomcat1        (then repeat the session request: it fails over, count continues)
   curl -s --data-binary @README.md http://127.0.0.1:8080/echo.jsp | head
   target/release/pounce -p . -c conf/pounce.conf -s reload
 Press Ctrl-C to stop everything.
