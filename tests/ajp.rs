@@ -156,3 +156,25 @@ fn closed_mid_response_truncates_visibly() {
     let r = read_response(&mut BufReader::new(s), false);
     assert!(r.is_err(), "the client sees a short body and a closed connection: {:?}", r.map(|r| r.status));
 }
+
+#[test]
+fn proxy_next_upstream_applies_to_ajp() {
+    let busy = AjpBackend::start(Behaviour {
+        answer_cping: true,
+        handler: Box::new(|_| AjpReply::Send { status: 503, headers: vec![], body: b"busy".to_vec(), reuse: true }),
+    });
+    let good = AjpBackend::echo("good");
+    let servers = format!("server {}; server {};", busy.addr(), good.addr());
+    let p = Pounce::start(&conf(&servers, "", "proxy_next_upstream error timeout http_503;"));
+    for _ in 0..4 {
+        assert_eq!(p.get("/").text(), "good");
+    }
+    let p2 = Pounce::start(&conf(&servers, "", ""));
+    let statuses: Vec<u16> = (0..4).map(|_| p2.get("/").status).collect();
+    assert!(statuses.contains(&503), "{:?}", statuses);
+    // A dead AJP server is retried on the next one for a GET.
+    let p3 = Pounce::start(&conf(&format!("server 127.0.0.1:{}; server {};", free_port(), good.addr()), "", ""));
+    for _ in 0..3 {
+        assert_eq!(p3.get("/").text(), "good");
+    }
+}

@@ -82,11 +82,7 @@ fn cluster_survives_losing_a_node() {
     // It comes back: the health check puts it in rotation within about one interval.
     nodes[h].restart(&opts, &ports);
     let back = Instant::now();
-    assert!(
-        eventually(Duration::from_secs(10), || p.error_log().matches("is up again").count() >= 1),
-        "{}",
-        p.error_log()
-    );
+    assert!(eventually(Duration::from_secs(10), || p.error_log().matches("is up again").count() >= 1), "{}", p.error_log());
     println!("back in rotation {:?} after the restarted Tomcat answered", back.elapsed());
     assert!(back.elapsed() < Duration::from_millis(1500));
     assert!(eventually(Duration::from_secs(60), || catalina_out(&nodes[h]).contains("Replication member added")), "rejoined the cluster");
