@@ -9,5 +9,6 @@ pub mod logging;
 pub mod master;
 pub mod proxy;
 pub mod runtime;
+pub mod status;
 pub mod upstream;
 pub mod worker;

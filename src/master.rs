@@ -134,6 +134,7 @@ pub fn run(cfg: Config) -> i32 {
                             let level = new_cfg.error_level;
                             generation += 1;
                             let new_rt = Arc::new(Runtime::new(new_cfg, generation));
+                            new_rt.inherit_overrides(&rt);
                             match spawn_workers(&new_rt, per_worker) {
                                 Err(e) => log::error!("reload failed, keeping the running configuration: {}", e),
                                 Ok(new_workers) => {

@@ -84,6 +84,8 @@ pub enum Handler {
     Proxy { upstream: usize, ajp: bool },
     /// `return CODE [TEXT|URL]`
     Return { code: u16, text: Option<String> },
+    /// `status`: the status and manager page, served by the worker itself.
+    Status,
     /// No content handler: 404.
     None,
 }
@@ -281,6 +283,44 @@ impl Var {
     }
 }
 
+/// `allow` / `deny` with an address, a CIDR or `all`; the first rule that matches decides.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AccessRule {
+    pub allow: bool,
+    pub net: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl AccessRule {
+    /// Prefix 0 (`all`) matches every address, IPv4 or IPv6.
+    pub fn matches(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        if self.prefix == 0 {
+            return true;
+        }
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix as u32) };
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix as u32) };
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// nginx's access check: the first matching rule decides; no rule matching allows.
+pub fn access_allowed(rules: &[AccessRule], ip: std::net::IpAddr) -> bool {
+    rules.iter().find(|r| r.matches(ip)).is_none_or(|r| r.allow)
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeaderSet {
     pub name: String,
@@ -325,4 +365,5 @@ settings! {
     proxy_set_header: Vec<HeaderSet> = Vec::new(),
     proxy_redirect: bool = true,
     ajp: AjpConf = AjpConf::default(),
+    access: Vec<AccessRule> = Vec::new(),
 }

@@ -27,6 +27,8 @@ const SETTINGS: &[&str] = &[
     "ajp_packet_size",
     "ajp_ping",
     "ajp_ping_timeout",
+    "allow",
+    "deny",
 ];
 
 /// Every directive pounce knows, to tell "unknown" from "not allowed here".
@@ -50,6 +52,7 @@ const KNOWN: &[&str] = &[
     "sticky_route",
     "sticky_force",
     "health_check",
+    "status",
 ];
 
 fn misplaced<T>(d: &Directive) -> Result<T, ConfError> {
@@ -472,6 +475,14 @@ impl Builder {
                     self.pending_proxy.push((server, index, target.to_string(), e.pos.clone(), ajp));
                     handler = Handler::Proxy { upstream: usize::MAX, ajp };
                 }
+                "status" => {
+                    simple(e)?;
+                    nargs(e, 0, 0)?;
+                    if handler != Handler::None {
+                        return err(&e.pos, "\"status\" conflicts with another content handler in this location");
+                    }
+                    handler = Handler::Status;
+                }
                 "return" => {
                     simple(e)?;
                     nargs(e, 1, 2)?;
@@ -606,6 +617,11 @@ impl Builder {
                 ajp_directive(d, &mut ajp)?;
                 p.ajp = Some(ajp);
             }
+            "allow" | "deny" => {
+                nargs(d, 1, 1)?;
+                let rule = parse_rule(d, d.name == "allow")?;
+                p.access.get_or_insert_with(Vec::new).push(rule);
+            }
             "proxy_http_version" => {
                 // pounce always speaks HTTP/1.1 to backends; accepted for nginx configs.
                 nargs(d, 1, 1)?;
@@ -670,6 +686,28 @@ impl Builder {
         self.cfg.http.listens = listens;
         Ok(())
     }
+}
+
+/// `all`, `ADDR` or `ADDR/PREFIX` (IPv4 or IPv6).
+fn parse_rule(d: &Directive, allow: bool) -> Result<AccessRule, ConfError> {
+    let a = &d.args[0];
+    if a == "all" {
+        return Ok(AccessRule { allow, net: std::net::Ipv4Addr::UNSPECIFIED.into(), prefix: 0 });
+    }
+    let (ip, prefix) = match a.split_once('/') {
+        Some((ip, p)) => (ip, Some(p)),
+        None => (a.as_str(), None),
+    };
+    let net: std::net::IpAddr = ip.parse().or_else(|_| err(&d.pos, format!("invalid address \"{}\" in \"{}\"", a, d.name)))?;
+    let max = if net.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        None => max,
+        Some(p) => match p.parse::<u8>() {
+            Ok(n) if n <= max => n,
+            _ => return err(&d.pos, format!("invalid prefix in \"{}\"", a)),
+        },
+    };
+    Ok(AccessRule { allow, net, prefix })
 }
 
 /// `[ADDR:]PORT`, `ADDR`, `[::1]:PORT`, `*:PORT`.
@@ -813,6 +851,19 @@ mod tests {
             let got = load_str(text).expect_err(text).to_string();
             assert!(got.starts_with(want), "for {:?}: got {:?}, want {:?}", text, got, want);
         }
+    }
+
+    #[test]
+    fn access_rules() {
+        let c =
+            load_str("http {\n server {\n  listen 127.0.0.1:1;\n  location /s { status; allow 127.0.0.1; allow 10.0.0.0/8; allow ::1; deny all; }\n }\n}\n")
+                .expect("valid");
+        let loc = &c.http.servers[0].locations[0];
+        assert_eq!(loc.handler, Handler::Status);
+        let ok = |ip: &str| access_allowed(&loc.settings.access, ip.parse().expect("ip"));
+        assert!(ok("127.0.0.1") && ok("10.2.3.4") && ok("::1") && ok("::ffff:127.0.0.1"));
+        assert!(!ok("127.0.0.2") && !ok("11.0.0.1") && !ok("::2"));
+        assert!(load_str("http { server { location / { deny 1.2.3.4/33; } } }").is_err());
     }
 
     #[test]

@@ -38,7 +38,20 @@ pub enum Handling {
     },
     /// pounce answers itself (error, `return`, 404).
     Respond,
+    /// The status page: the (small) form body is collected, then the page is answered.
+    Status,
 }
+
+/// A status-page request, kept until its body is in (not the hot path: allocations are fine).
+pub struct StatusReq {
+    pub method: String,
+    pub target: String,
+    pub accept: Vec<u8>,
+    pub form: Vec<u8>,
+}
+
+/// Form bodies larger than this get 413.
+pub const MAX_FORM: usize = 16 * 1024;
 
 /// Why a backend attempt failed, in `proxy_next_upstream` terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,6 +219,10 @@ pub struct Exchange {
     pub upstream_status: u16,
     pub upstream_time: Option<Duration>,
     pub peers_used: PeerList,
+    pub status_req: Option<Box<StatusReq>>,
+    /// A generated page still to be copied into the client buffer, and how far it got.
+    pub page: Option<Vec<u8>>,
+    pub page_off: usize,
 }
 
 /// The peers tried for one request, for `$upstream_addr` (no allocation).
@@ -234,7 +251,7 @@ impl Exchange {
     pub fn new(start: Instant, server: usize, loc: usize, meta: Option<RequestMeta>, handling: Handling) -> Exchange {
         let upstream = match handling {
             Handling::Proxy { upstream } => upstream,
-            Handling::Respond => usize::MAX,
+            Handling::Respond | Handling::Status => usize::MAX,
         };
         Exchange {
             start,
@@ -263,6 +280,9 @@ impl Exchange {
             upstream_status: 0,
             upstream_time: None,
             peers_used: PeerList::default(),
+            status_req: None,
+            page: None,
+            page_off: 0,
         }
     }
 

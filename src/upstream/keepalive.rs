@@ -2,9 +2,12 @@
 //! balancer picks a peer first, then an idle connection to exactly that peer is reused.
 //! Least recently used connections are evicted first.
 
+use crate::runtime::Runtime;
 use mio::net::TcpStream;
 use slab::Slab;
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::Instant;
 
 pub struct IdleConn {
@@ -20,11 +23,18 @@ pub struct KeepalivePool {
     conns: Slab<IdleConn>,
     /// Per upstream: idle keys, least recently used first.
     lru: Vec<VecDeque<usize>>,
+    /// For the shared per-peer idle counts (status page).
+    rt: Arc<Runtime>,
 }
 
 impl KeepalivePool {
-    pub fn new(upstreams: usize) -> KeepalivePool {
-        KeepalivePool { conns: Slab::new(), lru: (0..upstreams).map(|_| VecDeque::new()).collect() }
+    pub fn new(rt: Arc<Runtime>) -> KeepalivePool {
+        KeepalivePool { conns: Slab::new(), lru: (0..rt.upstreams.len()).map(|_| VecDeque::new()).collect(), rt }
+    }
+
+    fn counted_out(&self, c: IdleConn) -> IdleConn {
+        self.rt.upstreams[c.upstream].peers[c.peer].idle.fetch_sub(1, Relaxed);
+        c
     }
 
     /// Stores a connection; returns its key and, when the upstream's cache was full, the
@@ -32,6 +42,8 @@ impl KeepalivePool {
     pub fn put(&mut self, conn: IdleConn, max: usize) -> (usize, Option<IdleConn>) {
         let up = conn.upstream;
         let evicted = if self.lru[up].len() >= max { self.lru[up].pop_front().map(|k| self.conns.remove(k)) } else { None };
+        let evicted = evicted.map(|c| self.counted_out(c));
+        self.rt.upstreams[up].peers[conn.peer].idle.fetch_add(1, Relaxed);
         let key = self.conns.insert(conn);
         self.lru[up].push_back(key);
         (key, evicted)
@@ -42,7 +54,8 @@ impl KeepalivePool {
         let list = &mut self.lru[upstream];
         let pos = list.iter().rposition(|&k| self.conns[k].peer == peer)?;
         let key = list.remove(pos)?;
-        Some(self.conns.remove(key))
+        let c = self.conns.remove(key);
+        Some(self.counted_out(c))
     }
 
     pub fn get_mut(&mut self, key: usize) -> Option<&mut IdleConn> {
@@ -56,7 +69,7 @@ impl KeepalivePool {
         if let Some(pos) = list.iter().position(|&k| k == key) {
             list.remove(pos);
         }
-        Some(conn)
+        Some(self.counted_out(conn))
     }
 
     /// Removes every connection idle since before `deadline_of(upstream)`.
@@ -68,7 +81,9 @@ impl KeepalivePool {
                     break;
                 }
                 list.pop_front();
-                out.push(self.conns.remove(k));
+                let c = self.conns.remove(k);
+                self.rt.upstreams[c.upstream].peers[c.peer].idle.fetch_sub(1, Relaxed);
+                out.push(c);
             }
         }
         out
@@ -86,6 +101,7 @@ impl KeepalivePool {
         for l in &mut self.lru {
             l.clear();
         }
-        self.conns.drain().collect()
+        let all: Vec<IdleConn> = self.conns.drain().collect();
+        all.into_iter().map(|c| self.counted_out(c)).collect()
     }
 }

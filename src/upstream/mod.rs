@@ -70,6 +70,10 @@ pub struct PeerState {
     pub bytes_out: AtomicU64,
     /// Time to the response head of the last request, in microseconds.
     pub last_response_us: AtomicU64,
+    /// Idle pooled connections to it, summed over workers.
+    pub idle: AtomicU32,
+    /// Weight or activation was changed from the manager page (kept across reloads).
+    pub overridden: AtomicBool,
 }
 
 /// An upstream's configuration plus the shared state of its peers.
@@ -147,6 +151,20 @@ impl UpstreamState {
             return w;
         }
         ((w as u64 * elapsed / ramp) as u32).max(1)
+    }
+
+    /// Carries manager changes (weight, activation) over from the previous generation for
+    /// servers that still exist (same upstream name and address).
+    pub fn inherit_overrides(&self, old: &UpstreamState) {
+        for (i, p) in self.conf.servers.iter().enumerate() {
+            let Some(j) = old.conf.servers.iter().position(|q| q.addr == p.addr) else { continue };
+            let o = &old.peers[j];
+            if o.overridden.load(Relaxed) {
+                self.peers[i].weight.store(o.weight.load(Relaxed), Relaxed);
+                self.peers[i].activation.store(o.activation.load(Relaxed), Relaxed);
+                self.peers[i].overridden.store(true, Relaxed);
+            }
+        }
     }
 
     /// The peer whose route is `route`, if any.

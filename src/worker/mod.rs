@@ -10,7 +10,7 @@ use crate::buffer::BufferPool;
 use crate::logging::access::AccessLog;
 use crate::logging::time::Clock;
 use crate::proxy::session::Session;
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, WorkerStats};
 use crate::upstream::keepalive::KeepalivePool;
 use crate::upstream::round_robin::RoundRobin;
 use mio::net::TcpListener;
@@ -104,7 +104,7 @@ impl Worker {
         let ctx = Ctx {
             registry,
             balancers: rt.upstreams.iter().map(RoundRobin::new).collect(),
-            keepalive: KeepalivePool::new(rt.upstreams.len()),
+            keepalive: KeepalivePool::new(rt.clone()),
             // Four buffers per busy connection (client in/out, backend in/out) plus request heads.
             pool: BufferPool::new(conns.saturating_mul(5).max(64)),
             timers: Timers::default(),
@@ -208,6 +208,7 @@ impl Worker {
             for log in &mut self.ctx.access {
                 log.flush();
             }
+            self.publish();
         }
         let keys: Vec<usize> = self.sessions.iter().map(|(k, _)| k).collect();
         for k in keys {
@@ -276,6 +277,19 @@ impl Worker {
         }
         for p in &mut self.probes {
             p.stop(&self.ctx.registry);
+        }
+    }
+
+    /// Publishes this worker's figures for the status page.
+    fn publish(&self) {
+        if let Some(w) = self.ctx.rt.worker(self.id) {
+            let st = self.ctx.pool.stats();
+            WorkerStats::set(&w.connections, self.sessions.len() as u64);
+            WorkerStats::set(&w.accepted, self.accepted);
+            WorkerStats::set(&w.buffers_in_use, st.in_use as u64);
+            WorkerStats::set(&w.buffers_high_water, st.high_water as u64);
+            WorkerStats::set(&w.buffers_limit, st.limit as u64);
+            WorkerStats::set(&w.idle_backend, self.ctx.keepalive.len() as u64);
         }
     }
 

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod ajp;
+pub mod json;
 pub mod tomcat;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -602,4 +603,24 @@ pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 pub fn path_exists(p: &Path) -> bool {
     p.exists()
+}
+
+/// Connects to 127.0.0.1:`port` from a given local address (e.g. 127.0.0.2).
+pub fn connect_from(local: std::net::Ipv4Addr, port: u16) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket calls on a fresh fd that is wrapped in a TcpStream (closed on drop).
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket");
+        let s = TcpStream::from_raw_fd(fd);
+        let mut a: libc::sockaddr_in = std::mem::zeroed();
+        a.sin_family = libc::AF_INET as libc::sa_family_t;
+        a.sin_addr = libc::in_addr { s_addr: u32::from_ne_bytes(local.octets()) };
+        assert_eq!(libc::bind(fd, &a as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_in>() as u32), 0, "bind");
+        a.sin_port = port.to_be();
+        a.sin_addr = libc::in_addr { s_addr: u32::from_ne_bytes([127, 0, 0, 1]) };
+        assert_eq!(libc::connect(fd, &a as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_in>() as u32), 0, "connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s
+    }
 }

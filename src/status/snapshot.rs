@@ -1,0 +1,146 @@
+//! One consistent-enough reading of every shared counter, taken once per page.
+
+use crate::config::Balance;
+use crate::runtime::{process_start, Runtime};
+use crate::upstream::{activation, now_ms};
+use std::sync::atomic::Ordering::Relaxed;
+
+pub struct ServerView {
+    pub index: usize,
+    pub addr: String,
+    pub name: String,
+    pub protocol: &'static str,
+    pub route: Option<String>,
+    pub backup: bool,
+    pub weight: u32,
+    pub config_weight: u32,
+    pub effective_weight: u32,
+    pub activation: &'static str,
+    /// "up" or "down".
+    pub health: &'static str,
+    /// Why it is down: "health_check", "passive" or "" when up.
+    pub down_reason: &'static str,
+    /// For passive downs: milliseconds until the next trial request.
+    pub down_for_ms: u64,
+    pub failed_checks: u32,
+    pub in_flight: u32,
+    pub requests: u64,
+    pub failures: u64,
+    pub failovers: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub last_response_ms: f64,
+    pub idle_connections: u32,
+}
+
+pub struct UpstreamView {
+    pub name: String,
+    pub method: &'static str,
+    pub sticky: Option<String>,
+    pub health_check: bool,
+    pub servers: Vec<ServerView>,
+}
+
+pub struct WorkerView {
+    pub id: usize,
+    pub connections: u64,
+    pub accepted: u64,
+    pub buffers_in_use: u64,
+    pub buffers_high_water: u64,
+    pub buffers_limit: u64,
+    pub idle_backend: u64,
+}
+
+pub struct Snapshot {
+    pub version: &'static str,
+    pub uptime_s: f64,
+    pub generation: u64,
+    pub buffer_size: usize,
+    pub upstreams: Vec<UpstreamView>,
+    pub workers: Vec<WorkerView>,
+}
+
+pub fn take(rt: &Runtime) -> Snapshot {
+    let now = now_ms();
+    let upstreams = rt
+        .upstreams
+        .iter()
+        .filter(|u| !u.conf.implicit || u.peers.iter().any(|p| p.requests.load(Relaxed) > 0))
+        .map(|u| UpstreamView {
+            name: u.conf.name.clone(),
+            method: match u.conf.balance {
+                Balance::RoundRobin => "round_robin",
+                Balance::LeastConn => "least_conn",
+                Balance::ByTraffic => "by_traffic",
+            },
+            sticky: u.conf.sticky.as_ref().map(|s| s.cookie.clone()),
+            health_check: u.conf.health_check.is_some(),
+            servers: u
+                .conf
+                .servers
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let s = &u.peers[i];
+                    let hc_down = s.hc_down.load(Relaxed);
+                    let passive_down = !u.single() && c.max_fails > 0 && s.fails.load(Relaxed) >= c.max_fails && {
+                        now.saturating_sub(s.checked.load(Relaxed)) <= c.fail_timeout.as_millis() as u64
+                    };
+                    let down_for_ms = if passive_down { (s.checked.load(Relaxed) + c.fail_timeout.as_millis() as u64).saturating_sub(now) } else { 0 };
+                    ServerView {
+                        index: i,
+                        addr: c.addr.to_string(),
+                        name: c.name.clone(),
+                        protocol: if u.conf.uses_ajp { "ajp" } else { "http" },
+                        route: c.route.clone(),
+                        backup: c.backup,
+                        weight: s.weight.load(Relaxed),
+                        config_weight: c.weight,
+                        effective_weight: u.weight(i, now),
+                        activation: activation::name(s.activation.load(Relaxed)),
+                        health: if hc_down || passive_down { "down" } else { "up" },
+                        down_reason: if hc_down {
+                            "health_check"
+                        } else if passive_down {
+                            "passive"
+                        } else {
+                            ""
+                        },
+                        down_for_ms,
+                        failed_checks: s.hc_fails.load(Relaxed),
+                        in_flight: s.in_flight.load(Relaxed),
+                        requests: s.requests.load(Relaxed),
+                        failures: s.failures.load(Relaxed),
+                        failovers: s.failovers.load(Relaxed),
+                        bytes_in: s.bytes_in.load(Relaxed),
+                        bytes_out: s.bytes_out.load(Relaxed),
+                        last_response_ms: s.last_response_us.load(Relaxed) as f64 / 1000.0,
+                        idle_connections: s.idle.load(Relaxed),
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    let workers = rt
+        .workers
+        .iter()
+        .enumerate()
+        .map(|(id, w)| WorkerView {
+            id,
+            connections: w.connections.load(Relaxed),
+            accepted: w.accepted.load(Relaxed),
+            buffers_in_use: w.buffers_in_use.load(Relaxed),
+            buffers_high_water: w.buffers_high_water.load(Relaxed),
+            buffers_limit: w.buffers_limit.load(Relaxed),
+            idle_backend: w.idle_backend.load(Relaxed),
+        })
+        .collect();
+    Snapshot {
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_s: process_start().elapsed().as_secs_f64(),
+        generation: rt.generation,
+        buffer_size: crate::buffer::BUF_SIZE,
+        upstreams,
+        workers,
+    }
+}
