@@ -204,12 +204,12 @@ input[type=number]{{width:4em}}h2{{margin-bottom:.2em}}small{{color:#666}}</styl
                 _ => "<span class=\"up\">up</span>".to_string(),
             };
             let sel = |st: &str| if v.activation == st { " selected" } else { "" };
-            let _ = write!(
+            let _ = writeln!(
                 o,
                 "<tr class=\"server\" data-server=\"{addr}\" data-state=\"{state}\"><td class=\"l\">{addr}{backup}</td><td>{proto}</td><td>{route}</td><td>{w}</td><td>{ew}</td><td class=\"{state}\">{state}</td><td class=\"l\">{health}</td><td>{inf}</td><td>{req}</td><td>{fail}</td><td>{fo}</td><td>{bin}</td><td>{bout}</td><td>{last:.1} ms</td><td>{idle}</td>\
 <td class=\"l\"><form method=\"post\" action=\"{action}\" class=\"set\"><input type=\"hidden\" name=\"upstream\" value=\"{up}\"><input type=\"hidden\" name=\"server\" value=\"{addr}\">\
 weight <input type=\"number\" name=\"weight\" min=\"1\" max=\"1000\" value=\"{w}\"> <select name=\"state\"><option{s1}>active</option><option{s2}>disabled</option><option{s3}>stopped</option></select> <button type=\"submit\">apply</button></form> \
-<form method=\"post\" action=\"{action}\" class=\"drain\"><input type=\"hidden\" name=\"upstream\" value=\"{up}\"><input type=\"hidden\" name=\"server\" value=\"{addr}\"><input type=\"hidden\" name=\"state\" value=\"disabled\"><button type=\"submit\" name=\"drain\">drain</button></form></td></tr>\n",
+<form method=\"post\" action=\"{action}\" class=\"drain\"><input type=\"hidden\" name=\"upstream\" value=\"{up}\"><input type=\"hidden\" name=\"server\" value=\"{addr}\"><input type=\"hidden\" name=\"state\" value=\"disabled\"><button type=\"submit\" name=\"drain\">drain</button></form></td></tr>",
                 addr = html_escape(&v.addr),
                 backup = if v.backup { " <small>(backup)</small>" } else { "" },
                 proto = v.protocol,
