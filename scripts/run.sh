@@ -30,6 +30,7 @@ Try:
   curl -i -c /tmp/pounce-cookies -b /tmp/pounce-cookies http://127.0.0.1:8080/session.jsp   (repeat: same route, count grows)
   scripts/tomcat.sh stop $WORK/tomcat1        (then repeat the session request: it fails over, count continues)
   curl -s --data-binary @README.md http://127.0.0.1:8080/echo.jsp | head
+  open http://127.0.0.1:8080/pounce-status   (status and manager page; ?format=json, ?format=prometheus)
   target/release/pounce -p . -c conf/pounce.conf -s reload
 Press Ctrl-C to stop everything.
 MSG

@@ -210,6 +210,8 @@ pub struct Exchange {
     pub req_head: Option<Buf>,
     /// Client Host value inside `req_head`.
     pub host: (usize, usize),
+    /// Size of the encoded request head (traffic accounting; `req_head` goes early).
+    pub head_bytes: u64,
     pub up: Option<UpConn>,
     /// Some request byte reached a backend.
     pub sent: bool,
@@ -272,6 +274,7 @@ impl Exchange {
             last_fail: None,
             req_head: None,
             host: (0, 0),
+            head_bytes: 0,
             up: None,
             sent: false,
             writer: ResponseWriter::new(),

@@ -448,6 +448,7 @@ impl Session {
                 self.state = State::Active;
                 match host {
                     Some(span) => {
+                        ex.head_bytes = head.len() as u64;
                         ex.req_head = Some(head);
                         ex.host = span;
                         self.ex = Some(ex);
@@ -1152,8 +1153,7 @@ impl Session {
             let ups = &rt.upstreams[upstream];
             ups.peers[up.peer].in_flight.fetch_sub(1, Relaxed);
             ctx.balancers[upstream].free(ups, up.peer, false, now_ms());
-            let head_len = ex.req_head.as_ref().map_or(0, |h| h.len()) as u64;
-            ups.account(up.peer, head_len + ex.body_taken, ex.writer.body_bytes);
+            ups.account(up.peer, ex.head_bytes + ex.body_taken, ex.writer.body_bytes);
             ctx.pool.release(&mut up.bin);
             let bout_empty = up.bout.as_ref().is_none_or(|b| b.is_empty());
             ctx.pool.release(&mut up.bout);

@@ -178,7 +178,7 @@ pub fn html(s: &Snapshot, path: &str) -> Vec<u8> {
         o,
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>pounce status</title>\n<style>\
 body{{font:14px system-ui,sans-serif;margin:1.5em;color:#222}}table{{border-collapse:collapse;margin:.5em 0 1.5em}}\
-th,td{{border:1px solid #ccc;padding:.3em .5em;text-align:right}}th{{background:#f0f0f0}}td.l{{text-align:left}}\
+th,td{{border:1px solid #ccc;padding:.3em .5em;text-align:right;white-space:nowrap}}th{{background:#f0f0f0}}td.l{{text-align:left}}\
 .up{{color:#070}}.down{{color:#b00;font-weight:bold}}.disabled{{color:#a60}}.stopped{{color:#777}}form{{margin:0;display:inline}}\
 input[type=number]{{width:4em}}h2{{margin-bottom:.2em}}small{{color:#666}}</style></head><body>\n\
 <h1>pounce {}</h1>\n<p>up {:.0} s &middot; configuration generation {} &middot; <a href=\"{}?format=json\">JSON</a> &middot; <a href=\"{}?format=prometheus\">Prometheus</a></p>\n",
