@@ -100,10 +100,11 @@ fn json_counts_what_happened_and_manager_actions_work() {
         assert!(!r.text().trim().is_empty(), "a message says what is wrong");
     }
 
-    // A killed server shows down (passive health).
+    // A killed server shows down (passive health): requests sticky to it find it dead.
     drop(a);
     for _ in 0..4 {
-        let _ = p.get("/");
+        let r = request(p.port, b"GET / HTTP/1.1\r\nHost: x\r\nCookie: JSESSIONID=1.a\r\nConnection: close\r\n\r\n");
+        assert_eq!(r.text(), "b", "failed over");
     }
     let j = json(&p);
     let sa = j.get("upstreams").arr()[0].get("servers").arr()[0].clone();
