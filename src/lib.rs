@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod buffer;
 pub mod config;
+pub mod files;
 pub mod http;
 pub mod logging;
 pub mod master;

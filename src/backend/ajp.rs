@@ -369,7 +369,7 @@ mod tests {
     use crate::http::request::{empty_headers, parse, Parse, MAX_HEAD};
 
     fn facts() -> ReqFacts<'static> {
-        ReqFacts { head: false, minor: 1, keep_alive: true, host: b"h", rewrite_from: [b"", b""], rewrite: false, date: "d" }
+        ReqFacts { head: false, minor: 1, keep_alive: true, host: b"h", rewrite_from: [b"", b""], rewrite: false, date: "d", via: None }
     }
 
     fn encode(raw: &[u8], secret: Option<&str>) -> Vec<u8> {

@@ -21,6 +21,8 @@ enum Resp {
 
 pub struct HttpAdapter {
     chunked_body: bool,
+    /// The client asked to upgrade: forward it, and accept a 101.
+    upgrade: bool,
     /// The request body's end was written (the last chunk, or nothing for a length body).
     ended: bool,
     head_request: bool,
@@ -30,9 +32,10 @@ pub struct HttpAdapter {
 }
 
 impl HttpAdapter {
-    pub fn new(method: Method, body: BodyKind) -> HttpAdapter {
+    pub fn new(method: Method, body: BodyKind, upgrade: bool) -> HttpAdapter {
         HttpAdapter {
             chunked_body: body == BodyKind::Chunked,
+            upgrade,
             ended: false,
             head_request: method == Method::Head,
             resp: Resp::Head,
@@ -134,6 +137,12 @@ impl Protocol for HttpAdapter {
         if !is_set("x-forwarded-proto") {
             ok = ok && out.put_all(b"X-Forwarded-Proto: http\r\n");
         }
+        if let Some(via) = fr.settings.proxy_via.value() {
+            ok = ok && out.put_all(b"Via: ") && out.put_all(via.as_bytes()) && out.put_all(b"\r\n");
+        }
+        if fr.meta.upgrade {
+            ok = ok && out.put_all(b"Upgrade: ") && out.put_all(header(req, "upgrade").map(trim).unwrap_or(b"")) && out.put_all(b"\r\nConnection: upgrade\r\n");
+        }
         for h in sets.iter().filter(|h| !h.name.eq_ignore_ascii_case("host")) {
             if !ok {
                 break;
@@ -161,7 +170,7 @@ impl Protocol for HttpAdapter {
                 }
                 BodyKind::Length(n) => write!(out, "Content-Length: {}\r\n", n).is_ok(),
                 BodyKind::Chunked => out.put_all(b"Transfer-Encoding: chunked\r\n"),
-            } && (fr.keepalive || out.put_all(b"Connection: close\r\n"))
+            } && (fr.keepalive || fr.meta.upgrade || out.put_all(b"Connection: close\r\n"))
                 && out.put_all(b"\r\n");
         ok.then_some(host)
     }
@@ -223,6 +232,9 @@ impl Protocol for HttpAdapter {
                     if (100..200).contains(&status) && status != 101 {
                         input.consume(n);
                         continue;
+                    }
+                    if status == 101 && !self.upgrade {
+                        return Err(BackendError::InvalidHeader("upstream switched protocols unasked"));
                     }
                     if retry.has(status) {
                         return Ok(Step::RetryStatus(status));
@@ -378,7 +390,7 @@ mod tests {
             route: None,
         };
         let mut out = Buf::standalone(4096);
-        let mut a = HttpAdapter::new(meta.method, meta.body);
+        let mut a = HttpAdapter::new(meta.method, meta.body, meta.upgrade);
         a.encode_head(&fr, &mut out).expect("fits");
         String::from_utf8_lossy(out.data()).to_string()
     }
@@ -413,14 +425,14 @@ mod tests {
     }
 
     fn facts() -> ReqFacts<'static> {
-        ReqFacts { head: false, minor: 1, keep_alive: true, host: b"h", rewrite_from: [b"", b""], rewrite: false, date: "d" }
+        ReqFacts { head: false, minor: 1, keep_alive: true, host: b"h", rewrite_from: [b"", b""], rewrite: false, date: "d", via: None }
     }
 
     #[test]
     fn decodes_chunked_response_in_pieces() {
         let raw = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
         for split in 1..raw.len() {
-            let mut a = HttpAdapter::new(Method::Get, BodyKind::None);
+            let mut a = HttpAdapter::new(Method::Get, BodyKind::None, false);
             let mut input = Buf::standalone(1024);
             let mut out = Buf::standalone(1024);
             let mut w = ResponseWriter::new();
@@ -450,18 +462,18 @@ mod tests {
 
     #[test]
     fn retry_status_and_invalid() {
-        let mut a = HttpAdapter::new(Method::Get, BodyKind::None);
+        let mut a = HttpAdapter::new(Method::Get, BodyKind::None, false);
         let mut input = Buf::standalone(1024);
         let mut out = Buf::standalone(1024);
         let mut w = ResponseWriter::new();
         input.put(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n");
         assert_eq!(a.decode(&mut input, &mut out, &mut w, &facts(), RetryMask(crate::config::next::HTTP_503)), Ok(Step::RetryStatus(503)));
         assert!(out.is_empty());
-        let mut a = HttpAdapter::new(Method::Get, BodyKind::None);
+        let mut a = HttpAdapter::new(Method::Get, BodyKind::None, false);
         let mut input = Buf::standalone(1024);
         input.put(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n");
         assert!(matches!(a.decode(&mut input, &mut out, &mut w, &facts(), RetryMask(0)), Err(BackendError::InvalidHeader(_))));
-        let mut a = HttpAdapter::new(Method::Get, BodyKind::None);
+        let mut a = HttpAdapter::new(Method::Get, BodyKind::None, false);
         let mut input = Buf::standalone(1024);
         input.put(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
         assert_eq!(a.decode(&mut input, &mut out, &mut w, &facts(), RetryMask(0)), Ok(Step::Blocked));

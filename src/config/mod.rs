@@ -82,8 +82,10 @@ pub struct Location {
 pub enum Handler {
     /// `proxy_pass`: index into `Http::upstreams`, and whether it speaks AJP13.
     Proxy { upstream: usize, ajp: bool },
-    /// `return CODE [TEXT|URL]`
-    Return { code: u16, text: Option<String> },
+    /// `return CODE [TEXT|URL]`, with variables (`$scheme`, `$host`, `$request_uri`, ...).
+    Return { code: u16, text: Option<Vec<Part>> },
+    /// Static files from `root` (in the settings), or from `alias` when set.
+    Static { alias: Option<PathBuf> },
     /// `status`: the status and manager page, served by the worker itself.
     Status,
     /// No content handler: 404.
@@ -366,4 +368,29 @@ settings! {
     proxy_redirect: bool = true,
     ajp: AjpConf = AjpConf::default(),
     access: Vec<AccessRule> = Vec::new(),
+    root: Option<PathBuf> = None,
+    index: Vec<String> = vec!["index.html".to_string()],
+    types: Vec<(String, String)> = Vec::new(),
+    default_type: String = "application/octet-stream".to_string(),
+    disable_symlinks: bool = false,
+    proxy_via: Via = Via::Off,
+}
+
+/// `proxy_via off|on|full` (Apache's ProxyVia).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Off,
+    On,
+    Full,
+}
+
+impl Via {
+    /// The value pounce adds, if any.
+    pub fn value(self) -> Option<&'static str> {
+        match self {
+            Via::Off => None,
+            Via::On => Some("1.1 pounce"),
+            Via::Full => Some(concat!("1.1 pounce (pounce/", env!("CARGO_PKG_VERSION"), ")")),
+        }
+    }
 }

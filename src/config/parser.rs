@@ -29,6 +29,12 @@ const SETTINGS: &[&str] = &[
     "ajp_ping_timeout",
     "allow",
     "deny",
+    "root",
+    "index",
+    "types",
+    "default_type",
+    "disable_symlinks",
+    "proxy_via",
 ];
 
 /// Every directive pounce knows, to tell "unknown" from "not allowed here".
@@ -53,6 +59,7 @@ const KNOWN: &[&str] = &[
     "sticky_force",
     "health_check",
     "status",
+    "alias",
 ];
 
 fn misplaced<T>(d: &Directive) -> Result<T, ConfError> {
@@ -456,6 +463,7 @@ impl Builder {
         let mut patch = SettingsPatch::default();
         let mut handler = Handler::None;
         let mut ajp = parent.ajp.clone();
+        let mut alias: Option<PathBuf> = None;
         for e in block(d)? {
             match e.name.as_str() {
                 "proxy_pass" => {
@@ -493,7 +501,19 @@ impl Builder {
                         Ok(c) if (100..=999).contains(&c) => c,
                         _ => return err(&e.pos, format!("invalid return code \"{}\"", e.args[0])),
                     };
-                    handler = Handler::Return { code, text: e.args.get(1).cloned() };
+                    let text = match e.args.get(1) {
+                        Some(t) => Some(template(e, t)?),
+                        None => None,
+                    };
+                    handler = Handler::Return { code, text };
+                }
+                "alias" => {
+                    simple(e)?;
+                    nargs(e, 1, 1)?;
+                    if alias.is_some() {
+                        return err(&e.pos, "\"alias\" directive is duplicate");
+                    }
+                    alias = Some(resolve(&self.prefix, &e.args[0]));
                 }
                 "location" => return err(&e.pos, "nested locations are not supported"),
                 n if n.starts_with("ajp_") && ajp_directive(e, &mut ajp)? => {}
@@ -503,11 +523,21 @@ impl Builder {
         }
         let mut settings = patch.over(parent);
         settings.ajp = ajp;
+        if alias.is_some() && patch.root.is_some() {
+            return err(&d.pos, "\"alias\" and \"root\" in the same location");
+        }
+        if handler == Handler::None && (alias.is_some() || settings.root.is_some()) {
+            handler = Handler::Static { alias };
+        } else if alias.is_some() {
+            return err(&d.pos, "\"alias\" conflicts with another content handler in this location");
+        }
         Ok(Location { kind, path, handler, settings })
     }
 
     fn setting(&mut self, d: &Directive, p: &mut SettingsPatch) -> Result<(), ConfError> {
-        simple(d)?;
+        if d.name != "types" {
+            simple(d)?;
+        }
         let a = &d.args;
         match d.name.as_str() {
             "access_log" => {
@@ -616,6 +646,47 @@ impl Builder {
                 let mut ajp = p.ajp.clone().unwrap_or_default();
                 ajp_directive(d, &mut ajp)?;
                 p.ajp = Some(ajp);
+            }
+            "root" => {
+                nargs(d, 1, 1)?;
+                p.root = Some(Some(resolve(&self.prefix, &d.args[0])));
+            }
+            "index" => {
+                if a.is_empty() {
+                    return nargs(d, 1, 1);
+                }
+                p.index = Some(a.clone());
+            }
+            "default_type" => {
+                nargs(d, 1, 1)?;
+                p.default_type = Some(a[0].clone());
+            }
+            "disable_symlinks" => {
+                nargs(d, 1, 1)?;
+                p.disable_symlinks = Some(on_off(d, &a[0])?);
+            }
+            "proxy_via" => {
+                nargs(d, 1, 1)?;
+                p.proxy_via = Some(match a[0].as_str() {
+                    "off" => Via::Off,
+                    "on" => Via::On,
+                    "full" => Via::Full,
+                    _ => return err(&d.pos, "\"proxy_via\" takes \"off\", \"on\" or \"full\""),
+                });
+            }
+            "types" => {
+                nargs(d, 0, 0)?;
+                let list = p.types.get_or_insert_with(Vec::new);
+                for t in block(d)? {
+                    simple(t)?;
+                    if t.args.is_empty() {
+                        return err(&t.pos, format!("no extensions for type \"{}\"", t.name));
+                    }
+                    for ext in &t.args {
+                        list.push((ext.clone(), t.name.clone()));
+                    }
+                }
+                return Ok(());
             }
             "allow" | "deny" => {
                 nargs(d, 1, 1)?;

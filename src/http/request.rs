@@ -59,12 +59,14 @@ pub struct RequestMeta {
     pub keep_alive: bool,
     pub body: BodyKind,
     pub expect_continue: bool,
+    /// `Upgrade` with `Connection: upgrade` (WebSocket and friends).
+    pub upgrade: bool,
 }
 
 impl RequestMeta {
     /// Stand-in for answers given before a request could be parsed.
     pub fn placeholder() -> RequestMeta {
-        RequestMeta { head_len: 0, method: Method::Get, minor: 1, keep_alive: false, body: BodyKind::None, expect_continue: false }
+        RequestMeta { head_len: 0, method: Method::Get, minor: 1, keep_alive: false, body: BodyKind::None, expect_continue: false, upgrade: false }
     }
 }
 
@@ -120,6 +122,8 @@ pub fn parse<'b, 'h>(buf: &'b [u8], headers: &'h mut [httparse::Header<'b>], max
     let mut te_seen = false;
     let mut host_seen = false;
     let mut expect_continue = false;
+    let mut upgrade_header = false;
+    let mut connection_upgrade = false;
     for h in req.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -153,8 +157,12 @@ pub fn parse<'b, 'h>(buf: &'b [u8], headers: &'h mut [httparse::Header<'b>], max
                     keep_alive = false;
                 } else if t.eq_ignore_ascii_case(b"keep-alive") && minor == 0 {
                     keep_alive = true;
+                } else if t.eq_ignore_ascii_case(b"upgrade") {
+                    connection_upgrade = true;
                 }
             }
+        } else if name.eq_ignore_ascii_case("upgrade") {
+            upgrade_header = !trim(h.value).is_empty();
         } else if name.eq_ignore_ascii_case("expect") {
             if trim(h.value).eq_ignore_ascii_case(b"100-continue") {
                 expect_continue = minor == 1;
@@ -177,7 +185,15 @@ pub fn parse<'b, 'h>(buf: &'b [u8], headers: &'h mut [httparse::Header<'b>], max
         (false, Some(0)) | (false, None) => BodyKind::None,
         (false, Some(n)) => BodyKind::Length(n),
     };
-    let meta = RequestMeta { head_len, method: method_kind, minor, keep_alive, body, expect_continue: expect_continue && body != BodyKind::None };
+    let meta = RequestMeta {
+        head_len,
+        method: method_kind,
+        minor,
+        keep_alive,
+        body,
+        expect_continue: expect_continue && body != BodyKind::None,
+        upgrade: upgrade_header && connection_upgrade && minor == 1,
+    };
     Parse::Done(req, meta)
 }
 

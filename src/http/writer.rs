@@ -30,6 +30,8 @@ pub struct ReqFacts<'a> {
     pub rewrite_from: [&'a [u8]; 2],
     pub rewrite: bool,
     pub date: &'a str,
+    /// `Via` value to add (proxy_via).
+    pub via: Option<&'a str>,
 }
 
 #[derive(Debug, Clone)]
@@ -82,18 +84,25 @@ impl ResponseWriter {
             if !ok {
                 break;
             }
-            if hop_by_hop(name) || (self.framing == OutFraming::Chunked && name.eq_ignore_ascii_case(b"content-length")) {
+            let upgrade_kept = status == 101 && name.eq_ignore_ascii_case(b"upgrade");
+            if (hop_by_hop(name) && !upgrade_kept) || (self.framing == OutFraming::Chunked && name.eq_ignore_ascii_case(b"content-length")) {
                 continue;
             }
             ok = out.put_all(name) && out.put_all(b": ");
             let is_redirect_header = name.eq_ignore_ascii_case(b"location") || name.eq_ignore_ascii_case(b"refresh");
             ok = ok && if facts.rewrite && is_redirect_header { put_rewritten(out, value, facts) } else { out.put_all(value) } && out.put_all(b"\r\n");
         }
+        if let Some(via) = facts.via {
+            ok = ok && out.put_all(b"Via: ") && out.put_all(via.as_bytes()) && out.put_all(b"\r\n");
+        }
         ok =
             ok && match self.framing {
                 OutFraming::Chunked => out.put_all(b"Transfer-Encoding: chunked\r\n"),
                 _ => true,
-            } && if !self.keep_alive {
+            } && if status == 101 {
+                // Switching protocols: the connection becomes a tunnel.
+                out.put_all(b"Connection: upgrade\r\n")
+            } else if !self.keep_alive {
                 out.put_all(b"Connection: close\r\n")
             } else if facts.minor == 0 {
                 out.put_all(b"Connection: keep-alive\r\n")
@@ -216,6 +225,7 @@ mod tests {
             rewrite_from: [b"http://127.0.0.1:9000", b"http://backend"],
             rewrite: true,
             date: "d",
+            via: None,
         }
     }
 

@@ -25,7 +25,7 @@ pub enum BackendKind {
 impl BackendKind {
     pub fn adapter(self, meta: &RequestMeta) -> Adapter {
         match self {
-            BackendKind::Http => Adapter::Http(HttpAdapter::new(meta.method, meta.body)),
+            BackendKind::Http => Adapter::Http(HttpAdapter::new(meta.method, meta.body, meta.upgrade)),
             BackendKind::Ajp { packet_size, .. } => Adapter::Ajp(AjpAdapter::new(meta.body, packet_size)),
         }
     }
@@ -225,6 +225,10 @@ pub struct Exchange {
     /// A generated page still to be copied into the client buffer, and how far it got.
     pub page: Option<Vec<u8>>,
     pub page_off: usize,
+    /// A static file body still to be sent (sendfile).
+    pub file: Option<crate::files::FileBody>,
+    /// After a 101: bytes are copied both ways until either side closes.
+    pub tunnel: bool,
 }
 
 /// The peers tried for one request, for `$upstream_addr` (no allocation).
@@ -286,6 +290,8 @@ impl Exchange {
             status_req: None,
             page: None,
             page_off: 0,
+            file: None,
+            tunnel: false,
         }
     }
 

@@ -8,9 +8,11 @@
 use super::exchange::{BackendKind, Exchange, Fail, Handling, ReqBody, StatusReq, UpConn, MAX_FORM};
 use super::route::{find_location, find_server};
 use crate::backend::ajp_codec::{CPING_PACKET, CPONG, MAGIC_FROM_TOMCAT};
+use crate::backend::http::put_template;
 use crate::backend::{Adapter, BackendError, ForwardRequest, Protocol, Step};
 use crate::buffer::Buf;
-use crate::config::{access_allowed, next, AjpConf, Handler, Settings};
+use crate::config::{access_allowed, next, AjpConf, Handler, Part, Settings};
+use crate::files::{self, FileBody, Range};
 use crate::http::request::{self, BodyKind, Parse};
 use crate::http::status::write_simple;
 use crate::http::writer::ReqFacts;
@@ -31,6 +33,9 @@ use std::time::{Duration, Instant};
 /// sends, so that an unread request body does not turn our close into a reset that
 /// destroys the response in flight (nginx's lingering close).
 const LINGER: Duration = Duration::from_secs(2);
+
+/// The handler of a request that matched no location in a server with a `root`.
+const SERVE_ROOT: Handler = Handler::Static { alias: None };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -166,7 +171,9 @@ impl Session {
                 }
             };
             progress |= self.write_client(ctx)?;
-            if self.closing && self.state != State::Lingering && self.cout.as_ref().is_none_or(|b| b.is_empty()) {
+            // Close once everything of the answer is out (a page or a file may still be coming).
+            let answer_pending = self.ex.as_ref().is_some_and(|ex| !ex.resp_done);
+            if self.closing && self.state != State::Lingering && !answer_pending && self.cout.as_ref().is_none_or(|b| b.is_empty()) {
                 self.start_closing(ctx)?;
                 progress = true;
             }
@@ -335,6 +342,8 @@ impl Session {
         let loc_idx = find_location(server, path_only.as_bytes());
         let (settings, handler) = match loc_idx {
             Some(i) => (&server.locations[i].settings, &server.locations[i].handler),
+            // No location matched: a server-level `root` serves files, as in nginx.
+            None if server.settings.root.is_some() => (&server.settings, &SERVE_ROOT),
             None => (&server.settings, &Handler::None),
         };
         let fields = request_log_fields(&req, cin.data());
@@ -373,6 +382,15 @@ impl Session {
         let keep_alive =
             meta.keep_alive && !ctx.draining && self.served + 1 < settings.keepalive_requests && !settings.keepalive_timeout.is_zero() && !self.c_eof;
         match handler {
+            Handler::Proxy { ajp: true, .. } if meta.upgrade => {
+                let mut ex = Exchange::new(ctx.now, server_idx, loc_idx.unwrap_or(usize::MAX), Some(meta), Handling::Respond);
+                ex.keep_alive = false;
+                self.consume_head(meta.head_len);
+                self.ex = Some(ex);
+                self.state = State::Active;
+                log::info!("client {}: protocol upgrade refused: AJP cannot carry it", self.peer);
+                self.respond(ctx, 501, Some("WebSocket and other protocol upgrades cannot be carried over AJP\n"), settings)?;
+            }
             Handler::Proxy { upstream, ajp } => {
                 let upstream = *upstream;
                 let ups = &rt.upstreams[upstream];
@@ -464,13 +482,47 @@ impl Session {
             }
             Handler::Return { code, text } => {
                 let code = *code;
+                // Literal text is used as it is; variables are rendered (a `return` is not
+                // the proxy path, so a small allocation here is fine).
+                let rendered: Option<std::borrow::Cow<str>> = text.as_deref().map(|parts| match parts {
+                    [] => std::borrow::Cow::Borrowed(""),
+                    [Part::Lit(s)] => std::borrow::Cow::Borrowed(s.as_str()),
+                    _ => {
+                        let fr = ForwardRequest {
+                            req: &req,
+                            meta: &meta,
+                            client: self.peer,
+                            local_port: self.local_port,
+                            server_name: server.names.first().map(|s| s.as_str()).unwrap_or(""),
+                            settings,
+                            proxy_host: "",
+                            keepalive: false,
+                            ajp_secret: None,
+                            route: None,
+                        };
+                        std::borrow::Cow::Owned(render_template(parts, &fr))
+                    }
+                });
                 let mut ex = Exchange::new(ctx.now, server_idx, loc_idx.unwrap_or(usize::MAX), Some(meta), Handling::Respond);
                 ex.keep_alive = keep_alive;
                 ex.set_body(body);
                 self.consume_head(meta.head_len);
                 self.ex = Some(ex);
                 self.state = State::Active;
-                self.respond(ctx, code, text.as_deref(), settings)?;
+                self.respond(ctx, code, rendered.as_deref(), settings)?;
+            }
+            Handler::Static { alias } => {
+                let loc_path = loc_idx.map_or("/", |i| server.locations[i].path.as_str());
+                let mut ex = Exchange::new(ctx.now, server_idx, loc_idx.unwrap_or(usize::MAX), Some(meta), Handling::Respond);
+                ex.keep_alive = keep_alive;
+                ex.set_body(body);
+                let hdr = |n: &str| req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(n)).map(|h| h.value);
+                let conditions = StaticConditions { if_none_match: hdr("if-none-match"), if_modified_since: hdr("if-modified-since"), range: hdr("range") };
+                let answer = static_answer(req.method.unwrap_or(""), path, settings, alias.as_deref(), loc_path, &conditions);
+                self.consume_head(meta.head_len);
+                self.ex = Some(ex);
+                self.state = State::Active;
+                self.respond_static(ctx, answer, meta.method == request::Method::Head, settings)?;
             }
             Handler::Status => {
                 let mut ex = Exchange::new(ctx.now, server_idx, loc_idx.unwrap_or(usize::MAX), Some(meta), Handling::Status);
@@ -585,6 +637,115 @@ impl Session {
         Ok(true)
     }
 
+    /// Writes the head of a static-file answer and queues the file for sendfile(2).
+    fn respond_static(&mut self, ctx: &mut Ctx, answer: StaticAnswer, head_only: bool, settings: &Settings) -> Res<()> {
+        let file = match answer {
+            StaticAnswer::Status(code) => return self.respond(ctx, code, None, settings),
+            StaticAnswer::Redirect(to) => return self.respond(ctx, 301, Some(&to), settings),
+            StaticAnswer::File(f) => f,
+        };
+        if !self.ensure_cout(ctx) {
+            return self.refuse_no_buffers(ctx).map(|_| ());
+        }
+        let (Some(ex), Some(cout)) = (self.ex.as_mut(), self.cout.as_mut()) else { return Ok(()) };
+        let keep = ex.keep_alive && !ctx.draining;
+        use std::fmt::Write as _;
+        let mut ok = write!(
+            cout,
+            "HTTP/1.1 {} {}\r\nServer: pounce\r\nDate: {}\r\nContent-Type: {}\r\nLast-Modified: {}\r\nETag: {}\r\nAccept-Ranges: bytes\r\n",
+            file.status,
+            crate::http::status::reason(file.status),
+            ctx.clock.http_date,
+            file.content_type,
+            file.last_modified,
+            file.etag
+        )
+        .is_ok();
+        if file.status != 304 {
+            ok = ok && write!(cout, "Content-Length: {}\r\n", if file.status == 416 { 0 } else { file.length }).is_ok();
+        }
+        match file.status {
+            206 => ok = ok && write!(cout, "Content-Range: bytes {}-{}/{}\r\n", file.offset, file.offset + file.length - 1, file.size).is_ok(),
+            416 => ok = ok && write!(cout, "Content-Range: bytes */{}\r\n", file.size).is_ok(),
+            _ => {}
+        }
+        ok = ok && write!(cout, "Connection: {}\r\n\r\n", if keep { "keep-alive" } else { "close" }).is_ok();
+        if !ok {
+            return Err(Closed);
+        }
+        ex.writer.status = file.status;
+        ex.writer.started = true;
+        ex.writer.keep_alive = keep;
+        if !keep {
+            self.closing = true;
+        }
+        if head_only || file.length == 0 || matches!(file.status, 304 | 416) {
+            ex.writer.finished = true;
+            ex.resp_done = true;
+        } else {
+            ex.file = Some(FileBody { file: file.file, offset: file.offset, remaining: file.length });
+        }
+        Ok(())
+    }
+
+    /// Sends a queued file with sendfile(2) once the head is out.
+    fn send_file(&mut self, ctx: &mut Ctx) -> Res<bool> {
+        let Some(ex) = self.ex.as_mut() else { return Ok(false) };
+        let Some(body) = ex.file.as_mut() else { return Ok(false) };
+        if !self.c_writable || self.cout.as_ref().is_some_and(|b| !b.is_empty()) {
+            return Ok(false);
+        }
+        use std::os::fd::AsRawFd;
+        let before = body.remaining;
+        match files::send(self.client.as_raw_fd(), body) {
+            Ok(blocked) => {
+                let (left, sent) = (body.remaining, before - body.remaining);
+                ex.writer.body_bytes += sent;
+                if blocked {
+                    self.c_writable = false;
+                    self.t_wblock = ctx.now;
+                }
+                if left == 0 {
+                    ex.file = None;
+                    ex.writer.finished = true;
+                    ex.resp_done = true;
+                }
+                Ok(sent > 0)
+            }
+            Err(e) => {
+                log::info!("client {}: sendfile() failed: {}", self.peer, e);
+                Err(Closed)
+            }
+        }
+    }
+
+    /// After a 101: copies bytes both ways (the sockets are read and written by the usual
+    /// client and backend I/O, with the usual back-pressure) until either side closes.
+    fn tunnel(&mut self, ctx: &mut Ctx) -> Res<bool> {
+        let mut progress = self.backend_io(ctx)?;
+        let Some(ex) = self.ex.as_mut() else { return Err(Closed) };
+        let Some(up) = ex.up.as_mut() else { return Err(Closed) };
+        if let (Some(cin), Some(bout)) = (self.cin.as_mut(), up.bout.as_mut()) {
+            let n = bout.put(cin.data());
+            cin.consume(n);
+            progress |= n > 0;
+        }
+        if self.cout.is_none() {
+            self.cout = ctx.pool.get();
+        }
+        if let (Some(bin), Some(cout)) = (up.bin.as_mut(), self.cout.as_mut()) {
+            let n = cout.put(bin.data());
+            bin.consume(n);
+            progress |= n > 0;
+        }
+        let client_done = self.c_eof && self.cin.as_ref().is_none_or(|b| b.is_empty()) && up.bout.as_ref().is_none_or(|b| b.is_empty());
+        let backend_done = up.eof && up.bin.as_ref().is_none_or(|b| b.is_empty()) && self.cout.as_ref().is_none_or(|b| b.is_empty());
+        if client_done || backend_done {
+            return Err(Closed);
+        }
+        Ok(progress)
+    }
+
     /// Copies as much of a pending generated page into the client buffer as fits.
     fn copy_page(&mut self) -> bool {
         let (Some(ex), Some(cout)) = (self.ex.as_mut(), self.cout.as_mut()) else { return false };
@@ -605,6 +766,10 @@ impl Session {
         let mut progress = self.move_request_body(ctx)?;
         progress |= self.serve_status(ctx)?;
         progress |= self.copy_page();
+        progress |= self.send_file(ctx)?;
+        if self.ex.as_ref().is_some_and(|ex| ex.tunnel) {
+            return self.tunnel(ctx).map(|p| p || progress);
+        }
         progress |= self.backend_io(ctx)?;
         progress |= self.decode_response(ctx)?;
         if let Some(ex) = self.ex.as_mut() {
@@ -861,6 +1026,7 @@ impl Session {
             rewrite_from: [r1.as_bytes(), r2.as_bytes()],
             rewrite: settings.proxy_redirect,
             date: &ctx.clock.http_date,
+            via: settings.proxy_via.value(),
         };
         let before = (bin.len(), cout.len());
         let was_started = ex.writer.started;
@@ -883,6 +1049,12 @@ impl Session {
             Ok(Step::RetryStatus(status)) => {
                 ex.upstream_status = status;
                 self.upstream_failed(ctx, Fail::Status(status), "")?;
+                Ok(true)
+            }
+            Ok(Step::Done { .. }) if ex.writer.status == 101 => {
+                // Switching protocols: from now on bytes are copied both ways as they are.
+                ex.tunnel = true;
+                ex.keep_alive = false;
                 Ok(true)
             }
             Ok(Step::Done { reusable }) => {
@@ -1228,7 +1400,8 @@ impl Session {
     fn set_deadline(&mut self, ctx: &mut Ctx) {
         let rt = &ctx.rt;
         let server = &rt.cfg.http.servers[self.ex.as_ref().map_or(rt.cfg.http.listens[self.listen].default_server, |e| e.server)];
-        let out_blocked = self.cout.as_ref().is_some_and(|b| !b.is_empty()) && !self.c_writable;
+        let file_pending = self.ex.as_ref().is_some_and(|ex| ex.file.is_some());
+        let out_blocked = (file_pending || self.cout.as_ref().is_some_and(|b| !b.is_empty())) && !self.c_writable;
         let mut d: Option<Instant> = None;
         let mut min = |t: Instant| d = Some(d.map_or(t, |x| x.min(t)));
         match self.state {
@@ -1246,7 +1419,12 @@ impl Session {
                 }
             }
             State::Active => {
-                if let Some(ex) = self.ex.as_ref() {
+                if let Some(ex) = self.ex.as_ref().filter(|ex| ex.tunnel) {
+                    // An idle tunnel lives for proxy_read_timeout after the last byte either way.
+                    let s = rt.location_settings(ex.server, ex.loc);
+                    let last = ex.up.as_ref().map_or(self.t_read, |u| u.t_io.max(self.t_read));
+                    min(last + s.proxy_read_timeout);
+                } else if let Some(ex) = self.ex.as_ref() {
                     let s = rt.location_settings(ex.server, ex.loc);
                     if out_blocked {
                         min(self.t_wblock + s.send_timeout);
@@ -1308,7 +1486,16 @@ impl Session {
         }
         let Some(ex) = self.ex.as_ref() else { return Err(Closed) };
         let s = rt.location_settings(ex.server, ex.loc);
-        let out_blocked = self.cout.as_ref().is_some_and(|b| !b.is_empty()) && !self.c_writable;
+        if ex.tunnel {
+            let last = ex.up.as_ref().map_or(self.t_read, |u| u.t_io.max(self.t_read));
+            if now >= last + s.proxy_read_timeout {
+                log::info!("client {}: idle tunnel closed after proxy_read_timeout", self.peer);
+                return Err(Closed);
+            }
+            self.set_deadline(ctx);
+            return Ok(());
+        }
+        let out_blocked = (ex.file.is_some() || self.cout.as_ref().is_some_and(|b| !b.is_empty())) && !self.c_writable;
         if out_blocked && now >= self.t_wblock + s.send_timeout {
             log::info!("client {} timed out while sending response", self.peer);
             return Err(Closed);
@@ -1386,6 +1573,104 @@ impl Session {
         }
         log.end_line();
     }
+}
+
+/// Renders a `return` text with variables.
+fn render_template(parts: &[Part], fr: &ForwardRequest) -> String {
+    let mut b = Buf::standalone(8192);
+    put_template(&mut b, parts, fr);
+    String::from_utf8_lossy(b.data()).into_owned()
+}
+
+/// Conditional and range headers of a static-file request.
+struct StaticConditions<'a> {
+    if_none_match: Option<&'a [u8]>,
+    if_modified_since: Option<&'a [u8]>,
+    range: Option<&'a [u8]>,
+}
+
+struct StaticFile {
+    file: std::fs::File,
+    status: u16,
+    content_type: String,
+    last_modified: String,
+    etag: String,
+    size: u64,
+    offset: u64,
+    length: u64,
+}
+
+enum StaticAnswer {
+    Status(u16),
+    Redirect(String),
+    File(StaticFile),
+}
+
+/// Maps a request to a file and decides the answer (200/206/304/416, or an error status).
+fn static_answer(method: &str, target: &str, s: &Settings, alias: Option<&std::path::Path>, loc_path: &str, c: &StaticConditions) -> StaticAnswer {
+    if method != "GET" && method != "HEAD" {
+        return StaticAnswer::Status(405);
+    }
+    let uri = match files::normalize(target) {
+        Ok(u) => u,
+        Err(r) => return StaticAnswer::Status(r.status()),
+    };
+    let Some(root) = alias.or(s.root.as_deref()) else { return StaticAnswer::Status(404) };
+    let mut path = files::map(&uri, root, alias.map(|_| loc_path));
+    let meta = match std::fs::metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return StaticAnswer::Status(403),
+        Err(_) => return StaticAnswer::Status(404),
+    };
+    let meta = if meta.is_dir() {
+        if !uri.ends_with('/') {
+            let query = target.split_once('?').map_or(String::new(), |(_, q)| format!("?{}", q));
+            return StaticAnswer::Redirect(format!("{}/{}", uri, query));
+        }
+        match s.index.iter().map(|i| path.join(i)).find_map(|p| std::fs::metadata(&p).ok().filter(|m| m.is_file()).map(|m| (p, m))) {
+            Some((p, m)) => {
+                path = p;
+                m
+            }
+            // No listings.
+            None => return StaticAnswer::Status(403),
+        }
+    } else {
+        meta
+    };
+    if !meta.is_file() {
+        return StaticAnswer::Status(404);
+    }
+    if s.disable_symlinks {
+        if let Err(r) = files::check_symlinks(&path, root) {
+            return StaticAnswer::Status(r.status());
+        }
+    }
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return StaticAnswer::Status(403),
+        Err(_) => return StaticAnswer::Status(404),
+    };
+    use std::os::unix::fs::MetadataExt;
+    let size = meta.len();
+    let etag = files::etag(&meta);
+    let last_modified = crate::logging::time::http_date(meta.mtime().max(0) as u64);
+    let not_modified = match (c.if_none_match, c.if_modified_since) {
+        (Some(inm), _) => files::none_match(inm, &etag),
+        (None, Some(ims)) => request::trim(ims) == last_modified.as_bytes(),
+        _ => false,
+    };
+    let (status, offset, length) = if not_modified {
+        (304, 0, 0)
+    } else {
+        match c.range.map_or(Range::Full, |r| files::range(r, size)) {
+            Range::Full => (200, 0, size),
+            Range::Part(a, b) => (206, a, b - a + 1),
+            Range::Unsatisfiable => (416, 0, 0),
+        }
+    };
+    let content_type = files::content_type(&path, &s.types, &s.default_type).to_string();
+    StaticAnswer::File(StaticFile { file, status, content_type, last_modified, etag, size, offset, length })
 }
 
 /// Keeps the request line, referer and user agent (escaped) for the access log line.

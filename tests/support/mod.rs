@@ -7,6 +7,7 @@
 pub mod ajp;
 pub mod json;
 pub mod tomcat;
+pub mod ws;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -623,4 +624,12 @@ pub fn connect_from(local: std::net::Ipv4Addr, port: u16) -> TcpStream {
         s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
         s
     }
+}
+
+/// Resident memory of a process, in KiB (from /proc).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{}/status", pid))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
 }
