@@ -1,7 +1,7 @@
 # The two set-up commands are `make run` and `make test` (see README.md).
 CARGO ?= cargo
 
-.PHONY: build run test lint clean
+.PHONY: build run test lint clean bench bench-quick
 
 build:
 	$(CARGO) build --release
@@ -22,3 +22,10 @@ lint:
 clean:
 	$(CARGO) clean
 	rm -rf work logs
+
+# Benchmarks (not part of `make test`): pounce against nginx, HAProxy, Apache and mod_jk.
+bench:
+	bench/run.sh --write-results
+
+bench-quick:
+	bench/run.sh --quick

@@ -1,0 +1,1 @@
+<%@ page session="false" contentType="text/plain" trimDirectiveWhitespaces="true" %>hello from <%= System.getProperty("jvmRoute") %>
