@@ -84,9 +84,28 @@ fn spawn_one(rt: &Arc<Runtime>, id: usize, listeners: Vec<(TcpListener, usize)>)
     let poll = Poll::new()?;
     let waker = Waker::new(poll.registry(), WAKER)?;
     let control = Arc::new(Control { cmd: AtomicU8::new(CMD_RUN), waker });
-    let worker = Worker::new(id, rt.clone(), poll, listeners, control.clone())?;
-    let thread = std::thread::Builder::new().name(format!("worker-{}", id)).spawn(move || worker.run())?;
-    Ok(WorkerHandle { control, thread, id })
+    // The worker is built on its own thread (it holds thread-local handles); whether it
+    // started comes back over a channel, so a reload with, say, an unwritable access log
+    // fails here and the old generation keeps serving.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (rt2, control2) = (rt.clone(), control.clone());
+    let thread = std::thread::Builder::new().name(format!("worker-{}", id)).spawn(move || match Worker::new(id, rt2, poll, listeners, control2) {
+        Ok(w) => {
+            let _ = tx.send(Ok(()));
+            w.run();
+        }
+        Err(e) => {
+            let _ = tx.send(Err(e));
+        }
+    })?;
+    match rx.recv() {
+        Ok(Ok(())) => Ok(WorkerHandle { control, thread, id }),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => Err(std::io::Error::other("worker thread died while starting")),
+    }
 }
 
 /// Runs until stopped. Returns the process exit code.

@@ -10,7 +10,9 @@ use std::sync::OnceLock;
 use std::time::{Instant, SystemTime};
 
 /// What a worker publishes about itself (updated as it goes, and once a second).
+/// Aligned to its own cache lines: each worker writes only its own.
 #[derive(Default, Debug)]
+#[repr(align(128))]
 pub struct WorkerStats {
     pub connections: AtomicU64,
     pub accepted: AtomicU64,

@@ -5,7 +5,7 @@
 //! streamed through, so packets larger than a pooled buffer are fine.
 
 use super::ajp_codec::*;
-use super::http::put_template;
+use super::http::{connection_listed, connection_names_headers, put_template};
 use super::{BackendError, ForwardRequest, HostSpan, Protocol, RetryMask, Step};
 use crate::buffer::Buf;
 use crate::http::request::{host_name, BodyKind};
@@ -111,9 +111,10 @@ impl AjpAdapter {
         w.u16(0);
         let mut count: u16 = 0;
         let mut has_length = false;
+        let listed = connection_names_headers(req);
         for h in req.headers.iter() {
             let name = h.name.as_bytes();
-            if dropped(name) || is_set(h.name) || connection_listed(req, h.name) {
+            if dropped(name) || is_set(h.name) || (listed && connection_listed(req, h.name)) {
                 continue;
             }
             if name.eq_ignore_ascii_case(b"content-length") {
@@ -177,15 +178,6 @@ impl AjpAdapter {
         // The span is relative to the packet start; callers index the buffer from its start.
         Some((host.0 + mark, host.1))
     }
-}
-
-fn connection_listed(req: &httparse::Request, name: &str) -> bool {
-    req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")).any(|h| {
-        h.value.split(|&c| c == b',').any(|t| {
-            let t = crate::http::request::trim(t);
-            !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive") && t.eq_ignore_ascii_case(name.as_bytes())
-        })
-    })
 }
 
 impl Protocol for AjpAdapter {

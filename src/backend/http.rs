@@ -51,8 +51,19 @@ fn dropped_request_header(name: &str) -> bool {
     hop_by_hop(name.as_bytes()) || DROP.iter().any(|d| d.eq_ignore_ascii_case(name))
 }
 
+/// Does some Connection header name a header (beyond close / keep-alive / upgrade)?
+/// Checked once per request so the per-header test below is skipped in the usual case.
+pub fn connection_names_headers(req: &httparse::Request) -> bool {
+    req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")).any(|h| {
+        h.value.split(|&c| c == b',').any(|t| {
+            let t = trim(t);
+            !t.is_empty() && !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive") && !t.eq_ignore_ascii_case(b"upgrade")
+        })
+    })
+}
+
 /// Is `name` listed in one of the request's Connection headers (so hop-by-hop)?
-fn connection_listed(req: &httparse::Request, name: &str) -> bool {
+pub fn connection_listed(req: &httparse::Request, name: &str) -> bool {
     req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")).any(|h| {
         h.value.split(|&c| c == b',').any(|t| {
             let t = trim(t);
@@ -119,11 +130,12 @@ impl Protocol for HttpAdapter {
             };
         let host = (host_start, out.len() - host_start);
         ok = ok && out.put_all(b"\r\n");
+        let listed = connection_names_headers(req);
         for h in req.headers.iter() {
             if !ok {
                 break;
             }
-            if dropped_request_header(h.name) || is_set(h.name) || connection_listed(req, h.name) {
+            if dropped_request_header(h.name) || is_set(h.name) || (listed && connection_listed(req, h.name)) {
                 continue;
             }
             ok = out.put_all(h.name.as_bytes()) && out.put_all(b": ") && out.put_all(h.value) && out.put_all(b"\r\n");

@@ -161,6 +161,8 @@ impl ReqBody {
 /// A backend connection attached to an exchange.
 pub struct UpConn {
     pub stream: TcpStream,
+    /// Its id (and epoll token) in the worker's backend table.
+    pub token: usize,
     pub peer: usize,
     pub connected: bool,
     /// Taken from the idle pool (may have been closed by the backend meanwhile).
@@ -168,6 +170,8 @@ pub struct UpConn {
     pub readable: bool,
     pub writable: bool,
     pub eof: bool,
+    /// EPOLLRDHUP seen: keep reading until read() returns 0.
+    pub rdhup: bool,
     pub bin: Option<Buf>,
     pub bout: Option<Buf>,
     /// Bytes of the kept request head already written on this connection.

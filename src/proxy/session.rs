@@ -20,7 +20,7 @@ use crate::logging::access::put_escaped;
 use crate::upstream::keepalive::IdleConn;
 use crate::upstream::{now_ms, sticky, Balancer};
 use crate::worker::timer::TimerSlot;
-use crate::worker::{backend_token, client_token, idle_token, Ctx};
+use crate::worker::{client_token, Ctx, Owner};
 use mio::net::TcpStream;
 use mio::Interest;
 use std::io::{self, Read, Write};
@@ -63,6 +63,8 @@ pub struct Session {
     c_readable: bool,
     c_writable: bool,
     c_eof: bool,
+    /// The peer's FIN was reported (EPOLLRDHUP): read on until read() returns 0.
+    c_rdhup: bool,
     state: State,
     /// Close once `cout` is flushed.
     closing: bool,
@@ -92,6 +94,7 @@ impl Session {
             c_readable: false,
             c_writable: false,
             c_eof: false,
+            c_rdhup: false,
             state: State::Head,
             closing: false,
             served: 0,
@@ -119,6 +122,9 @@ impl Session {
         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
             self.c_readable = true;
         }
+        if ev.is_read_closed() || ev.is_error() {
+            self.c_rdhup = true;
+        }
         if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
             self.c_writable = true;
         }
@@ -130,6 +136,9 @@ impl Session {
         let Some(up) = ex.up.as_mut() else { return self.pump(ctx) };
         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
             up.readable = true;
+        }
+        if ev.is_read_closed() || ev.is_error() {
+            up.rdhup = true;
         }
         if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
             up.writable = true;
@@ -209,6 +218,7 @@ impl Session {
         let Some(cin) = self.cin.as_mut() else { return Ok(false) };
         let mut progress = false;
         while !cin.is_full() {
+            let want = cin.spare().len();
             match self.client.read(cin.spare()) {
                 Ok(0) => {
                     self.c_eof = true;
@@ -219,6 +229,12 @@ impl Session {
                     cin.commit(n);
                     self.t_read = ctx.now;
                     progress = true;
+                    // A short read drained the socket: skip the read that would only say
+                    // EAGAIN (the next arrival raises a new edge), unless a FIN is pending.
+                    if n < want && !self.c_rdhup {
+                        self.c_readable = false;
+                        break;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.c_readable = false;
@@ -238,11 +254,17 @@ impl Session {
         let Some(cout) = self.cout.as_mut() else { return Ok(false) };
         let mut progress = false;
         while self.c_writable && !cout.is_empty() {
+            let want = cout.len();
             match self.client.write(cout.data()) {
                 Ok(0) => return Err(Closed),
                 Ok(n) => {
                     cout.consume(n);
                     progress = true;
+                    // A short write filled the socket buffer: wait for the next EPOLLOUT edge.
+                    if n < want {
+                        self.c_writable = false;
+                        self.t_wblock = ctx.now;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.c_writable = false;
@@ -346,8 +368,11 @@ impl Session {
             None if server.settings.root.is_some() => (&server.settings, &SERVE_ROOT),
             None => (&server.settings, &Handler::None),
         };
-        let fields = request_log_fields(&req, cin.data());
-        fill_log(&mut self.log_fields, &mut self.log_ends, fields.0, fields.1, fields.2);
+        // The fields are copied only when this location logs.
+        if settings.access_log.is_some() {
+            let fields = request_log_fields(&req, cin.data());
+            fill_log(&mut self.log_fields, &mut self.log_ends, fields.0, fields.1, fields.2);
+        }
         let body = match meta.body {
             BodyKind::Length(n) if n > settings.client_max_body_size => {
                 let mut ex = Exchange::new(ctx.now, server_idx, loc_idx.unwrap_or(usize::MAX), Some(meta), Handling::Respond);
@@ -595,6 +620,7 @@ impl Session {
             return Ok(false);
         }
         let Some(sr) = ex.status_req.take() else { return Ok(false) };
+        ctx.publish();
         let rt = ctx.rt.clone();
         let resp = crate::status::handle(&rt, &crate::status::StatusRequest { method: &sr.method, target: &sr.target, accept: &sr.accept, body: &sr.form });
         if !self.ensure_cout(ctx) {
@@ -921,8 +947,12 @@ impl Session {
                 },
             };
             let from_head = head.is_some();
+            let want = data.len();
             match up.stream.write(data) {
                 Ok(n) => {
+                    if n < want {
+                        up.writable = false;
+                    }
                     if from_head {
                         up.head_sent += n;
                         ex.sent = true;
@@ -944,6 +974,7 @@ impl Session {
         if failure.is_none() {
             if let Some(bin) = up.bin.as_mut() {
                 while up.readable && !up.eof && !bin.is_full() {
+                    let want = bin.spare().len();
                     match up.stream.read(bin.spare()) {
                         Ok(0) => {
                             up.eof = true;
@@ -953,6 +984,9 @@ impl Session {
                             bin.commit(n);
                             up.t_io = ctx.now;
                             progress = true;
+                            if n < want && !up.rdhup {
+                                up.readable = false;
+                            }
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => up.readable = false,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -1170,16 +1204,22 @@ impl Session {
         let mut reused = None;
         if may_reuse {
             while let Some(idle) = ctx.keepalive.take(upstream, peer) {
-                if ctx.now.duration_since(idle.since) < ups.conf.keepalive_timeout && (meta.body == BodyKind::None || still_open(&idle.stream)) {
+                if ctx.now.duration_since(idle.since) < ups.conf.keepalive_timeout && (meta.body == BodyKind::None || idle.is_clean()) {
                     reused = Some(idle);
                     break;
                 }
                 let mut s = idle.stream;
-                let _ = ctx.registry.deregister(&mut s);
+                ctx.close_backend(&mut s, idle.token);
             }
         }
-        let (mut stream, connected, requests) = match reused {
-            Some(idle) => (idle.stream, true, idle.requests),
+        let (stream, connected, requests, token) = match reused {
+            Some(idle) => {
+                // Same registration, new owner: no epoll_ctl.
+                if let Some(o) = ctx.backends.get_mut(idle.token) {
+                    *o = Owner::Session(self.key);
+                }
+                (idle.stream, true, idle.requests, idle.token)
+            }
             None => {
                 let s = match TcpStream::connect(ups.conf.servers[peer].addr) {
                     Ok(s) => s,
@@ -1189,31 +1229,32 @@ impl Session {
                         return Err(e);
                     }
                 };
+                let mut s = s;
                 let _ = s.set_nodelay(true);
-                (s, false, 0)
+                match ctx.register_backend(&mut s, self.key) {
+                    Ok(id) => (s, false, 0, id),
+                    Err(e) => {
+                        ctx.pool.put(bin);
+                        ctx.pool.put(bout);
+                        return Err(e);
+                    }
+                }
             }
         };
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        let reg = if connected {
-            ctx.registry.reregister(&mut stream, backend_token(self.key), interest)
-        } else {
-            ctx.registry.register(&mut stream, backend_token(self.key), interest)
-        };
-        if let Err(e) = reg {
-            ctx.pool.put(bin);
-            ctx.pool.put(bout);
-            return Err(e);
-        }
         ups.peers[peer].in_flight.fetch_add(1, Relaxed);
         ups.peers[peer].requests.fetch_add(1, Relaxed);
         ex.up = Some(UpConn {
             stream,
+            token,
             peer,
             connected,
             reused: connected,
-            readable: connected,
+            // Nothing can be pending on a pooled connection (its readiness would have closed
+            // it while idle): no read until the backend's first edge.
+            readable: false,
             writable: connected,
             eof: false,
+            rdhup: false,
             bin: Some(bin),
             bout: Some(bout),
             head_sent: 0,
@@ -1240,7 +1281,7 @@ impl Session {
         let upstream = ex.upstream();
         let ups = &rt.upstreams[upstream];
         let settings = rt.location_settings(ex.server, ex.loc);
-        let _ = ctx.registry.deregister(&mut up.stream);
+        ctx.close_backend(&mut up.stream, up.token);
         ctx.pool.release(&mut up.bin);
         ctx.pool.release(&mut up.bout);
         ups.peers[up.peer].in_flight.fetch_sub(1, Relaxed);
@@ -1290,7 +1331,7 @@ impl Session {
         let rt = ctx.rt.clone();
         let Some(ex) = self.ex.as_mut() else { return Ok(()) };
         if let Some(mut up) = ex.up.take() {
-            let _ = ctx.registry.deregister(&mut up.stream);
+            ctx.close_backend(&mut up.stream, up.token);
             ctx.pool.release(&mut up.bin);
             ctx.pool.release(&mut up.bout);
             rt.upstreams[ex.upstream()].peers[up.peer].in_flight.fetch_sub(1, Relaxed);
@@ -1338,20 +1379,18 @@ impl Session {
                 && requests < ups.conf.keepalive_requests
                 && !ctx.draining;
             if poolable {
-                let idle = IdleConn { stream: up.stream, upstream, peer: up.peer, since: ctx.now, requests };
+                let token = up.token;
+                let idle = IdleConn { stream: up.stream, upstream, peer: up.peer, since: ctx.now, requests, token };
                 let (key, evicted) = ctx.keepalive.put(idle, ups.conf.keepalive);
                 if let Some(mut old) = evicted {
-                    let _ = ctx.registry.deregister(&mut old.stream);
+                    ctx.close_backend(&mut old.stream, old.token);
                 }
-                if let Some(conn) = ctx.keepalive.get_mut(key) {
-                    if ctx.registry.reregister(&mut conn.stream, idle_token(key), Interest::READABLE).is_err() {
-                        if let Some(mut c) = ctx.keepalive.remove(key) {
-                            let _ = ctx.registry.deregister(&mut c.stream);
-                        }
-                    }
+                // Same registration, the pool owns it now: no epoll_ctl.
+                if let Some(o) = ctx.backends.get_mut(token) {
+                    *o = Owner::Idle(key);
                 }
             } else {
-                let _ = ctx.registry.deregister(&mut up.stream);
+                ctx.close_backend(&mut up.stream, up.token);
             }
         }
         ctx.pool.release(&mut ex.req_head);
@@ -1367,7 +1406,7 @@ impl Session {
         let rt = ctx.rt.clone();
         if let Some(mut up) = ex.up.take() {
             let ups = &rt.upstreams[ex.upstream()];
-            let _ = ctx.registry.deregister(&mut up.stream);
+            ctx.close_backend(&mut up.stream, up.token);
             ctx.pool.release(&mut up.bin);
             ctx.pool.release(&mut up.bout);
             ups.peers[up.peer].in_flight.fetch_sub(1, Relaxed);
@@ -1682,16 +1721,6 @@ fn fill_log(fields: &mut Vec<u8>, ends: &mut [usize; 3], line: &[u8], referer: &
     ends[1] = fields.len();
     put_escaped(fields, ua);
     ends[2] = fields.len();
-}
-
-/// Is an idle pooled connection still open? (A peek: 0 bytes means the backend closed it.)
-fn still_open(s: &TcpStream) -> bool {
-    let mut b = [0u8; 1];
-    match s.peek(&mut b) {
-        Ok(0) => false,
-        Ok(_) => false, // stray bytes: not a clean connection either
-        Err(e) => e.kind() == io::ErrorKind::WouldBlock,
-    }
 }
 
 /// The request line for the log when the head could not be parsed.

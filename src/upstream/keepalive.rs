@@ -17,6 +17,16 @@ pub struct IdleConn {
     pub since: Instant,
     /// Requests already served on this connection.
     pub requests: u32,
+    /// Its id (and epoll token) in the worker's backend table.
+    pub token: usize,
+}
+
+impl IdleConn {
+    /// Still open with nothing pending? (A peek: EOF or stray bytes both mean no.)
+    pub fn is_clean(&self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.stream.peek(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
 }
 
 pub struct KeepalivePool {
@@ -58,8 +68,8 @@ impl KeepalivePool {
         Some(self.counted_out(c))
     }
 
-    pub fn get_mut(&mut self, key: usize) -> Option<&mut IdleConn> {
-        self.conns.get_mut(key)
+    pub fn get(&self, key: usize) -> Option<&IdleConn> {
+        self.conns.get(key)
     }
 
     /// Removes a connection by key (it became readable: closed by the backend, or stray data).

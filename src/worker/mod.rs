@@ -16,6 +16,7 @@ use crate::upstream::round_robin::RoundRobin;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use slab::Slab;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,18 +24,24 @@ use timer::{settle, Due, Timers};
 
 pub const WAKER: Token = Token(usize::MAX - 1);
 const LISTENER_BASE: usize = usize::MAX - 2 - 4096;
-const IDLE_BIT: usize = 1 << (usize::BITS - 2);
+/// Tokens of backend connections: this bit plus the connection's id in `Ctx::backends`.
+const BACKEND_BIT: usize = 1 << (usize::BITS - 2);
 
 pub fn client_token(key: usize) -> Token {
-    Token(key << 1)
+    Token(key)
 }
 
-pub fn backend_token(key: usize) -> Token {
-    Token((key << 1) | 1)
+pub fn backend_token(id: usize) -> Token {
+    Token(BACKEND_BIT | id)
 }
 
-pub fn idle_token(key: usize) -> Token {
-    Token(IDLE_BIT | key)
+/// Who holds a backend connection now. Its epoll registration (and token) stays the same
+/// for its whole life, so lending it from the idle pool to a session and back costs no
+/// epoll_ctl.
+#[derive(Clone, Copy, Debug)]
+pub enum Owner {
+    Session(usize),
+    Idle(usize),
 }
 
 /// Commands from the master, read after every wake-up.
@@ -59,7 +66,9 @@ impl Control {
 /// What sessions use of their worker.
 pub struct Ctx {
     pub registry: Registry,
-    pub rt: Arc<Runtime>,
+    /// This generation's runtime. An `Rc` around the shared `Arc`: sessions clone it freely
+    /// without touching the atomic refcount that every worker shares.
+    pub rt: Rc<Arc<Runtime>>,
     pub pool: BufferPool,
     pub timers: Timers,
     pub balancers: Vec<RoundRobin>,
@@ -68,6 +77,52 @@ pub struct Ctx {
     pub clock: Clock,
     pub now: Instant,
     pub draining: bool,
+    /// Every open backend connection of this worker, by id (its token).
+    pub backends: Slab<Owner>,
+    /// Client connections open and accepted so far (published for the status page).
+    pub conns: usize,
+    pub accepted: u64,
+    last_publish: Instant,
+    pub id: usize,
+}
+
+impl Ctx {
+    /// Registers a new backend connection for `session`; returns its id.
+    pub fn register_backend(&mut self, stream: &mut mio::net::TcpStream, session: usize) -> std::io::Result<usize> {
+        let id = self.backends.insert(Owner::Session(session));
+        if let Err(e) = self.registry.register(stream, backend_token(id), Interest::READABLE | Interest::WRITABLE) {
+            self.backends.remove(id);
+            return Err(e);
+        }
+        Ok(id)
+    }
+
+    /// Forgets a backend connection that is being closed.
+    pub fn close_backend(&mut self, stream: &mut mio::net::TcpStream, id: usize) {
+        let _ = self.registry.deregister(stream);
+        self.backends.try_remove(id);
+    }
+
+    /// Publishes this worker's figures for the status page.
+    pub fn publish(&mut self) {
+        self.last_publish = self.now;
+        if let Some(w) = self.rt.worker(self.id) {
+            let st = self.pool.stats();
+            WorkerStats::set(&w.connections, self.conns as u64);
+            WorkerStats::set(&w.accepted, self.accepted);
+            WorkerStats::set(&w.buffers_in_use, st.in_use as u64);
+            WorkerStats::set(&w.buffers_high_water, st.high_water as u64);
+            WorkerStats::set(&w.buffers_limit, st.limit as u64);
+            WorkerStats::set(&w.idle_backend, self.keepalive.len() as u64);
+        }
+    }
+
+    /// Publishes at most every 50 ms: shared cache lines are not written per request.
+    fn publish_now_and_then(&mut self) {
+        if self.now.duration_since(self.last_publish) >= Duration::from_millis(50) {
+            self.publish();
+        }
+    }
 }
 
 pub struct Worker {
@@ -78,8 +133,6 @@ pub struct Worker {
     ctx: Ctx,
     control: Arc<Control>,
     accept_retry: bool,
-    /// Connections accepted since start (debug log, status page).
-    accepted: u64,
     /// The active health checks this worker runs.
     probes: Vec<health::Probe>,
 }
@@ -105,6 +158,10 @@ impl Worker {
             registry,
             balancers: rt.upstreams.iter().map(RoundRobin::new).collect(),
             keepalive: KeepalivePool::new(rt.clone()),
+            conns: 0,
+            accepted: 0,
+            last_publish: Instant::now(),
+            id,
             // Four buffers per busy connection (client in/out, backend in/out) plus request heads.
             pool: BufferPool::new(conns.saturating_mul(5).max(64)),
             timers: Timers::default(),
@@ -112,9 +169,10 @@ impl Worker {
             clock: Clock::new(),
             now: Instant::now(),
             draining: false,
-            rt,
+            backends: Slab::new(),
+            rt: Rc::new(rt),
         };
-        Ok(Worker { id, poll, listeners: mio_listeners, sessions: Slab::with_capacity(1024), ctx, control, accept_retry: false, accepted: 0, probes })
+        Ok(Worker { id, poll, listeners: mio_listeners, sessions: Slab::with_capacity(1024), ctx, control, accept_retry: false, probes })
     }
 
     pub fn run(mut self) {
@@ -149,16 +207,29 @@ impl Worker {
                     if let Some(p) = self.probes.get_mut(t.0 & !health::PROBE_BIT) {
                         p.on_event(&self.ctx.rt, &self.ctx.registry);
                     }
-                } else if t.0 & IDLE_BIT != 0 {
-                    // An idle backend connection became readable: closed, or stray bytes.
-                    if let Some(mut c) = self.ctx.keepalive.remove(t.0 & !IDLE_BIT) {
-                        let _ = self.ctx.registry.deregister(&mut c.stream);
+                } else if t.0 & BACKEND_BIT != 0 {
+                    match self.ctx.backends.get(t.0 & !BACKEND_BIT).copied() {
+                        Some(Owner::Session(key)) => {
+                            let Some(s) = self.sessions.get_mut(key) else { continue };
+                            if s.on_backend_event(&mut self.ctx, ev).is_err() {
+                                self.remove(key);
+                            }
+                        }
+                        // An idle backend connection stirred: closed, or stray bytes? (An edge
+                        // queued while it was still busy is no reason to drop it.)
+                        Some(Owner::Idle(idle)) => {
+                            if self.ctx.keepalive.get(idle).is_some_and(|c| !c.is_clean()) {
+                                if let Some(mut c) = self.ctx.keepalive.remove(idle) {
+                                    self.ctx.close_backend(&mut c.stream, c.token);
+                                }
+                            }
+                        }
+                        None => {}
                     }
                 } else {
-                    let key = t.0 >> 1;
+                    let key = t.0;
                     let Some(s) = self.sessions.get_mut(key) else { continue };
-                    let r = if t.0 & 1 == 0 { s.on_client_event(&mut self.ctx, ev) } else { s.on_backend_event(&mut self.ctx, ev) };
-                    if r.is_err() {
+                    if s.on_client_event(&mut self.ctx, ev).is_err() {
                         self.remove(key);
                     }
                 }
@@ -208,14 +279,15 @@ impl Worker {
             for log in &mut self.ctx.access {
                 log.flush();
             }
-            self.publish();
+            self.ctx.conns = self.sessions.len();
+            self.ctx.publish_now_and_then();
         }
         let keys: Vec<usize> = self.sessions.iter().map(|(k, _)| k).collect();
         for k in keys {
             self.remove(k);
         }
         for mut c in self.ctx.keepalive.drain() {
-            let _ = self.ctx.registry.deregister(&mut c.stream);
+            self.ctx.close_backend(&mut c.stream, c.token);
         }
         for log in &mut self.ctx.access {
             log.flush();
@@ -246,7 +318,7 @@ impl Worker {
                         continue;
                     }
                     entry.insert(s);
-                    self.accepted += 1;
+                    self.ctx.accepted += 1;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted || e.kind() == std::io::ErrorKind::ConnectionAborted => {}
@@ -273,23 +345,10 @@ impl Worker {
             let _ = self.ctx.registry.deregister(&mut l);
         }
         for mut c in self.ctx.keepalive.drain() {
-            let _ = self.ctx.registry.deregister(&mut c.stream);
+            self.ctx.close_backend(&mut c.stream, c.token);
         }
         for p in &mut self.probes {
             p.stop(&self.ctx.registry);
-        }
-    }
-
-    /// Publishes this worker's figures for the status page.
-    fn publish(&self) {
-        if let Some(w) = self.ctx.rt.worker(self.id) {
-            let st = self.ctx.pool.stats();
-            WorkerStats::set(&w.connections, self.sessions.len() as u64);
-            WorkerStats::set(&w.accepted, self.accepted);
-            WorkerStats::set(&w.buffers_in_use, st.in_use as u64);
-            WorkerStats::set(&w.buffers_high_water, st.high_water as u64);
-            WorkerStats::set(&w.buffers_limit, st.limit as u64);
-            WorkerStats::set(&w.idle_backend, self.ctx.keepalive.len() as u64);
         }
     }
 
@@ -297,14 +356,14 @@ impl Worker {
         let now = self.ctx.now;
         let rt = &self.ctx.rt;
         for mut c in self.ctx.keepalive.expire(|c| now.duration_since(c.since) >= rt.upstreams[c.upstream].conf.keepalive_timeout) {
-            let _ = self.ctx.registry.deregister(&mut c.stream);
+            self.ctx.close_backend(&mut c.stream, c.token);
         }
         let st = self.ctx.pool.stats();
         log::debug!(
             "worker {}: {} connections ({} accepted), buffers in use {} (high-water {}, limit {})",
             self.id,
             self.sessions.len(),
-            self.accepted,
+            self.ctx.accepted,
             st.in_use,
             st.high_water,
             st.limit
