@@ -217,14 +217,12 @@ impl Worker {
                         }
                         // An idle backend connection stirred: closed, or stray bytes? (An edge
                         // queued while it was still busy is no reason to drop it.)
-                        Some(Owner::Idle(idle)) => {
-                            if self.ctx.keepalive.get(idle).is_some_and(|c| !c.is_clean()) {
-                                if let Some(mut c) = self.ctx.keepalive.remove(idle) {
-                                    self.ctx.close_backend(&mut c.stream, c.token);
-                                }
+                        Some(Owner::Idle(idle)) if self.ctx.keepalive.get(idle).is_some_and(|c| !c.is_clean()) => {
+                            if let Some(mut c) = self.ctx.keepalive.remove(idle) {
+                                self.ctx.close_backend(&mut c.stream, c.token);
                             }
                         }
-                        None => {}
+                        Some(Owner::Idle(_)) | None => {}
                     }
                 } else {
                     let key = t.0;
