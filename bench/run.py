@@ -423,7 +423,7 @@ def idle_connections(targets, n):
                     held += 1
             except OSError:
                 pass
-        time.sleep(0.5)
+        time.sleep(1.5)  # let the proxy settle (pounce trims its buffer pool once a second)
         during = rss_mib(proc.pid())
         for s in socks:
             s.close()

@@ -177,6 +177,17 @@ impl BufferPool {
         }
     }
 
+    /// Frees idle buffers beyond `keep`, so a burst does not pin its memory for good.
+    /// Returns how many were freed.
+    pub fn trim(&mut self, keep: usize) -> usize {
+        let extra = self.free.len().saturating_sub(keep);
+        if extra > 0 {
+            self.free.truncate(keep);
+            self.free.shrink_to(keep);
+        }
+        extra
+    }
+
     pub fn stats(&self) -> PoolStats {
         PoolStats { in_use: self.in_use, free: self.free.len(), high_water: self.high_water, limit: self.limit }
     }

@@ -208,3 +208,49 @@ fn return_and_unknown_location() {
     assert_eq!(p.get("/nothing").status, 404);
     assert_eq!(p.get("/app/x").text(), "a");
 }
+
+#[test]
+fn early_answer_before_the_body_keeps_the_client_connection() {
+    use std::io::Read;
+    // A backend that answers as soon as it has the head, as nginx's `return` does.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for s in l.incoming().take(4) {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly");
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let p = Pounce::start(&format!(
+        "{}http {{\n client_max_body_size 10m;\n upstream app {{ server 127.0.0.1:{}; }}\n server {{ listen 127.0.0.1:{{port}}; location / {{ proxy_pass http://app; }} }}\n}}\n",
+        preamble(1),
+        port
+    ));
+    let mut s = connect(p.port);
+    let body = vec![b'u'; 1 << 20];
+    s.write_all(format!("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes()).expect("head");
+    let mut w = s.try_clone().expect("clone");
+    let writer = std::thread::spawn(move || w.write_all(&body).is_ok());
+    let mut r = BufReader::new(s.try_clone().expect("clone"));
+    let first = read_response(&mut r, false).expect("early answer");
+    assert_eq!((first.status, first.text().as_str()), (200, "early"));
+    assert!(writer.join().expect("writer"), "the rest of the body was read, not refused");
+    s.write_all(b"GET /next HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("next");
+    let second = read_response(&mut r, false).expect("the connection still works");
+    assert_eq!(second.text(), "early");
+}

@@ -799,11 +799,14 @@ impl Session {
         progress |= self.backend_io(ctx)?;
         progress |= self.decode_response(ctx)?;
         if let Some(ex) = self.ex.as_mut() {
-            if ex.resp_done && !ex.body_done() {
-                // The backend answered without taking the whole body: what is left of it is
-                // read and dropped by the lingering close, never parsed as a request.
-                ex.keep_alive = false;
-                self.closing = true;
+            if ex.resp_done && !ex.body_done() && matches!(ex.handling, Handling::Proxy { .. }) {
+                // The backend answered without taking the whole body (a `return` or an early
+                // error in the backend): its connection cannot be reused, and the rest of the
+                // body is read and dropped (client_body_timeout still applies), so the client
+                // keeps its connection, as nginx discards a body it does not need.
+                drop_backend(ctx, ex);
+                ex.handling = Handling::Respond;
+                progress = true;
             }
         }
         let done = self.ex.as_ref().is_some_and(|ex| ex.resp_done && (ex.body_done() || self.closing));
@@ -1403,15 +1406,7 @@ impl Session {
 
     /// Drops an exchange without finishing it (client gone or closing).
     fn teardown_exchange(&mut self, ctx: &mut Ctx, mut ex: Exchange) {
-        let rt = ctx.rt.clone();
-        if let Some(mut up) = ex.up.take() {
-            let ups = &rt.upstreams[ex.upstream()];
-            ctx.close_backend(&mut up.stream, up.token);
-            ctx.pool.release(&mut up.bin);
-            ctx.pool.release(&mut up.bout);
-            ups.peers[up.peer].in_flight.fetch_sub(1, Relaxed);
-            ctx.balancers[ex.upstream()].free(ups, up.peer, false, now_ms());
-        }
+        drop_backend(ctx, &mut ex);
         if ex.writer.started || ex.resp_done {
             self.write_access_log(ctx, &ex);
         }
@@ -1614,6 +1609,19 @@ impl Session {
     }
 }
 
+/// Closes the exchange's backend connection (not a failure: nothing is counted against the
+/// server) and gives its buffers back.
+fn drop_backend(ctx: &mut Ctx, ex: &mut Exchange) {
+    let Some(mut up) = ex.up.take() else { return };
+    let rt = ctx.rt.clone();
+    let ups = &rt.upstreams[ex.upstream()];
+    ctx.close_backend(&mut up.stream, up.token);
+    ctx.pool.release(&mut up.bin);
+    ctx.pool.release(&mut up.bout);
+    ups.peers[up.peer].in_flight.fetch_sub(1, Relaxed);
+    ctx.balancers[ex.upstream()].free(ups, up.peer, false, now_ms());
+}
+
 /// Renders a `return` text with variables.
 fn render_template(parts: &[Part], fr: &ForwardRequest) -> String {
     let mut b = Buf::standalone(8192);
@@ -1783,5 +1791,16 @@ impl BodySink for Forward<'_> {
         // What the backend accepts now (AJP: one packet per GET_BODY_CHUNK), leaving room in
         // the buffer for framing (chunk lines, AJP packet headers).
         self.out.room().saturating_sub(24).min(self.adapter.body_credit())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// An idle keep-alive connection costs its slab entry (no buffers): keep it small.
+    #[test]
+    fn idle_session_is_small() {
+        let size = std::mem::size_of::<super::Session>();
+        println!("Session: {} bytes", size);
+        assert!(size <= 1024, "Session is {} bytes", size);
     }
 }
