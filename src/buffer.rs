@@ -124,6 +124,48 @@ impl std::fmt::Write for Buf {
     }
 }
 
+/// Small text formatted on the stack (`write!` into it, then `as_bytes`): numbers and
+/// addresses for headers and packets without a heap allocation.
+pub struct StackText<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> StackText<N> {
+    pub fn new() -> Self {
+        StackText { buf: [0; N], len: 0 }
+    }
+
+    /// `v` formatted (cut off at N bytes).
+    pub fn of(v: impl std::fmt::Display) -> Self {
+        let mut t = Self::new();
+        let _ = std::fmt::Write::write_fmt(&mut t, format_args!("{}", v));
+        t
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl<const N: usize> Default for StackText<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> std::fmt::Write for StackText<N> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let b = s.as_bytes();
+        if self.len + b.len() > N {
+            return Err(std::fmt::Error);
+        }
+        self.buf[self.len..self.len + b.len()].copy_from_slice(b);
+        self.len += b.len();
+        Ok(())
+    }
+}
+
 /// Usage figures of one worker's pool, for the debug log and the status page.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PoolStats {

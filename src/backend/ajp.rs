@@ -7,10 +7,9 @@
 use super::ajp_codec::*;
 use super::http::{connection_listed, connection_names_headers, put_template};
 use super::{BackendError, ForwardRequest, HostSpan, Protocol, RetryMask, Step};
-use crate::buffer::Buf;
+use crate::buffer::{Buf, StackText};
 use crate::http::request::{host_name, BodyKind};
 use crate::http::writer::{hop_by_hop, ReqFacts, ResponseWriter};
-use std::fmt::Write as _;
 
 enum RState {
     Packet,
@@ -61,29 +60,6 @@ fn dropped(name: &[u8]) -> bool {
     (hop_by_hop(name) && !name.eq_ignore_ascii_case(b"transfer-encoding")) || name.eq_ignore_ascii_case(b"expect")
 }
 
-struct StackText {
-    buf: [u8; 64],
-    len: usize,
-}
-
-impl std::fmt::Write for StackText {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let b = s.as_bytes();
-        if self.len + b.len() > self.buf.len() {
-            return Err(std::fmt::Error);
-        }
-        self.buf[self.len..self.len + b.len()].copy_from_slice(b);
-        self.len += b.len();
-        Ok(())
-    }
-}
-
-fn stack_text(v: impl std::fmt::Display) -> StackText {
-    let mut t = StackText { buf: [0; 64], len: 0 };
-    let _ = write!(t, "{}", v);
-    t
-}
-
 impl AjpAdapter {
     /// Encodes FORWARD_REQUEST (§3): coded headers, then the attributes.
     fn encode_forward(&mut self, fr: &ForwardRequest, out: &mut Buf) -> Option<HostSpan> {
@@ -98,14 +74,14 @@ impl AjpAdapter {
         let is_set = |name: &str| sets.iter().any(|h| h.name.eq_ignore_ascii_case(name));
         let host_header = req.headers.iter().find(|h| h.name.eq_ignore_ascii_case("host")).map(|h| h.value);
         let server_name: &[u8] = host_header.map(host_name).unwrap_or(fr.server_name.as_bytes());
-        let ip = stack_text(fr.client.ip());
+        let ip = StackText::<64>::of(fr.client.ip());
         let mut host: HostSpan = (0, 0);
         let mark = out.len();
         let mut w = PacketWriter::begin(out);
         let code = method_code(method);
         w.u8(FORWARD_REQUEST).u8(code.unwrap_or(0xFF));
         w.string(Some(if fr.meta.minor == 0 { b"HTTP/1.0" } else { b"HTTP/1.1" }));
-        w.string(Some(uri.as_bytes())).string(Some(&ip.buf[..ip.len])).string(None).string(Some(server_name));
+        w.string(Some(uri.as_bytes())).string(Some(ip.as_bytes())).string(None).string(Some(server_name));
         w.u16(fr.local_port).u8(0);
         let count_at = w.offset();
         w.u16(0);
@@ -166,8 +142,8 @@ impl AjpAdapter {
         if let Some(secret) = fr.ajp_secret {
             w.u8(attr::SECRET).string(Some(secret.as_bytes()));
         }
-        let port = stack_text(fr.client.port());
-        w.u8(attr::REQ_ATTRIBUTE).string(Some(b"AJP_REMOTE_PORT")).string(Some(&port.buf[..port.len]));
+        let port = StackText::<8>::of(fr.client.port());
+        w.u8(attr::REQ_ATTRIBUTE).string(Some(b"AJP_REMOTE_PORT")).string(Some(port.as_bytes()));
         if code.is_none() {
             w.u8(attr::STORED_METHOD).string(Some(method.as_bytes()));
         }

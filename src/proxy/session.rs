@@ -14,7 +14,7 @@ use crate::buffer::Buf;
 use crate::config::{access_allowed, next, AjpConf, Handler, Part, Settings};
 use crate::files::{self, FileBody, Range};
 use crate::http::request::{self, BodyKind, Parse};
-use crate::http::status::write_simple;
+use crate::http::status::{head_end, head_start, write_simple};
 use crate::http::writer::ReqFacts;
 use crate::logging::access::put_escaped;
 use crate::upstream::keepalive::IdleConn;
@@ -629,20 +629,12 @@ impl Session {
         let (Some(ex), Some(cout)) = (self.ex.as_mut(), self.cout.as_mut()) else { return Ok(false) };
         let keep = ex.keep_alive && !ctx.draining;
         use std::fmt::Write as _;
-        let mut ok = write!(
-            cout,
-            "HTTP/1.1 {} {}\r\nServer: pounce\r\nDate: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n",
-            resp.status,
-            crate::http::status::reason(resp.status),
-            ctx.clock.http_date,
-            resp.content_type,
-            resp.body.len()
-        )
-        .is_ok();
+        let mut ok = head_start(cout, resp.status, &ctx.clock.http_date)
+            && write!(cout, "Content-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n", resp.content_type, resp.body.len()).is_ok();
         if let Some(loc) = &resp.location {
             ok = ok && write!(cout, "Location: {}\r\n", loc).is_ok();
         }
-        ok = ok && write!(cout, "Connection: {}\r\n\r\n", if keep { "keep-alive" } else { "close" }).is_ok();
+        ok = ok && head_end(cout, keep);
         if !ok {
             return Err(Closed);
         }
@@ -676,17 +668,9 @@ impl Session {
         let (Some(ex), Some(cout)) = (self.ex.as_mut(), self.cout.as_mut()) else { return Ok(()) };
         let keep = ex.keep_alive && !ctx.draining;
         use std::fmt::Write as _;
-        let mut ok = write!(
-            cout,
-            "HTTP/1.1 {} {}\r\nServer: pounce\r\nDate: {}\r\nContent-Type: {}\r\nLast-Modified: {}\r\nETag: {}\r\nAccept-Ranges: bytes\r\n",
-            file.status,
-            crate::http::status::reason(file.status),
-            ctx.clock.http_date,
-            file.content_type,
-            file.last_modified,
-            file.etag
-        )
-        .is_ok();
+        let mut ok = head_start(cout, file.status, &ctx.clock.http_date)
+            && write!(cout, "Content-Type: {}\r\nLast-Modified: {}\r\nETag: {}\r\nAccept-Ranges: bytes\r\n", file.content_type, file.last_modified, file.etag)
+                .is_ok();
         if file.status != 304 {
             ok = ok && write!(cout, "Content-Length: {}\r\n", if file.status == 416 { 0 } else { file.length }).is_ok();
         }
@@ -695,7 +679,7 @@ impl Session {
             416 => ok = ok && write!(cout, "Content-Range: bytes */{}\r\n", file.size).is_ok(),
             _ => {}
         }
-        ok = ok && write!(cout, "Connection: {}\r\n\r\n", if keep { "keep-alive" } else { "close" }).is_ok();
+        ok = ok && head_end(cout, keep);
         if !ok {
             return Err(Closed);
         }
