@@ -14,9 +14,10 @@ cleanup() {
     scripts/tomcat.sh stop "$WORK/tomcat2" || true
 }
 trap cleanup INT TERM EXIT
+# Cluster nodes start one after another: each fetches the others' sessions as it starts.
 scripts/tomcat.sh start "$WORK/tomcat1" tomcat1 18081 18009 14001 14001,14002
-scripts/tomcat.sh start "$WORK/tomcat2" tomcat2 18082 18010 14002 14001,14002
 scripts/tomcat.sh wait "$WORK/tomcat1"
+scripts/tomcat.sh start "$WORK/tomcat2" tomcat2 18082 18010 14002 14001,14002
 scripts/tomcat.sh wait "$WORK/tomcat2"
 target/release/pounce -p . -c conf/pounce.conf -t
 target/release/pounce -p . -c conf/pounce.conf &

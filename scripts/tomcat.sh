@@ -8,7 +8,9 @@
 #       engine's jvmRoute = ROUTE, HTTP and AJP connectors on 127.0.0.1, and starts it in the
 #       background (pid in DIR/tomcat.pid). With CLUSTER_PORT and a comma-separated list of
 #       every node's cluster port, the node joins a SimpleTcpCluster with DeltaManager and
-#       static membership on 127.0.0.1 (no multicast) and a JvmRouteBinderValve.
+#       static membership on 127.0.0.1 (no multicast) and a JvmRouteBinderValve. Start the
+#       nodes of a cluster one after another (start, wait, start, wait): a node asks the
+#       others for their sessions as it starts, and one still deploying cannot answer.
 #       Environment: AJP_SECRET (default: none, secretRequired="false"), AJP_PACKET_SIZE,
 #       MAX_KEEPALIVE (maxKeepAliveRequests, default Tomcat's 100).
 #   scripts/tomcat.sh wait DIR [SECONDS]   waits until the instance answers HTTP.
@@ -44,7 +46,7 @@ XML
     if [ -n "$cport" ]; then
         cat <<XML
       <Cluster className="org.apache.catalina.ha.tcp.SimpleTcpCluster" channelSendOptions="8">
-        <Manager className="org.apache.catalina.ha.session.DeltaManager" expireSessionsOnShutdown="false" notifyListenersOnReplication="true"/>
+        <Manager className="org.apache.catalina.ha.session.DeltaManager" expireSessionsOnShutdown="false" notifyListenersOnReplication="true" stateTransferTimeout="10"/>
         <Channel className="org.apache.catalina.tribes.group.GroupChannel">
           <Membership className="org.apache.catalina.tribes.membership.StaticMembershipService">
 XML

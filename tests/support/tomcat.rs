@@ -57,11 +57,19 @@ impl Tomcat {
                 cluster: cluster_ports.get(i).copied().unwrap_or(0),
             })
             .collect();
-        for t in &nodes {
-            t.launch(opts, &cluster_ports);
-        }
-        for t in &nodes {
-            t.wait();
+        if cluster_ports.is_empty() {
+            for t in &nodes {
+                t.launch(opts, &cluster_ports);
+            }
+            for t in &nodes {
+                t.wait();
+            }
+        } else {
+            // One after another: a starting node fetches the others' sessions (DeltaManager).
+            for t in &nodes {
+                t.launch(opts, &cluster_ports);
+                t.wait();
+            }
         }
         nodes
     }
