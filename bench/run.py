@@ -366,6 +366,9 @@ def measure(targets, path, conns, secs, reps, close=False, lua=None):
         for name, port, proc in (order if rep % 2 == 0 else list(reversed(order))):
             cpu0 = cpu_seconds(proc.pid()) if proc else 0
             r = wrk(port, path, conns, secs, close, lua)
+            if lua:
+                # wrk's Transfer/sec counts received bytes only: an upload's rate is req/s x 1 MiB.
+                r["mbps"] = r["rps"]
             cpu = (cpu_seconds(proc.pid()) - cpu0) if proc else 0
             r["cpu_10k"] = cpu / max(r["requests"], 1) * 10000
             r["rss"] = rss_mib(proc.pid()) if proc else 0
