@@ -377,9 +377,7 @@ impl Session {
             BodyKind::Length(n) if n > settings.client_max_body_size => {
                 let mut ex = Exchange::new(ctx.now, server_idx, loc_idx.unwrap_or(usize::MAX), Some(meta), Handling::Respond);
                 ex.keep_alive = false;
-                self.consume_head(meta.head_len);
-                self.ex = Some(ex);
-                self.state = State::Active;
+                self.start_exchange(ex, meta.head_len);
                 log::info!(
                     "client {}: body of {} bytes is over client_max_body_size",
                     self.peer,
@@ -398,9 +396,7 @@ impl Session {
             let mut ex = Exchange::new(ctx.now, server_idx, loc_idx.unwrap_or(usize::MAX), Some(meta), Handling::Respond);
             ex.set_body(body);
             ex.keep_alive = meta.keep_alive && !ctx.draining;
-            self.consume_head(meta.head_len);
-            self.ex = Some(ex);
-            self.state = State::Active;
+            self.start_exchange(ex, meta.head_len);
             self.respond(ctx, 403, None, settings)?;
             return Ok(true);
         }
@@ -410,9 +406,7 @@ impl Session {
             Handler::Proxy { ajp: true, .. } if meta.upgrade => {
                 let mut ex = Exchange::new(ctx.now, server_idx, loc_idx.unwrap_or(usize::MAX), Some(meta), Handling::Respond);
                 ex.keep_alive = false;
-                self.consume_head(meta.head_len);
-                self.ex = Some(ex);
-                self.state = State::Active;
+                self.start_exchange(ex, meta.head_len);
                 log::info!("client {}: protocol upgrade refused: AJP cannot carry it", self.peer);
                 self.respond(ctx, 501, Some("WebSocket and other protocol upgrades cannot be carried over AJP\n"), settings)?;
             }
@@ -477,9 +471,7 @@ impl Session {
                                 self.peer
                             );
                             ctx.pool.put(head);
-                            self.consume_head(meta.head_len);
-                            self.ex = Some(ex);
-                            self.state = State::Active;
+                            self.start_exchange(ex, meta.head_len);
                             self.respond(ctx, 503, None, settings)?;
                             return Ok(true);
                         }
@@ -531,9 +523,7 @@ impl Session {
                 let mut ex = Exchange::new(ctx.now, server_idx, loc_idx.unwrap_or(usize::MAX), Some(meta), Handling::Respond);
                 ex.keep_alive = keep_alive;
                 ex.set_body(body);
-                self.consume_head(meta.head_len);
-                self.ex = Some(ex);
-                self.state = State::Active;
+                self.start_exchange(ex, meta.head_len);
                 self.respond(ctx, code, rendered.as_deref(), settings)?;
             }
             Handler::Static { alias } => {
@@ -544,9 +534,7 @@ impl Session {
                 let hdr = |n: &str| req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(n)).map(|h| h.value);
                 let conditions = StaticConditions { if_none_match: hdr("if-none-match"), if_modified_since: hdr("if-modified-since"), range: hdr("range") };
                 let answer = static_answer(req.method.unwrap_or(""), path, settings, alias.as_deref(), loc_path, &conditions);
-                self.consume_head(meta.head_len);
-                self.ex = Some(ex);
-                self.state = State::Active;
+                self.start_exchange(ex, meta.head_len);
                 self.respond_static(ctx, answer, meta.method == request::Method::Head, settings)?;
             }
             Handler::Status => {
@@ -560,21 +548,24 @@ impl Session {
                     accept: req.headers.iter().find(|h| h.name.eq_ignore_ascii_case("accept")).map_or_else(Vec::new, |h| h.value.to_vec()),
                     form: Vec::new(),
                 }));
-                self.consume_head(meta.head_len);
-                self.ex = Some(ex);
-                self.state = State::Active;
+                self.start_exchange(ex, meta.head_len);
             }
             Handler::None => {
                 let mut ex = Exchange::new(ctx.now, server_idx, loc_idx.unwrap_or(usize::MAX), Some(meta), Handling::Respond);
                 ex.keep_alive = keep_alive;
                 ex.set_body(body);
-                self.consume_head(meta.head_len);
-                self.ex = Some(ex);
-                self.state = State::Active;
+                self.start_exchange(ex, meta.head_len);
                 self.respond(ctx, 404, None, settings)?;
             }
         }
         Ok(true)
+    }
+
+    /// The request head is handled: it leaves the buffer and `ex` becomes the exchange.
+    fn start_exchange(&mut self, ex: Exchange, head_len: usize) {
+        self.consume_head(head_len);
+        self.ex = Some(ex);
+        self.state = State::Active;
     }
 
     fn consume_head(&mut self, n: usize) {

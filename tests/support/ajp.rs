@@ -3,7 +3,7 @@
 //! END_RESPONSE, and can misbehave on purpose.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -154,31 +154,13 @@ impl Drop for AjpBackend {
     }
 }
 
-/// Reads exactly `buf.len()` bytes, giving up when the backend stops.
-fn read_full(s: &mut TcpStream, buf: &mut [u8], stop: &AtomicBool) -> Option<()> {
-    let mut got = 0;
-    while got < buf.len() {
-        match s.read(&mut buf[got..]) {
-            Ok(0) => return None,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
-                if stop.load(Ordering::Relaxed) {
-                    return None;
-                }
-            }
-            Err(_) => return None,
-        }
-    }
-    Some(())
-}
-
 fn read_packet(s: &mut TcpStream, stop: &AtomicBool) -> Option<Vec<u8>> {
     let mut h = [0u8; 4];
-    read_full(s, &mut h, stop)?;
+    super::read_exact_patient(s, stop, &mut h)?;
     assert_eq!(&h[..2], &[0x12, 0x34], "pounce sent a packet with a wrong magic");
     let len = u16::from_be_bytes([h[2], h[3]]) as usize;
     let mut p = vec![0u8; len];
-    read_full(s, &mut p, stop)?;
+    super::read_exact_patient(s, stop, &mut p)?;
     Some(p)
 }
 

@@ -527,7 +527,8 @@ fn read_line_patient(r: &mut BufReader<TcpStream>, stop: &AtomicBool, line: &mut
     }
 }
 
-fn read_exact_patient(r: &mut BufReader<TcpStream>, stop: &AtomicBool, buf: &mut [u8]) -> Option<()> {
+/// Reads exactly `buf.len()` bytes through read timeouts, giving up when `stop` is set.
+pub fn read_exact_patient(r: &mut impl Read, stop: &AtomicBool, buf: &mut [u8]) -> Option<()> {
     let mut got = 0;
     while got < buf.len() {
         match r.read(&mut buf[got..]) {
