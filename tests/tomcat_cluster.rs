@@ -92,6 +92,7 @@ fn cluster_survives_losing_a_node() {
 
     // The sticky Tomcat is frozen (the kernel still accepts its connections).
     let n = s.get(&p).count;
+    std::thread::sleep(Duration::from_millis(500)); // replication is asynchronous
     let sticky = node(&other);
     nodes[sticky].freeze();
     let t = Instant::now();
