@@ -201,15 +201,10 @@ impl Protocol for AjpAdapter {
                 RState::Done => return Ok(Step::Blocked),
                 RState::Chunk { left, skip } => {
                     if left > 0 {
-                        let n = input.len().min(left);
-                        if n == 0 {
-                            return Ok(Step::Blocked);
-                        }
-                        let taken = w.data(out, &input.data()[..n]);
+                        let taken = w.pass(out, input, left);
                         if taken == 0 {
                             return Ok(Step::Blocked);
                         }
-                        input.consume(taken);
                         self.state = RState::Chunk { left: left - taken, skip };
                     } else if skip > 0 {
                         let n = input.len().min(skip);

@@ -305,15 +305,10 @@ impl Protocol for HttpAdapter {
                         self.resp = Resp::End;
                         continue;
                     }
-                    let n = (input.len() as u64).min(*left) as usize;
-                    if n == 0 {
-                        return Ok(Step::Blocked);
-                    }
-                    let taken = w.data(out, &input.data()[..n]);
+                    let taken = w.pass(out, input, (*left).min(usize::MAX as u64) as usize);
                     if taken == 0 {
                         return Ok(Step::Blocked);
                     }
-                    input.consume(taken);
                     *left -= taken as u64;
                 }
                 Resp::Chunked(dec) => {
@@ -341,14 +336,9 @@ impl Protocol for HttpAdapter {
                     }
                 }
                 Resp::Close => {
-                    if input.is_empty() {
+                    if w.pass(out, input, usize::MAX) == 0 {
                         return Ok(Step::Blocked);
                     }
-                    let taken = w.data(out, input.data());
-                    if taken == 0 {
-                        return Ok(Step::Blocked);
-                    }
-                    input.consume(taken);
                 }
                 Resp::End => {
                     if !w.finish(out) {

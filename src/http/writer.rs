@@ -161,6 +161,14 @@ impl ResponseWriter {
         n
     }
 
+    /// Moves up to `max` body bytes from `input` to the client; returns how many went.
+    pub fn pass(&mut self, out: &mut Buf, input: &mut Buf, max: usize) -> usize {
+        let n = input.len().min(max);
+        let taken = if n == 0 { 0 } else { self.data(out, &input.data()[..n]) };
+        input.consume(taken);
+        taken
+    }
+
     /// The backend's body ended. Returns false when the terminator did not fit yet (call
     /// again after `out` drains). A Content-Length body that ended short stays unfinished:
     /// the caller must close the client connection so the truncation is visible.
