@@ -161,9 +161,17 @@ pub fn parse_file(path: &Path, prefix: &Path) -> Result<Vec<Directive>, ConfErro
 
 fn parse_file_at(path: &Path, prefix: &Path, from: Option<&Pos>, depth: usize) -> Result<Vec<Directive>, ConfError> {
     let text = std::fs::read(path).map_err(|e| ConfError { pos: from.cloned(), msg: format!("cannot open \"{}\": {}", path.display(), e) })?;
-    let mut lx = Lexer { src: &text, i: 0, line: 1, file: Arc::from(path.display().to_string()) };
-    let list = parse_block(&mut lx, prefix, false, depth)?;
-    Ok(list)
+    parse_text_at(&text, path, prefix, depth)
+}
+
+/// Parses configuration text that was read from `path` (named in error messages).
+pub fn parse_text(text: &[u8], path: &Path, prefix: &Path) -> Result<Vec<Directive>, ConfError> {
+    parse_text_at(text, path, prefix, 0)
+}
+
+fn parse_text_at(text: &[u8], path: &Path, prefix: &Path, depth: usize) -> Result<Vec<Directive>, ConfError> {
+    let mut lx = Lexer { src: text, i: 0, line: 1, file: Arc::from(path.display().to_string()) };
+    parse_block(&mut lx, prefix, false, depth)
 }
 
 /// Parses directives up to a closing `}` (when `nested`) or the end of the input.

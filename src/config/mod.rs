@@ -20,6 +20,12 @@ pub fn load(path: &Path, prefix: &Path) -> Result<Config, ConfError> {
     parser::build(tree, path, prefix)
 }
 
+/// Validates configuration text as if it had been read from `path` (the fuzz target's entry).
+pub fn load_text(text: &[u8], path: &Path, prefix: &Path) -> Result<Config, ConfError> {
+    let tree = lexer::parse_text(text, path, prefix)?;
+    parser::build(tree, path, prefix)
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub path: PathBuf,
