@@ -1,5 +1,5 @@
-//! Static files (`root` / `alias` locations), as nginx serves them: the URI is decoded and its
-//! dot segments resolved (an escape above the root is refused), the file is found (directories
+//! Static files (`root` / `alias` locations), as nginx serves them: the path comes normalized
+//! (`http::uri`: decoded, dot segments resolved, an escape above the root refused), the file is found (directories
 //! through `index`, or a redirect to the trailing slash), and the answer carries Content-Type,
 //! Content-Length, Last-Modified and ETag, honours If-None-Match / If-Modified-Since (304) and
 //! a single `Range: bytes=` (206, or 416). The body is sent with sendfile(2) by the session,
@@ -12,8 +12,6 @@ use std::path::{Path, PathBuf};
 /// Why a URI cannot be mapped to a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// Malformed escapes or an encoded NUL.
-    BadRequest,
     /// `..` above the root, or a symlink when `disable_symlinks on`.
     Forbidden,
     NotFound,
@@ -22,57 +20,10 @@ pub enum Refusal {
 impl Refusal {
     pub fn status(self) -> u16 {
         match self {
-            Refusal::BadRequest => 400,
             Refusal::Forbidden => 403,
             Refusal::NotFound => 404,
         }
     }
-}
-
-/// Percent-decodes the path of a request target and resolves `.` and `..` segments. Encoded
-/// slashes and dots are decoded first, so they cannot smuggle a `..` past the check.
-pub fn normalize(path: &str) -> Result<String, Refusal> {
-    let raw = path.split('?').next().unwrap_or("");
-    let b = raw.as_bytes();
-    let mut dec = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = b.get(i + 1..i + 3).ok_or(Refusal::BadRequest)?;
-            let v = std::str::from_utf8(hex).ok().and_then(|h| u8::from_str_radix(h, 16).ok()).ok_or(Refusal::BadRequest)?;
-            dec.push(v);
-            i += 3;
-        } else {
-            dec.push(b[i]);
-            i += 1;
-        }
-    }
-    if dec.contains(&0) || dec.first() != Some(&b'/') {
-        return Err(Refusal::BadRequest);
-    }
-    let text = String::from_utf8(dec).map_err(|_| Refusal::BadRequest)?;
-    let trailing = text.ends_with('/') || text.ends_with("/.") || text.ends_with("/..");
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in text.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                if parts.pop().is_none() {
-                    return Err(Refusal::Forbidden);
-                }
-            }
-            s => parts.push(s),
-        }
-    }
-    let mut out = String::with_capacity(text.len());
-    for p in &parts {
-        out.push('/');
-        out.push_str(p);
-    }
-    if out.is_empty() || trailing {
-        out.push('/');
-    }
-    Ok(out)
 }
 
 /// The file system path for a normalized URI: `root + uri`, or for an alias location
@@ -228,21 +179,6 @@ pub fn send(fd: std::os::fd::RawFd, body: &mut FileBody) -> std::io::Result<bool
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn normalization() {
-        assert_eq!(normalize("/a/./b/../c"), Ok("/a/c".into()));
-        assert_eq!(normalize("/a/b/"), Ok("/a/b/".into()));
-        assert_eq!(normalize("/a%20b?x=../.."), Ok("/a b".into()));
-        assert_eq!(normalize("/"), Ok("/".into()));
-        assert_eq!(normalize("/a/.."), Ok("/".into()));
-        assert_eq!(normalize("/../etc/passwd"), Err(Refusal::Forbidden));
-        assert_eq!(normalize("/%2e%2e/etc/passwd"), Err(Refusal::Forbidden));
-        assert_eq!(normalize("/a/..%2f..%2fetc"), Err(Refusal::Forbidden));
-        assert_eq!(normalize("/a%00b"), Err(Refusal::BadRequest));
-        assert_eq!(normalize("/a%zz"), Err(Refusal::BadRequest));
-        assert_eq!(normalize("/a%2"), Err(Refusal::BadRequest));
-    }
 
     #[test]
     fn mapping() {

@@ -3,4 +3,5 @@
 pub mod chunked;
 pub mod request;
 pub mod status;
+pub mod uri;
 pub mod writer;

@@ -85,7 +85,7 @@ pub fn empty_headers() -> [httparse::Header<'static>; MAX_HEADERS] {
 
 /// Parses and validates a request head at the start of `buf`.
 pub fn parse<'b, 'h>(buf: &'b [u8], headers: &'h mut [httparse::Header<'b>], max_head: usize) -> Parse<'b, 'h> {
-    let mut req = httparse::Request::new(headers);
+    let mut req = httparse::Request::new(&mut *headers);
     let head_len = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
@@ -97,7 +97,7 @@ pub fn parse<'b, 'h>(buf: &'b [u8], headers: &'h mut [httparse::Header<'b>], max
         Err(httparse::Error::TooManyHeaders) => return Parse::Reject(431, "too many request headers"),
         Err(httparse::Error::Version) => {
             // "PRI * HTTP/2.0" (an HTTP/2 preface) and any HTTP/2+ request line.
-            return if buf.starts_with(b"PRI * HTTP/2") || looks_like_version_2(buf) {
+            return if buf.starts_with(b"PRI * HTTP/2") || looks_like_other_version(buf) {
                 Parse::Reject(505, "HTTP version not supported")
             } else {
                 Parse::Reject(400, "invalid HTTP version")
@@ -112,9 +112,14 @@ pub fn parse<'b, 'h>(buf: &'b [u8], headers: &'h mut [httparse::Header<'b>], max
     let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
         return Parse::Reject(400, "malformed request");
     };
-    if !(path.starts_with('/') || (method == "OPTIONS" && path == "*") || path.starts_with("http://") || path.starts_with("https://")) {
-        return Parse::Reject(400, "invalid request target");
-    }
+    // Absolute form (`GET http://host/path`): routed and forwarded as origin form, with the
+    // target's authority as Host (RFC 9112 3.2.2), as nginx does.
+    let (path, authority) = match split_absolute(path) {
+        Some(Some((origin, authority))) => (origin, Some(authority)),
+        Some(None) => return Parse::Reject(400, "invalid authority in absolute request target"),
+        None if path.starts_with('/') || (method == "OPTIONS" && path == "*") => (path, None),
+        None => return Parse::Reject(400, "invalid request target"),
+    };
     let method_kind = Method::parse(method);
     let mut keep_alive = minor == 1;
     let mut content_length: Option<u64> = None;
@@ -185,6 +190,20 @@ pub fn parse<'b, 'h>(buf: &'b [u8], headers: &'h mut [httparse::Header<'b>], max
         (false, Some(0)) | (false, None) => BodyKind::None,
         (false, Some(n)) => BodyKind::Length(n),
     };
+    let mut n = req.headers.len();
+    drop(req);
+    if let Some(authority) = authority {
+        let room = headers.len();
+        match headers[..n].iter_mut().find(|h| h.name.eq_ignore_ascii_case("host")) {
+            Some(h) => h.value = authority,
+            None if n < room => {
+                headers[n] = httparse::Header { name: "Host", value: authority };
+                n += 1;
+            }
+            None => return Parse::Reject(431, "too many request headers"),
+        }
+    }
+    let req = httparse::Request { method: Some(method), path: Some(path), version: Some(minor), headers: &mut headers[..n] };
     let meta = RequestMeta {
         head_len,
         method: method_kind,
@@ -197,14 +216,38 @@ pub fn parse<'b, 'h>(buf: &'b [u8], headers: &'h mut [httparse::Header<'b>], max
     Parse::Done(req, meta)
 }
 
+/// For an absolute-form target: `Some(Some((origin form, authority)))` (origin `/` when the
+/// target has no path), `Some(None)` when the authority is not a valid host (user info, a
+/// bad character) or no path follows it; `None` for other forms.
+#[allow(clippy::option_option)]
+fn split_absolute(target: &str) -> Option<Option<(&str, &[u8])>> {
+    let rest = target.strip_prefix("http://").or_else(|| target.strip_prefix("https://"))?;
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest.as_bytes()[..end];
+    let origin = match &rest[end..] {
+        "" => "/",
+        o if o.starts_with('?') => return Some(None),
+        o => o,
+    };
+    Some(valid_host(authority).then_some((origin, authority)))
+}
+
 fn memchr_nl(b: &[u8]) -> bool {
     b.contains(&b'\n')
 }
 
-fn looks_like_version_2(buf: &[u8]) -> bool {
+/// A request line that names a well-formed HTTP version other than 1.0 and 1.1
+/// (`HTTP/2`, `HTTP/3.0`, `HTTP/1.2`): 505 rather than 400.
+fn looks_like_other_version(buf: &[u8]) -> bool {
     let line_end = buf.iter().position(|&c| c == b'\r' || c == b'\n').unwrap_or(buf.len());
     let line = &buf[..line_end];
-    line.ends_with(b"HTTP/2") || line.ends_with(b"HTTP/2.0") || line.ends_with(b"HTTP/3")
+    let Some(sp) = line.iter().rposition(|&c| c == b' ') else { return false };
+    let Some(v) = line[sp + 1..].strip_prefix(b"HTTP/") else { return false };
+    match v {
+        b"1.0" | b"1.1" => false,
+        [major] | [major, b'.', _] if major.is_ascii_digit() => v.last().is_some_and(u8::is_ascii_digit),
+        _ => false,
+    }
 }
 
 pub fn trim(v: &[u8]) -> &[u8] {
@@ -290,6 +333,10 @@ mod tests {
         assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400);
         assert_eq!(status_of(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 505);
         assert_eq!(status_of(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 505);
+        assert_eq!(status_of(b"GET / HTTP/3.0\r\nHost: a\r\n\r\n"), 505);
+        assert_eq!(status_of(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n"), 505);
+        assert_eq!(status_of(b"GET / HTTP/1.x\r\nHost: a\r\n\r\n"), 400);
+        assert_eq!(status_of(b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
         assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"), 400);
         assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: x\r\nExpect: bogus\r\n\r\n"), 417);
         assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: x\r\n"), 0);
@@ -301,6 +348,32 @@ mod tests {
             big.extend_from_slice(b"X-Filler: 0123456789012345678901234567890123456789\r\n");
         }
         assert_eq!(status_of(&big), 431);
+    }
+
+    #[test]
+    fn absolute_form_becomes_origin_form() {
+        let mut h = empty_headers();
+        match parse(b"GET http://Example.com:8080/a?b HTTP/1.1\r\nHost: other\r\n\r\n", &mut h, MAX_HEAD) {
+            Parse::Done(req, _) => {
+                assert_eq!(req.path, Some("/a?b"));
+                let host: Vec<_> = req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("host")).map(|h| h.value).collect();
+                assert_eq!(host, vec![b"Example.com:8080".as_slice()]);
+            }
+            _ => panic!("should parse"),
+        }
+        let mut h = empty_headers();
+        match parse(b"GET http://a.example HTTP/1.0\r\n\r\n", &mut h, MAX_HEAD) {
+            Parse::Done(req, _) => {
+                assert_eq!(req.path, Some("/"));
+                assert_eq!(req.headers.len(), 1);
+                assert_eq!((req.headers[0].name, req.headers[0].value), ("Host", b"a.example".as_slice()));
+            }
+            _ => panic!("should parse"),
+        }
+        assert_eq!(status_of(b"GET http://user@a.example/ HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+        assert_eq!(status_of(b"GET ftp://a.example/ HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+        assert_eq!(status_of(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n"), 200);
+        assert_eq!(status_of(b"GET * HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::buffer::Buf;
 use crate::config::{access_allowed, next, AjpConf, Handler, Part, Settings};
 use crate::files::{self, FileBody, Range};
 use crate::http::request::{self, BodyKind, Parse};
+use crate::http::uri;
 use crate::http::status::{head_end, head_start, write_simple};
 use crate::http::writer::ReqFacts;
 use crate::logging::access::put_escaped;
@@ -79,6 +80,8 @@ pub struct Session {
     /// Request line, referer and user agent of the current request, for the access log.
     log_fields: Vec<u8>,
     log_ends: [usize; 3],
+    /// The normalized request path, when it differs from the raw one (`http::uri`).
+    path_scratch: Vec<u8>,
 }
 
 impl Session {
@@ -106,6 +109,7 @@ impl Session {
             timer: TimerSlot::default(),
             log_fields: Vec::new(),
             log_ends: [0; 3],
+            path_scratch: Vec::new(),
         }
     }
 
@@ -360,8 +364,26 @@ impl Session {
         let server_idx = find_server(http, self.listen, host);
         let server = &http.servers[server_idx];
         let path = req.path.unwrap_or("/");
-        let path_only = path.split('?').next().unwrap_or("/");
-        let loc_idx = find_location(server, path_only.as_bytes());
+        // Locations match the path as Tomcat will read it; the raw path when nothing differs.
+        let raw_path = uri::path_of(path.as_bytes());
+        let route_path: &[u8] = if path == "*" {
+            b"/"
+        } else if uri::needs_normalizing(raw_path) {
+            if let Err(e) = uri::normalize(raw_path, &mut self.path_scratch) {
+                log::info!("client {}: {}, answering 400", self.peer, e.describe());
+                fill_log(&mut self.log_fields, &mut self.log_ends, cin_line(cin.data()), b"", b"");
+                let settings = &server.settings;
+                let mut ex = Exchange::new(ctx.now, server_idx, usize::MAX, Some(meta), Handling::Respond);
+                ex.keep_alive = false;
+                self.start_exchange(ex, meta.head_len);
+                self.respond(ctx, 400, None, settings)?;
+                return Ok(true);
+            }
+            &self.path_scratch
+        } else {
+            raw_path
+        };
+        let loc_idx = find_location(server, route_path);
         let (settings, handler) = match loc_idx {
             Some(i) => (&server.locations[i].settings, &server.locations[i].handler),
             // No location matched: a server-level `root` serves files, as in nginx.
@@ -533,7 +555,7 @@ impl Session {
                 ex.set_body(body);
                 let hdr = |n: &str| req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(n)).map(|h| h.value);
                 let conditions = StaticConditions { if_none_match: hdr("if-none-match"), if_modified_since: hdr("if-modified-since"), range: hdr("range") };
-                let answer = static_answer(req.method.unwrap_or(""), path, settings, alias.as_deref(), loc_path, &conditions);
+                let answer = static_answer(req.method.unwrap_or(""), path, route_path, settings, alias.as_deref(), loc_path, &conditions);
                 self.start_exchange(ex, meta.head_len);
                 self.respond_static(ctx, answer, meta.method == request::Method::Head, settings)?;
             }
@@ -1629,14 +1651,12 @@ enum StaticAnswer {
 }
 
 /// Maps a request to a file and decides the answer (200/206/304/416, or an error status).
-fn static_answer(method: &str, target: &str, s: &Settings, alias: Option<&std::path::Path>, loc_path: &str, c: &StaticConditions) -> StaticAnswer {
+/// `uri` is the normalized path (`http::uri`); `target` the raw one, for its query.
+fn static_answer(method: &str, target: &str, uri: &[u8], s: &Settings, alias: Option<&std::path::Path>, loc_path: &str, c: &StaticConditions) -> StaticAnswer {
     if method != "GET" && method != "HEAD" {
         return StaticAnswer::Status(405);
     }
-    let uri = match files::normalize(target) {
-        Ok(u) => u,
-        Err(r) => return StaticAnswer::Status(r.status()),
-    };
+    let Ok(uri) = std::str::from_utf8(uri) else { return StaticAnswer::Status(400) };
     let Some(root) = alias.or(s.root.as_deref()) else { return StaticAnswer::Status(404) };
     let mut path = files::map(&uri, root, alias.map(|_| loc_path));
     let meta = match std::fs::metadata(&path) {
