@@ -205,6 +205,11 @@ impl BufferPool {
         Some(Buf { data, start: 0, end: 0 })
     }
 
+    /// Buffers that can still be handed out before the limit.
+    pub fn available(&self) -> usize {
+        self.limit.saturating_sub(self.in_use)
+    }
+
     pub fn put(&mut self, buf: Buf) {
         self.in_use -= 1;
         if buf.data.len() == BUF_SIZE {

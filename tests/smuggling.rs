@@ -229,7 +229,11 @@ fn cases() -> Vec<Case> {
         case("chunk size negative", "POST /r/chneg HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n-4\r\nabcd\r\n0\r\n\r\n", Refused(400)),
         case("chunk size plus", "POST /r/chplus HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n+4\r\nabcd\r\n0\r\n\r\n", Refused(400)),
         case("chunk size 0x", "POST /r/ch0x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0x4\r\nabcd\r\n0\r\n\r\n", Refused(400)),
-        case("chunk size overflow", "POST /r/chover HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1ffffffffffffffff\r\nabcd\r\n0\r\n\r\n", Refused(400)),
+        case(
+            "chunk size overflow",
+            "POST /r/chover HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1ffffffffffffffff\r\nabcd\r\n0\r\n\r\n",
+            Refused(400),
+        ),
         case("chunk data longer than its size", "POST /r/chlong HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabcd\r\n0\r\n\r\n", Refused(400)),
         case("chunk size ended by bare LF", "POST /r/chlf HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\nabcd\r\n0\r\n\r\n", Refused(400)),
         case("chunk extension too long", long_ext, Refused(400)),
@@ -346,7 +350,14 @@ fn table_of_malformed_and_ambiguous_requests() {
             Want::Answered(s) => status == s,
             Want::Passed => status == 200,
         };
-        println!("{:<48} {:>3} {:<6} {:>5} ms {}", c.name, status, if closed { "closed" } else { "" }, t.elapsed().as_millis(), if ok { "ok" } else { "WRONG" });
+        println!(
+            "{:<48} {:>3} {:<6} {:>5} ms {}",
+            c.name,
+            status,
+            if closed { "closed" } else { "" },
+            t.elapsed().as_millis(),
+            if ok { "ok" } else { "WRONG" }
+        );
         if !ok {
             failures.push(format!("{}: got {} (closed: {}), want {:?}", c.name, status, closed, c.want));
         }

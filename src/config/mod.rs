@@ -32,6 +32,8 @@ pub struct Config {
     pub prefix: PathBuf,
     pub worker_processes: usize,
     pub worker_connections: usize,
+    /// Buffers (16 KiB each) a worker's pool may hand out; `None`: 5 × worker_connections.
+    pub worker_buffers: Option<usize>,
     pub worker_shutdown_timeout: Duration,
     /// `None` = stderr.
     pub error_log: Option<PathBuf>,

@@ -41,6 +41,7 @@ const SETTINGS: &[&str] = &[
 const KNOWN: &[&str] = &[
     "worker_processes",
     "worker_connections",
+    "worker_buffers",
     "worker_shutdown_timeout",
     "error_log",
     "pid",
@@ -165,6 +166,7 @@ pub(super) fn build(tree: Vec<Directive>, path: &Path, prefix: &Path) -> Result<
             prefix: prefix.to_path_buf(),
             worker_processes: 1,
             worker_connections: 10240,
+            worker_buffers: None,
             worker_shutdown_timeout: Duration::from_secs(30),
             error_log: None,
             error_level: log::LevelFilter::Error,
@@ -230,6 +232,15 @@ pub(super) fn build(tree: Vec<Directive>, path: &Path, prefix: &Path) -> Result<
                                 return err(&e.pos, "\"worker_connections\" must be between 2 and 1000000");
                             }
                             b.cfg.worker_connections = n as usize;
+                        }
+                        "worker_buffers" => {
+                            simple(e)?;
+                            nargs(e, 1, 1)?;
+                            let n = num_arg(e, &e.args[0])?;
+                            if !(16..=100_000_000).contains(&n) {
+                                return err(&e.pos, "\"worker_buffers\" must be between 16 and 100000000");
+                            }
+                            b.cfg.worker_buffers = Some(n as usize);
                         }
                         "use" | "multi_accept" | "accept_mutex" => {}
                         _ => return misplaced(e),

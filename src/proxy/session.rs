@@ -14,8 +14,8 @@ use crate::buffer::Buf;
 use crate::config::{access_allowed, next, AjpConf, Handler, Part, Settings};
 use crate::files::{self, FileBody, Range};
 use crate::http::request::{self, BodyKind, Parse};
-use crate::http::uri;
 use crate::http::status::{head_end, head_start, write_simple};
+use crate::http::uri;
 use crate::http::writer::ReqFacts;
 use crate::logging::access::put_escaped;
 use crate::upstream::keepalive::IdleConn;
@@ -286,7 +286,7 @@ impl Session {
 
     /// No buffer could be had: answer 503 from a static string and close.
     fn refuse_no_buffers(&mut self, _ctx: &mut Ctx) -> Res<bool> {
-        log::error!("client {}: buffer pool exhausted, answering 503", self.peer);
+        log::error!("client {}: buffer pool exhausted (worker_buffers), answering 503", self.peer);
         let _ = self.client.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         Err(Closed)
     }
@@ -448,9 +448,17 @@ impl Session {
                         ping: ping.then(|| loc_ajp.ping_timeout.or(up_ajp.ping_timeout).unwrap_or(AjpConf::DEFAULT_PING_TIMEOUT)),
                     };
                 }
-                let Some(mut head) = ctx.pool.get() else {
-                    self.ex = Some(ex);
-                    self.state = State::Active;
+                // The response buffer is taken now and the backend's two must be there: an
+                // exchange that starts can always finish, so a full pool answers 503 instead
+                // of stalling half-way.
+                if self.cout.is_none() {
+                    self.cout = ctx.pool.get();
+                }
+                let head = if self.cout.is_some() && ctx.pool.available() >= 3 { ctx.pool.get() } else { None };
+                let Some(mut head) = head else {
+                    log::error!("client {}: buffer pool exhausted (worker_buffers), answering 503", self.peer);
+                    ex.keep_alive = false;
+                    self.start_exchange(ex, meta.head_len);
                     self.respond(ctx, 503, None, settings)?;
                     return Ok(true);
                 };
@@ -1164,6 +1172,12 @@ impl Session {
             ex.log_peer(peer);
             match self.open_backend(ctx, upstream, peer, true) {
                 Ok(()) => return Ok(()),
+                // Out of buffers is this worker's trouble, not the server's: no failure counted.
+                Err(e) if e.kind() == io::ErrorKind::OutOfMemory => {
+                    log::error!("buffer pool exhausted (worker_buffers), answering 503, client: {}", self.peer);
+                    ctx.balancers[upstream].free(ups, peer, false, now_ms());
+                    return self.respond_error(ctx, 503);
+                }
                 Err(e) => {
                     let Some(ex) = self.ex.as_mut() else { return Ok(()) };
                     log::error!(
@@ -1198,7 +1212,7 @@ impl Session {
                 if let Some(b) = b {
                     ctx.pool.put(b);
                 }
-                return Err(io::Error::other("buffer pool exhausted"));
+                return Err(io::Error::new(io::ErrorKind::OutOfMemory, "buffer pool exhausted"));
             }
         };
         let mut reused = None;

@@ -163,7 +163,7 @@ impl Worker {
             last_publish: Instant::now(),
             id,
             // Four buffers per busy connection (client in/out, backend in/out) plus request heads.
-            pool: BufferPool::new(conns.saturating_mul(5).max(64)),
+            pool: BufferPool::new(rt.cfg.worker_buffers.unwrap_or(conns.saturating_mul(5).max(64))),
             timers: Timers::default(),
             access,
             clock: Clock::new(),
