@@ -82,6 +82,8 @@ pub struct Session {
     log_ends: [usize; 3],
     /// The normalized request path, when it differs from the raw one (`http::uri`).
     path_scratch: Vec<u8>,
+    /// When the last exchange finished (or the connection was accepted).
+    idle_since: Instant,
 }
 
 impl Session {
@@ -110,6 +112,7 @@ impl Session {
             log_fields: Vec::new(),
             log_ends: [0; 3],
             path_scratch: Vec::new(),
+            idle_since: now,
         }
     }
 
@@ -120,6 +123,11 @@ impl Session {
     /// True when no request is in progress and nothing is buffered (safe to drop at shutdown).
     pub fn is_idle(&self) -> bool {
         self.state == State::Head && self.cin.as_ref().is_none_or(|b| b.is_empty()) && self.cout.as_ref().is_none_or(|b| b.is_empty())
+    }
+
+    /// Idle (see `is_idle`) since at least `since`: no request and nothing to send since then.
+    pub fn idle_before(&self, since: Instant) -> bool {
+        self.is_idle() && self.idle_since <= since && self.t_read <= since
     }
 
     pub fn on_client_event(&mut self, ctx: &mut Ctx, ev: &mio::event::Event) -> Res<()> {
@@ -1408,11 +1416,15 @@ impl Session {
             }
         }
         ctx.pool.release(&mut ex.req_head);
-        let keep = ex.keep_alive && ex.writer.keep_alive && ex.writer.finished && body_complete && !ctx.draining;
+        // A response that went out as keep-alive keeps the connection even while draining: the
+        // client may already be sending its next request, which is then served with
+        // Connection: close; an idle one is closed by the worker after DRAIN_IDLE_GRACE.
+        let keep = ex.keep_alive && ex.writer.keep_alive && ex.writer.finished && body_complete;
         if !keep {
             self.closing = true;
         }
         self.state = State::Head;
+        self.idle_since = ctx.now;
     }
 
     /// Drops an exchange without finishing it (client gone or closing).

@@ -64,6 +64,10 @@ impl Control {
 }
 
 /// What sessions use of their worker.
+/// How long a draining worker keeps idle keep-alive connections open for a request that may
+/// already be on its way.
+const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(1000);
+
 pub struct Ctx {
     pub registry: Registry,
     /// This generation's runtime. An `Rc` around the shared `Arc`: sessions clone it freely
@@ -262,9 +266,13 @@ impl Worker {
                 _ => {}
             }
             if self.ctx.draining {
-                let idle: Vec<usize> = self.sessions.iter().filter(|(_, s)| s.is_idle()).map(|(k, _)| k).collect();
-                for k in idle {
-                    self.remove(k);
+                // Idle connections get a moment first: a request already on its way is served
+                // (with Connection: close) instead of meeting a closed connection.
+                if let Some(cutoff) = self.ctx.now.checked_sub(DRAIN_IDLE_GRACE) {
+                    let idle: Vec<usize> = self.sessions.iter().filter(|(_, s)| s.idle_before(cutoff)).map(|(k, _)| k).collect();
+                    for k in idle {
+                        self.remove(k);
+                    }
                 }
                 if self.sessions.is_empty() || drain_deadline.is_some_and(|d| self.ctx.now >= d) {
                     break;
@@ -338,6 +346,11 @@ impl Worker {
 
     fn start_draining(&mut self) {
         log::info!("worker {}: gracefully shutting down", self.id);
+        // Connections the kernel already accepted for us are taken and served, not reset
+        // when the listening socket closes.
+        for i in 0..self.listeners.len() {
+            self.accept(i);
+        }
         self.ctx.draining = true;
         for (mut l, _) in self.listeners.drain(..) {
             let _ = self.ctx.registry.deregister(&mut l);

@@ -6,6 +6,7 @@
 
 pub mod ajp;
 pub mod json;
+pub mod load;
 pub mod tomcat;
 pub mod ws;
 
@@ -357,6 +358,7 @@ impl Backend {
                         let id = c2.fetch_add(1, Ordering::Relaxed) + 1;
                         let (h, r3, s3, st3) = (handler.clone(), r2.clone(), s2.clone(), st2.clone());
                         let _ = s.set_nonblocking(false);
+                        let _ = s.set_nodelay(true);
                         workers.push(std::thread::spawn(move || serve_conn(s, id, h, r3, s3, st3)));
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(2)),
