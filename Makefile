@@ -1,7 +1,7 @@
 # The two set-up commands are `make run` and `make test` (see README.md).
 CARGO ?= cargo
 
-.PHONY: build run test lint clean bench bench-quick
+.PHONY: build run test lint clean bench bench-quick soak fuzz
 
 build:
 	$(CARGO) build --release
@@ -29,3 +29,13 @@ bench:
 
 bench-quick:
 	bench/run.sh --quick
+
+# The hardening tests at full size (not part of `make test`; about 15 minutes): 8 GiB each way
+# through pounce, 10,000 slowloris connections, 20-second phases of backends dying under load.
+soak:
+	POUNCE_SOAK_GIB=8 POUNCE_SOAK_SLOWLORIS=10000 POUNCE_SOAK_SECONDS=20 \
+		$(CARGO) test --release --test memory --test limits --test under_load --test smuggling -- --test-threads=1 --nocapture
+
+# The cargo-fuzz targets, 10 minutes each (FUZZ_SECONDS to change; nightly toolchain).
+fuzz:
+	scripts/fuzz.sh

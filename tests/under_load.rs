@@ -14,6 +14,11 @@ use std::time::{Duration, Instant};
 use support::load::{read_lines, Load, Mix, Outcome, Tally};
 use support::*;
 
+/// Seconds per phase (longer under `make soak`).
+fn phase_secs(default: u64) -> Duration {
+    Duration::from_secs(soak("POUNCE_SOAK_SECONDS", default))
+}
+
 fn main() {
     if let Ok(spec) = std::env::var("POUNCE_TEST_BACKEND") {
         serve_backend(&spec);
@@ -160,25 +165,25 @@ fn dying_backends_kill_and_freeze_under_load() {
     let clients = 16;
     let load = Load::start(p.port, clients, Mix { post_every: 4, stop_on_refused: false });
     let phases = ["warm", "b killed", "b restarted", "a frozen", "a resumed", "settled"];
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(phase_secs(2));
     let rss_before = rss_kib(p.child.id());
 
     load.set_phase(1);
     b.signal(libc::SIGKILL);
     let _ = b.child.wait();
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(phase_secs(3));
 
     load.set_phase(2);
     let _b2 = BackendProcess::start(port_b, "b", &log_b, 20);
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(phase_secs(3));
 
     load.set_phase(3);
     a.signal(libc::SIGSTOP);
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(phase_secs(3));
 
     load.set_phase(4);
     a.signal(libc::SIGCONT);
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(phase_secs(3));
     load.set_phase(5);
     std::thread::sleep(Duration::from_secs(1));
     let rss_peak = rss_kib(p.child.id());
@@ -250,15 +255,15 @@ fn reload_with_a_changed_upstream_under_load() {
     };
     let p = Pounce::start(&conf(&a, &b));
     let load = Load::start(p.port, 8, Mix { post_every: 4, stop_on_refused: false });
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(phase_secs(2));
     let c_before = c.requests();
     load.set_phase(1);
     p.rewrite_conf(&conf(&b, &c));
     p.signal(libc::SIGHUP);
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(phase_secs(3));
     let a_settled = a.requests();
     load.set_phase(2);
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(phase_secs(2));
     let tally = load.finish();
     let total = tally.count(None, None, |_| true);
     let failed = tally.count(None, None, |o| !outcome_is(o, &[200]));

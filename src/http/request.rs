@@ -190,8 +190,8 @@ pub fn parse<'b, 'h>(buf: &'b [u8], headers: &'h mut [httparse::Header<'b>], max
         (false, Some(0)) | (false, None) => BodyKind::None,
         (false, Some(n)) => BodyKind::Length(n),
     };
+    // The parsed request is rebuilt over the whole header array (room for a Host).
     let mut n = req.headers.len();
-    drop(req);
     if let Some(authority) = authority {
         let room = headers.len();
         match headers[..n].iter_mut().find(|h| h.name.eq_ignore_ascii_case("host")) {

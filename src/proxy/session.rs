@@ -1684,7 +1684,7 @@ fn static_answer(method: &str, target: &str, uri: &[u8], s: &Settings, alias: Op
     }
     let Ok(uri) = std::str::from_utf8(uri) else { return StaticAnswer::Status(400) };
     let Some(root) = alias.or(s.root.as_deref()) else { return StaticAnswer::Status(404) };
-    let mut path = files::map(&uri, root, alias.map(|_| loc_path));
+    let mut path = files::map(uri, root, alias.map(|_| loc_path));
     let meta = match std::fs::metadata(&path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return StaticAnswer::Status(403),

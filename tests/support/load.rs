@@ -109,11 +109,11 @@ fn client(port: u16, id: usize, mix: Mix, stop: &AtomicBool, phase: &AtomicUsize
     let mut conn: Option<(BufReader<TcpStream>, usize)> = None;
     let mut seq = 0usize;
     // Bounded in time even if the test forgets to stop it.
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(900);
     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
         seq += 1;
         let ph = phase.load(Ordering::SeqCst);
-        let post = mix.post_every > 0 && seq % mix.post_every == 0;
+        let post = mix.post_every > 0 && seq.is_multiple_of(mix.post_every);
         let method = if post { "POST" } else { "GET" };
         let req_id = format!("{}-{}", id, seq);
         if conn.is_none() {

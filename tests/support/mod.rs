@@ -648,7 +648,7 @@ pub fn raise_nofile() -> u64 {
         r.rlim_cur = r.rlim_max;
         libc::setrlimit(libc::RLIMIT_NOFILE, &r);
     }
-    r.rlim_cur as u64
+    r.rlim_cur
 }
 
 /// Percentile (0..=100) of durations, in milliseconds.
@@ -658,4 +658,9 @@ pub fn percentile_ms(sorted: &[Duration], pct: usize) -> f64 {
     }
     let i = ((sorted.len() - 1) * pct) / 100;
     sorted[i].as_secs_f64() * 1000.0
+}
+
+/// A scale knob for `make soak`: the environment variable's value, or `default`.
+pub fn soak(var: &str, default: u64) -> u64 {
+    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
