@@ -131,6 +131,7 @@ fn two_thousand_slowloris_connections_do_not_slow_a_normal_client() {
         v
     };
     let baseline = measure(200);
+    let rss_before = rss_kib(p.child.id());
 
     // 2,000 connections that send a request head one byte every two seconds.
     let head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: 0123456789\r\n\r\n";
@@ -169,6 +170,10 @@ fn two_thousand_slowloris_connections_do_not_slow_a_normal_client() {
         percentile_ms(&under_attack, 100),
         pounce_rss
     );
+    // A silent slowloris holds no pooled buffer, only its few bytes (moved aside).
+    let growth = pounce_rss.saturating_sub(rss_before);
+    println!("pounce RSS {} KiB before the slowloris connections, {} KiB with them: {} bytes each", rss_before, pounce_rss, growth * 1024 / slow.len() as u64);
+    assert!(growth < slow.len() as u64 * 4, "RSS growth {} KiB for {} connections", growth, slow.len());
     // Generous bound (a loaded 2-core CI box); the normal latency is about a millisecond.
     assert!(percentile_ms(&under_attack, 99) < 250.0, "p99 under attack");
     assert!(under_attack.len() >= 100);

@@ -53,6 +53,9 @@ pub struct Closed;
 
 type Res<T> = Result<T, Closed>;
 
+/// Partial heads up to this size are moved out of their pooled buffer while the client is silent.
+const HEAD_STASH_MAX: usize = 1024;
+
 pub struct Session {
     pub key: usize,
     client: TcpStream,
@@ -84,6 +87,8 @@ pub struct Session {
     path_scratch: Vec<u8>,
     /// When the last exchange finished (or the connection was accepted).
     idle_since: Instant,
+    /// A partial request head kept while the client is silent (`stash_partial_head`).
+    head_stash: Vec<u8>,
 }
 
 impl Session {
@@ -113,6 +118,7 @@ impl Session {
             log_ends: [0; 3],
             path_scratch: Vec::new(),
             idle_since: now,
+            head_stash: Vec::new(),
         }
     }
 
@@ -122,7 +128,10 @@ impl Session {
 
     /// True when no request is in progress and nothing is buffered (safe to drop at shutdown).
     pub fn is_idle(&self) -> bool {
-        self.state == State::Head && self.cin.as_ref().is_none_or(|b| b.is_empty()) && self.cout.as_ref().is_none_or(|b| b.is_empty())
+        self.state == State::Head
+            && self.head_stash.is_empty()
+            && self.cin.as_ref().is_none_or(|b| b.is_empty())
+            && self.cout.as_ref().is_none_or(|b| b.is_empty())
     }
 
     /// Idle (see `is_idle`) since at least `since`: no request and nothing to send since then.
@@ -203,6 +212,7 @@ impl Session {
             }
         }
         if self.state == State::Head && self.ex.is_none() {
+            self.stash_partial_head(ctx);
             self.release_idle_buffers(ctx);
             if self.c_eof && self.cin.as_ref().is_none_or(|b| b.is_empty()) && self.cout.as_ref().is_none_or(|b| b.is_empty()) {
                 return Err(Closed);
@@ -223,7 +233,11 @@ impl Session {
         }
         if self.cin.is_none() {
             match ctx.pool.get() {
-                Some(b) => self.cin = Some(b),
+                Some(mut b) => {
+                    b.put_all(&self.head_stash);
+                    self.head_stash.clear();
+                    self.cin = Some(b);
+                }
                 None => return self.refuse_no_buffers(ctx),
             }
         }
@@ -297,6 +311,19 @@ impl Session {
         log::error!("client {}: buffer pool exhausted (worker_buffers), answering 503", self.peer);
         let _ = self.client.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         Err(Closed)
+    }
+
+    /// A client that sends its head in pieces (slowly, or a slowloris) does not keep a
+    /// 16 KiB buffer between the pieces: once the socket is drained, a small partial head is
+    /// moved aside and the buffer goes back to the pool until more bytes come.
+    fn stash_partial_head(&mut self, ctx: &mut Ctx) {
+        if self.c_readable || self.c_eof || self.closing {
+            return;
+        }
+        if let Some(cin) = self.cin.as_ref().filter(|b| !b.is_empty() && b.len() <= HEAD_STASH_MAX) {
+            self.head_stash.extend_from_slice(cin.data());
+            ctx.pool.release(&mut self.cin);
+        }
     }
 
     fn ensure_cout(&mut self, ctx: &mut Ctx) -> bool {
