@@ -195,3 +195,21 @@ fn two_thousand_slowloris_connections_do_not_slow_a_normal_client() {
     println!("after client_header_timeout: {} of {} slowloris connections ended by pounce", ended, slow.len());
     assert_eq!(ended, slow.len());
 }
+
+#[test]
+fn a_head_sent_in_pieces_with_pauses_arrives_whole() {
+    // Between the pieces the partial head is moved out of its buffer and back.
+    let b = Backend::named("a");
+    let p = Pounce::start(&conf("", "", &b.addr()));
+    let mut s = connect(p.port);
+    for piece in ["GET /pie", "ces?x=1 HTTP/1.1\r\nHo", "st: x\r\nX-Long: ", &"v".repeat(700), "\r\n", "\r\n"] {
+        s.write_all(piece.as_bytes()).expect("piece");
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let r = read_response(&mut BufReader::new(s), false).expect("answer");
+    let seen = b.last().expect("the backend got it");
+    println!("head in 6 pieces: {} from the backend, which saw {} with X-Long of {} bytes", r.status, seen.path, seen.header("x-long").map_or(0, str::len));
+    assert_eq!(r.status, 200);
+    assert_eq!(seen.path, "/pieces?x=1");
+    assert_eq!(seen.header("x-long").map(str::len), Some(700));
+}
