@@ -150,6 +150,24 @@ fn stale_pooled_connection_is_retried_silently() {
 }
 
 #[test]
+fn a_written_post_is_not_resent_when_its_pooled_connection_dies() {
+    // The backend takes the POST and dies on it (closes without answering): it may have acted
+    // on it, so pounce answers 502 instead of sending it again, as nginx does. A GET is resent.
+    let b = Backend::with("dies-on-post", |r| if r.method == "POST" || r.path == "/die" { Reply::Close } else { Reply::ok("ok") });
+    let p = Pounce::start(&conf_one(&b, "keepalive 4;", ""));
+    let post = b"POST /order HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    assert_eq!(p.get("/warm").status, 200, "a pooled connection now exists");
+    let r = request(p.port, post);
+    let posts = b.seen.lock().map(|v| v.iter().filter(|q| q.method == "POST").count()).unwrap_or(0);
+    println!("POST on a pooled connection that dies: {}, backend saw it {} time(s)", r.status, posts);
+    assert_eq!((r.status, posts), (502, 1));
+    assert_eq!(p.get("/warm").status, 200);
+    let _ = p.get("/die");
+    let gets = b.seen.lock().map(|v| v.iter().filter(|q| q.path == "/die").count()).unwrap_or(0);
+    assert!(gets >= 2, "an idempotent request is resent: seen {} times", gets);
+}
+
+#[test]
 fn redirects_are_rewritten_to_the_client_host() {
     use std::sync::atomic::{AtomicU16, Ordering};
     use std::sync::Arc;

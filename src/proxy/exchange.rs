@@ -325,6 +325,13 @@ impl Exchange {
         self.peers_used.push(p);
     }
 
+    /// May this request be sent (again) after a failure? Not once its body was consumed,
+    /// and not once it was written if it is not idempotent (unless `non_idempotent`): the
+    /// server may have acted on it. nginx's rule.
+    pub fn may_resend(&self, settings: &Settings) -> bool {
+        self.body_taken == 0 && (!self.sent || self.meta.is_some_and(|m| m.method.idempotent()) || settings.proxy_next_upstream & next::NON_IDEMPOTENT != 0)
+    }
+
     /// Statuses worth seeing before they are forwarded: only while another try is possible.
     pub fn retry_mask(&self, settings: &Settings, ups: &UpstreamState) -> RetryMask {
         let statuses = settings.proxy_next_upstream

@@ -180,8 +180,9 @@ impl Session {
         ctx.pool.release(&mut up.bout);
         ups.peers[up.peer].in_flight.fetch_sub(1, Relaxed);
         let addr = ups.conf.servers[up.peer].addr;
-        // A pooled connection the backend had closed: not the server's fault, resend at once.
-        let stale = up.reused && kind == Fail::Error && !up.adapter.response_started() && ex.body_taken == 0;
+        // A pooled connection the backend had closed: not the server's fault, resend at once
+        // (a non-idempotent request only if it was not written: the server may have died on it).
+        let stale = up.reused && kind == Fail::Error && !up.adapter.response_started() && ex.may_resend(settings);
         if stale {
             log::debug!("upstream {}: pooled connection was closed, resending on a new one", addr);
             ex.sent = false;
@@ -211,9 +212,7 @@ impl Session {
             log::error!("upstream {} failed after the response started; closing client {}", addr, self.peer);
             return Err(Closed);
         }
-        let may_retry = settings.proxy_next_upstream & kind.bit() != 0
-            && ex.body_taken == 0
-            && (!ex.sent || ex.meta.is_some_and(|m| m.method.idempotent()) || settings.proxy_next_upstream & next::NON_IDEMPOTENT != 0);
+        let may_retry = settings.proxy_next_upstream & kind.bit() != 0 && ex.may_resend(settings);
         if may_retry {
             ex.sent = false;
             return self.connect_upstream(ctx);
