@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -101,8 +102,12 @@ def main():
         deadline = time.time() + 10
         state = before
         while time.time() < deadline:
-            rows = d.find_all(f'tr.server[data-server="{drain}"]')
-            state = d.attr(rows[0], "data-state") if rows else None
+            try:
+                rows = d.find_all(f'tr.server[data-server="{drain}"]')
+                state = d.attr(rows[0], "data-state") if rows else None
+            except urllib.error.HTTPError:
+                # The form's answer replaced the page between the two calls (a stale element).
+                state = None
             if state == "disabled":
                 break
             time.sleep(0.1)
