@@ -63,11 +63,11 @@ impl Control {
     }
 }
 
-/// What sessions use of their worker.
 /// How long a draining worker keeps idle keep-alive connections open for a request that may
 /// already be on its way.
 const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(1000);
 
+/// What sessions use of their worker.
 pub struct Ctx {
     pub registry: Registry,
     /// This generation's runtime. An `Rc` around the shared `Arc`: sessions clone it freely
