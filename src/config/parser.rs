@@ -932,6 +932,7 @@ mod tests {
             ("listen 80;\n", "t.conf:1: \"listen\" directive is not allowed here"),
             ("http {\n upstream u { }\n}\n", "t.conf:2: no servers are inside upstream \"u\""),
             ("http {\n client_max_body_size 1q;\n}\n", "t.conf:2: invalid size \"1q\""),
+            ("events {\n worker_buffers 8;\n}\nhttp { }\n", "t.conf:2: \"worker_buffers\" must be between 16 and 100000000"),
         ];
         for (text, want) in cases {
             let got = load_str(text).expect_err(text).to_string();
