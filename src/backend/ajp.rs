@@ -340,16 +340,10 @@ mod tests {
         let Parse::Done(req, meta) = parse(raw, &mut h, MAX_HEAD) else { panic!("parse") };
         let settings = Settings::default();
         let fr = ForwardRequest {
-            req: &req,
-            meta: &meta,
-            client: "127.0.0.1:54321".parse().expect("addr"),
-            local_port: 80,
-            server_name: "localhost",
-            settings: &settings,
             proxy_host: "tomcats",
             keepalive: true,
             ajp_secret: secret,
-            route: None,
+            ..ForwardRequest::new(&req, &meta, "127.0.0.1:54321".parse().expect("addr"), 80, "localhost", &settings)
         };
         let mut out = Buf::standalone(8192);
         let mut a = AjpAdapter::new(meta.body, 8192);

@@ -380,16 +380,9 @@ mod tests {
         let mut h = empty_headers();
         let Parse::Done(req, meta) = parse(raw, &mut h, MAX_HEAD) else { panic!("parse") };
         let fr = ForwardRequest {
-            req: &req,
-            meta: &meta,
-            client: "10.1.2.3:5555".parse().expect("addr"),
-            local_port: 8080,
-            server_name: "front",
-            settings,
             proxy_host: "tomcats",
             keepalive: true,
-            ajp_secret: None,
-            route: None,
+            ..ForwardRequest::new(&req, &meta, "10.1.2.3:5555".parse().expect("addr"), 8080, "front", settings)
         };
         let mut out = Buf::standalone(4096);
         let mut a = HttpAdapter::new(meta.method, meta.body, meta.upgrade);

@@ -31,6 +31,21 @@ pub struct ForwardRequest<'a, 'b> {
     pub route: Option<&'a str>,
 }
 
+impl<'a, 'b> ForwardRequest<'a, 'b> {
+    /// The request as the client sent it; the upstream's fields (`proxy_host`, `keepalive`,
+    /// `ajp_secret`, `route`) are empty until the proxy path sets them.
+    pub fn new(
+        req: &'a httparse::Request<'a, 'b>,
+        meta: &'a RequestMeta,
+        client: SocketAddr,
+        local_port: u16,
+        server_name: &'a str,
+        settings: &'a Settings,
+    ) -> Self {
+        ForwardRequest { req, meta, client, local_port, server_name, settings, proxy_host: "", keepalive: false, ajp_secret: None, route: None }
+    }
+}
+
 /// Where the client's Host value sits inside the encoded request (for redirect rewriting).
 pub type HostSpan = (usize, usize);
 

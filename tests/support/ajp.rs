@@ -232,10 +232,15 @@ fn parse_forward(p: &[u8], conn: usize) -> AjpReq {
 }
 
 fn send_packet(s: &mut TcpStream, payload: &[u8]) -> bool {
-    let mut v = vec![0x41, 0x42];
+    let mut v = Vec::new();
+    put_packet(&mut v, payload);
+    s.write_all(&v).is_ok()
+}
+
+fn put_packet(v: &mut Vec<u8>, payload: &[u8]) {
+    v.extend_from_slice(&[0x41, 0x42]);
     v.extend_from_slice(&(payload.len() as u16).to_be_bytes());
     v.extend_from_slice(payload);
-    s.write_all(&v).is_ok()
 }
 
 fn put_string(v: &mut Vec<u8>, s: &[u8]) {
@@ -331,19 +336,19 @@ fn serve(mut s: TcpStream, conn: usize, b: &Behaviour, reqs: &AtomicUsize, cping
                     }
                     put_string(&mut h, v.as_bytes());
                 }
-                if !send_packet(&mut s, &h) {
-                    return;
-                }
+                // The whole answer in one write, so END_RESPONSE arrives with the body (the
+                // connection is back in pounce's pool when the client has its answer).
+                let mut out = Vec::new();
+                put_packet(&mut out, &h);
                 if r.method != 3 {
                     for piece in body.chunks(8184) {
                         let mut c = vec![0x03];
                         put_string(&mut c, piece);
-                        if !send_packet(&mut s, &c) {
-                            return;
-                        }
+                        put_packet(&mut out, &c);
                     }
                 }
-                if !send_packet(&mut s, &[0x05, u8::from(reuse)]) {
+                put_packet(&mut out, &[0x05, u8::from(reuse)]);
+                if s.write_all(&out).is_err() {
                     return;
                 }
                 if !reuse {

@@ -44,6 +44,7 @@ impl Session {
         let host = req.headers.iter().find(|h| h.name.eq_ignore_ascii_case("host")).map(|h| h.value);
         let server_idx = find_server(http, self.listen, host);
         let server = &http.servers[server_idx];
+        let server_name = server.names.first().map_or("", |s| s.as_str());
         let path = req.path.unwrap_or("/");
         // Locations match the path as Tomcat will read it; the raw path when nothing differs.
         let raw_path = uri::path_of(path.as_bytes());
@@ -144,16 +145,10 @@ impl Session {
                     return Ok(true);
                 };
                 let fr = ForwardRequest {
-                    req: &req,
-                    meta: &meta,
-                    client: self.peer,
-                    local_port: self.local_port,
-                    server_name: server.names.first().map(|s| s.as_str()).unwrap_or(""),
-                    settings,
                     proxy_host: &ups.conf.name,
                     keepalive: ups.conf.keepalive > 0,
                     ajp_secret: secret,
-                    route: None,
+                    ..ForwardRequest::new(&req, &meta, self.peer, self.local_port, server_name, settings)
                 };
                 // Sticky routes: the server named by the session's route, if it can serve.
                 if let Some(st) = &ups.conf.sticky {
@@ -216,18 +211,7 @@ impl Session {
                     [] => std::borrow::Cow::Borrowed(""),
                     [Part::Lit(s)] => std::borrow::Cow::Borrowed(s.as_str()),
                     _ => {
-                        let fr = ForwardRequest {
-                            req: &req,
-                            meta: &meta,
-                            client: self.peer,
-                            local_port: self.local_port,
-                            server_name: server.names.first().map(|s| s.as_str()).unwrap_or(""),
-                            settings,
-                            proxy_host: "",
-                            keepalive: false,
-                            ajp_secret: None,
-                            route: None,
-                        };
+                        let fr = ForwardRequest::new(&req, &meta, self.peer, self.local_port, server_name, settings);
                         std::borrow::Cow::Owned(render_template(parts, &fr))
                     }
                 });
