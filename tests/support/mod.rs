@@ -26,6 +26,26 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
+/// Waits until the pounce just started on `port` serves: its master logged "started" (or,
+/// with a quieter error log, it has stayed up a moment) and the port accepts connections.
+/// False if it exited first (e.g. its port was taken meanwhile).
+fn wait_serving(child: &mut Child, port: u16, dir: &Path) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(10) {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        let started = std::fs::read_to_string(dir.join("logs/error.log")).is_ok_and(|l| l.contains(" started: "));
+        if (started || t0.elapsed() > Duration::from_millis(500)) && TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return matches!(child.try_wait(), Ok(None));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("pounce did not start listening on {}: {}", port, std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default());
+}
+
 /// A fresh scratch directory under the target dir, removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -58,37 +78,31 @@ pub struct Pounce {
 
 impl Pounce {
     /// Writes `conf` (with `{port}` replaced by a free port) and starts pounce; waits until
-    /// the port accepts connections.
+    /// it serves. A port released by `free_port` can be taken by someone else before pounce
+    /// binds it (another test, or a client connection's local port): then pounce exits with
+    /// "bind() failed" and is started again on another port.
     pub fn start(conf: &str) -> Pounce {
         let dir = TempDir::new("pounce");
-        let port = free_port();
-        let text = conf.replace("{port}", &port.to_string());
         let path = dir.0.join("pounce.conf");
-        std::fs::write(&path, text).expect("write conf");
-        let child = Command::new(BIN)
-            .arg("-p")
-            .arg(&dir.0)
-            .arg("-c")
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn pounce");
-        let p = Pounce { child, dir, port, conf: path };
-        p.wait_listening();
-        p
-    }
-
-    pub fn wait_listening(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+        for attempt in 1..=5 {
+            let port = free_port();
+            std::fs::write(&path, conf.replace("{port}", &port.to_string())).expect("write conf");
+            let mut child = Command::new(BIN)
+                .arg("-p")
+                .arg(&dir.0)
+                .arg("-c")
+                .arg(&path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("spawn pounce");
+            if wait_serving(&mut child, port, &dir.0) {
+                return Pounce { child, dir, port, conf: path };
             }
-            std::thread::sleep(Duration::from_millis(20));
+            eprintln!("pounce exited at start on port {} (attempt {}); trying another port", port, attempt);
         }
-        panic!("pounce did not start listening on {}: {}", self.port, self.error_log());
+        panic!("pounce did not start: {}", std::fs::read_to_string(dir.0.join("logs/error.log")).unwrap_or_default());
     }
 
     pub fn addr(&self) -> SocketAddr {
