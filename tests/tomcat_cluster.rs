@@ -65,7 +65,9 @@ fn cluster_survives_losing_a_node() {
         assert_eq!((pg.status, pg.route.as_str(), pg.count), (200, home.as_str(), i));
     }
     assert!(s.cookie.as_deref().is_some_and(|c| c.ends_with(&format!(".{}", home))));
-    std::thread::sleep(Duration::from_millis(500)); // let the last change replicate
+    // DeltaManager replicates asynchronously (channelSendOptions 8: a frozen member must not
+    // stall the survivors): give the last change time to reach the other node.
+    std::thread::sleep(Duration::from_millis(2000));
 
     // The session's Tomcat is stopped: the next request is answered by the other, counter 21.
     let h = node(&home);
@@ -92,7 +94,7 @@ fn cluster_survives_losing_a_node() {
 
     // The sticky Tomcat is frozen (the kernel still accepts its connections).
     let n = s.get(&p).count;
-    std::thread::sleep(Duration::from_millis(500)); // replication is asynchronous
+    std::thread::sleep(Duration::from_millis(2000)); // replication is asynchronous
     let sticky = node(&other);
     nodes[sticky].freeze();
     let t = Instant::now();
