@@ -74,7 +74,7 @@ fn cluster_survives_losing_a_node() {
     let other = nodes[1 - h].route.clone();
     nodes[h].stop();
     let pg = s.get(&p);
-    assert_eq!((pg.status, pg.route.as_str(), pg.count), (200, other.as_str(), 21), "transparent failover");
+    assert_eq!((pg.status, pg.route.as_str(), pg.count), (200, other.as_str(), 21), "transparent failover; pounce's log:\n{}", p.error_log());
     assert!(s.cookie.as_deref().is_some_and(|c| c.ends_with(&format!(".{}", other))), "the route now names the survivor: {:?}", s.cookie);
     for i in 22..=25 {
         let pg = s.get(&p);

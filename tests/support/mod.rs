@@ -21,8 +21,26 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pounce");
 
-/// A port nobody listens on right now (bound then released).
+/// A port nobody uses right now (bound then released), for a process started later. It is
+/// taken from just below the kernel's ephemeral range: a port from binding port 0 comes from
+/// the range every outgoing connection draws its local port from, and one released seconds
+/// before use (a second Tomcat starting after the first) was seen taken meanwhile.
 pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<u16>().ok()))
+        .unwrap_or(32768);
+    let from = low.saturating_sub(12_000).max(1024);
+    if low > from {
+        for _ in 0..500 {
+            let r = std::collections::hash_map::RandomState::new().build_hasher().finish();
+            let port = from + (r % u64::from(low - from)) as u16;
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
