@@ -33,7 +33,12 @@ pub fn path_of(target: &[u8]) -> &[u8] {
 /// True when `path` might read differently once normalized (the common case is false, and
 /// then the raw path is used with no copy).
 pub fn needs_normalizing(path: &[u8]) -> bool {
-    path.windows(2).any(|w| w[0] == b'/' && (w[1] == b'/' || w[1] == b'.')) || path.iter().any(|&c| c == b'%' || c == b';')
+    let mut prev = 0u8;
+    path.iter().any(|&c| {
+        let hit = c == b'%' || c == b';' || (prev == b'/' && (c == b'/' || c == b'.'));
+        prev = c;
+        hit
+    })
 }
 
 /// Writes the normalized form of `path` (no query) into `out`. A path that does not start
