@@ -88,8 +88,8 @@ pub struct Location {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Handler {
-    /// `proxy_pass`: index into `Http::upstreams`, and whether it speaks AJP13.
-    Proxy { upstream: usize, ajp: bool },
+    /// `proxy_pass`: index into `Http::upstreams`, and how to speak to it.
+    Proxy { upstream: usize, backend: BackendConf },
     /// `return CODE [TEXT|URL]`, with variables (`$scheme`, `$host`, `$request_uri`, ...).
     Return { code: u16, text: Option<Vec<Part>> },
     /// Static files from `root` (in the settings), or from `alias` when set.
@@ -115,8 +115,8 @@ pub struct Upstream {
     pub balance: Balance,
     pub sticky: Option<Sticky>,
     pub health_check: Option<HealthCheck>,
-    /// Some location proxies to it over AJP (active checks then use CPING).
-    pub uses_ajp: bool,
+    /// What its locations speak to it (active checks use it: AJP gets CPING).
+    pub protocol: BackendProtocol,
 }
 
 impl Upstream {
@@ -132,7 +132,7 @@ impl Upstream {
             balance: Balance::RoundRobin,
             sticky: None,
             health_check: None,
-            uses_ajp: false,
+            protocol: BackendProtocol::Http,
         }
     }
 }
@@ -172,6 +172,48 @@ impl Default for HealthCheck {
     }
 }
 
+/// The protocols pounce speaks to backends: one adapter each (`backend::Adapter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendProtocol {
+    Http,
+    Ajp,
+}
+
+impl BackendProtocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendProtocol::Http => "http",
+            BackendProtocol::Ajp => "ajp",
+        }
+    }
+}
+
+/// How a location speaks to its upstream, resolved at load time: the protocol and its
+/// parameters (a location's `ajp_*` values over its upstream's, then the defaults).
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackendConf {
+    Http,
+    Ajp(AjpParams),
+}
+
+impl BackendConf {
+    pub fn protocol(&self) -> BackendProtocol {
+        match self {
+            BackendConf::Http => BackendProtocol::Http,
+            BackendConf::Ajp(_) => BackendProtocol::Ajp,
+        }
+    }
+}
+
+/// AJP parameters of one location, final.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AjpParams {
+    pub secret: Option<String>,
+    pub packet_size: usize,
+    /// CPING before every request (`ajp_ping on`), answered within this time.
+    pub ping_timeout: Option<Duration>,
+}
+
 /// `ajp_secret`, `ajp_packet_size`, `ajp_ping`, `ajp_ping_timeout`; unset = inherit/default.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AjpConf {
@@ -185,13 +227,13 @@ impl AjpConf {
     pub const DEFAULT_PACKET_SIZE: usize = 8192;
     pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(10);
 
-    /// `self` (the location's) over `base` (the upstream's).
-    pub fn or(&self, base: &AjpConf) -> AjpConf {
-        AjpConf {
+    /// `self` (the location's) over `base` (the upstream's), then the defaults.
+    pub fn resolve(&self, base: &AjpConf) -> AjpParams {
+        let ping = self.ping.or(base.ping).unwrap_or(false);
+        AjpParams {
             secret: self.secret.clone().or_else(|| base.secret.clone()),
-            packet_size: self.packet_size.or(base.packet_size),
-            ping: self.ping.or(base.ping),
-            ping_timeout: self.ping_timeout.or(base.ping_timeout),
+            packet_size: self.packet_size.or(base.packet_size).unwrap_or(Self::DEFAULT_PACKET_SIZE),
+            ping_timeout: ping.then(|| self.ping_timeout.or(base.ping_timeout).unwrap_or(Self::DEFAULT_PING_TIMEOUT)),
         }
     }
 }

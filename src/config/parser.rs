@@ -492,7 +492,7 @@ impl Builder {
                         return err(&e.pos, "a URI part in \"proxy_pass\" is not supported; name the upstream or host:port only");
                     }
                     self.pending_proxy.push((server, index, target.to_string(), e.pos.clone(), ajp));
-                    handler = Handler::Proxy { upstream: usize::MAX, ajp };
+                    handler = Handler::Proxy { upstream: usize::MAX, backend: BackendConf::Http };
                 }
                 "status" => {
                     simple(e)?;
@@ -738,8 +738,13 @@ impl Builder {
                     }
                 },
             };
-            self.cfg.http.servers[server].locations[loc].handler = Handler::Proxy { upstream: idx, ajp };
-            self.cfg.http.upstreams[idx].uses_ajp |= ajp;
+            let up = &mut self.cfg.http.upstreams[idx];
+            let location = &mut self.cfg.http.servers[server].locations[loc];
+            let backend = if ajp { BackendConf::Ajp(location.settings.ajp.resolve(&up.ajp)) } else { BackendConf::Http };
+            if ajp {
+                up.protocol = BackendProtocol::Ajp;
+            }
+            location.handler = Handler::Proxy { upstream: idx, backend };
         }
         Ok(())
     }
@@ -904,12 +909,12 @@ mod tests {
         assert_eq!(c.worker_processes, 2);
         let s = &c.http.servers[0];
         assert_eq!(s.names, vec!["a.example"]);
-        assert_eq!(s.locations[0].handler, Handler::Proxy { upstream: 0, ajp: false });
+        assert_eq!(s.locations[0].handler, Handler::Proxy { upstream: 0, backend: BackendConf::Http });
         assert_eq!(s.locations[0].settings.proxy_read_timeout, Duration::from_secs(3));
         assert_eq!(s.locations[0].settings.keepalive_timeout, Duration::from_secs(5));
         assert_eq!(s.locations[0].settings.client_max_body_size, 2 << 20);
         assert_eq!(s.locations[1].kind, Match::Exact);
-        assert_eq!(s.locations[2].handler, Handler::Proxy { upstream: 1, ajp: false });
+        assert_eq!(s.locations[2].handler, Handler::Proxy { upstream: 1, backend: BackendConf::Http });
         let up = &c.http.upstreams[0];
         assert_eq!((up.servers[0].weight, up.servers[0].max_fails, up.keepalive), (5, 3, 8));
         assert!(up.servers[1].backup);

@@ -91,7 +91,7 @@ pub fn take(rt: &Runtime) -> Snapshot {
                         index: i,
                         addr: c.addr.to_string(),
                         name: c.name.clone(),
-                        protocol: if u.conf.uses_ajp { "ajp" } else { "http" },
+                        protocol: u.conf.protocol.name(),
                         route: c.route.clone(),
                         backup: c.backup,
                         weight: s.weight.load(Relaxed),

@@ -4,7 +4,7 @@
 //! must be answered by a CPONG. `fails` failed probes in a row take a server out (shared
 //! atomics, so every worker stops using it), `passes` good ones bring it back.
 
-use crate::config::HealthCheck;
+use crate::config::{BackendProtocol, HealthCheck};
 use crate::runtime::Runtime;
 use crate::upstream::{now_ms, UpstreamState};
 use mio::net::TcpStream;
@@ -47,7 +47,7 @@ pub fn probes_for(rt: &Runtime, worker: usize, workers: usize, now: Instant) -> 
         let Some(hc) = &up.conf.health_check else { continue };
         for (pi, p) in up.conf.servers.iter().enumerate() {
             if g % workers.max(1) == worker {
-                let request = if up.conf.uses_ajp {
+                let request = if up.conf.protocol == BackendProtocol::Ajp {
                     crate::backend::ajp_codec::CPING_PACKET.to_vec()
                 } else {
                     format!("GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: pounce-health-check\r\nConnection: close\r\n\r\n", hc.uri, p.name).into_bytes()
@@ -58,7 +58,7 @@ pub fn probes_for(rt: &Runtime, worker: usize, workers: usize, now: Instant) -> 
                     upstream: ui,
                     peer: pi,
                     request,
-                    ajp: up.conf.uses_ajp,
+                    ajp: up.conf.protocol == BackendProtocol::Ajp,
                     st: St::Idle,
                     stream: None,
                     sent: 0,

@@ -107,14 +107,15 @@ impl Ctx {
         self.backends.try_remove(id);
     }
 
-    /// Publishes this worker's figures for the status page.
-    pub fn publish(&mut self) {
+    /// Publishes this worker's figures for the status page, not counting `own` buffers
+    /// (those of the status request being served).
+    pub fn publish(&mut self, own: usize) {
         self.last_publish = self.now;
         if let Some(w) = self.rt.worker(self.id) {
             let st = self.pool.stats();
             WorkerStats::set(&w.connections, self.conns as u64);
             WorkerStats::set(&w.accepted, self.accepted);
-            WorkerStats::set(&w.buffers_in_use, st.in_use as u64);
+            WorkerStats::set(&w.buffers_in_use, st.in_use.saturating_sub(own) as u64);
             WorkerStats::set(&w.buffers_high_water, st.high_water as u64);
             WorkerStats::set(&w.buffers_limit, st.limit as u64);
             WorkerStats::set(&w.idle_backend, self.keepalive.len() as u64);
@@ -124,7 +125,7 @@ impl Ctx {
     /// Publishes at most every 50 ms: shared cache lines are not written per request.
     fn publish_now_and_then(&mut self) {
         if self.now.duration_since(self.last_publish) >= Duration::from_millis(50) {
-            self.publish();
+            self.publish(0);
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::backend::ajp_codec::{CPING_PACKET, CPONG, MAGIC_FROM_TOMCAT};
 use crate::backend::http::put_template;
 use crate::backend::{Adapter, BackendError, ForwardRequest, Protocol, Step};
 use crate::buffer::Buf;
-use crate::config::{access_allowed, next, AjpConf, Handler, Part, Settings};
+use crate::config::{access_allowed, next, BackendConf, Handler, Part, Settings};
 use crate::files::{self, FileBody, Range};
 use crate::http::request::{self, BodyKind, Parse};
 use crate::http::status::{head_end, head_start, write_simple};

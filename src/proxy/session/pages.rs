@@ -11,7 +11,10 @@ impl Session {
             return Ok(false);
         }
         let Some(sr) = ex.status_req.take() else { return Ok(false) };
-        ctx.publish();
+        // The page reports the buffers of everyone but the request asking for it, so an
+        // idle worker shows 0.
+        let own = self.cin.is_some() as usize + self.cout.is_some() as usize;
+        ctx.publish(own);
         let rt = ctx.rt.clone();
         let resp = crate::status::handle(&rt, &crate::status::StatusRequest { method: &sr.method, target: &sr.target, accept: &sr.accept, body: &sr.form });
         if !self.ensure_cout(ctx) {

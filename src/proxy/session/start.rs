@@ -107,29 +107,27 @@ impl Session {
         let keep_alive =
             meta.keep_alive && !ctx.draining && self.served + 1 < settings.keepalive_requests && !settings.keepalive_timeout.is_zero() && !self.c_eof;
         match handler {
-            Handler::Proxy { ajp: true, .. } if meta.upgrade => {
+            Handler::Proxy { backend: BackendConf::Ajp(_), .. } if meta.upgrade => {
                 let mut ex = Exchange::new(ctx.now, server_idx, loc_idx.unwrap_or(usize::MAX), Some(meta), Handling::Respond);
                 ex.keep_alive = false;
                 self.start_exchange(ex, meta.head_len);
                 log::info!("client {}: protocol upgrade refused: AJP cannot carry it", self.peer);
                 self.respond(ctx, 501, Some("WebSocket and other protocol upgrades cannot be carried over AJP\n"), settings)?;
             }
-            Handler::Proxy { upstream, ajp } => {
+            Handler::Proxy { upstream, backend } => {
                 let upstream = *upstream;
                 let ups = &rt.upstreams[upstream];
                 let mut ex = Exchange::new(ctx.now, server_idx, loc_idx.unwrap_or(usize::MAX), Some(meta), Handling::Proxy { upstream });
                 ex.keep_alive = keep_alive;
                 ex.set_body(body);
                 // Location values win over the upstream's (no copies: borrowed from the config).
-                let (loc_ajp, up_ajp) = (&settings.ajp, &ups.conf.ajp);
-                let secret = if *ajp { loc_ajp.secret.as_deref().or(up_ajp.secret.as_deref()) } else { None };
-                if *ajp {
-                    let ping = loc_ajp.ping.or(up_ajp.ping).unwrap_or(false);
-                    ex.kind = BackendKind::Ajp {
-                        packet_size: loc_ajp.packet_size.or(up_ajp.packet_size).unwrap_or(AjpConf::DEFAULT_PACKET_SIZE),
-                        ping: ping.then(|| loc_ajp.ping_timeout.or(up_ajp.ping_timeout).unwrap_or(AjpConf::DEFAULT_PING_TIMEOUT)),
-                    };
-                }
+                let secret = match backend {
+                    BackendConf::Ajp(p) => {
+                        ex.kind = BackendKind::Ajp { packet_size: p.packet_size, ping: p.ping_timeout };
+                        p.secret.as_deref()
+                    }
+                    BackendConf::Http => None,
+                };
                 // The response buffer is taken now and the backend's two must be there: an
                 // exchange that starts can always finish, so a full pool answers 503 instead
                 // of stalling half-way.
