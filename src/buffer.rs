@@ -1,24 +1,31 @@
 //! The per-worker pool of fixed-size buffers.
 //!
 //! Every byte pounce moves sits in one of these: the client side, the HTTP adapter and the
-//! AJP adapter all check buffers out of the same pool and give them back when a connection
-//! goes idle, so an idle keep-alive connection holds no buffer at all.
+//! AJP adapter all check buffers out of the same pool; a buffer goes back when its holder
+//! drops it (RAII), so an idle keep-alive connection holds no buffer at all and no error path
+//! can leak one.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
 /// Size of every pooled buffer. Large enough for a request or response head (8 KiB default
 /// limit plus rewriting room) and for a full default-size AJP packet.
 pub const BUF_SIZE: usize = 16 * 1024;
 
-/// A checked-out buffer: bytes `start..end` are filled and not yet consumed.
+/// A buffer: bytes `start..end` are filled and not yet consumed. One checked out of a pool
+/// goes back to it when dropped, so no path can forget to return it.
 pub struct Buf {
     data: Box<[u8]>,
     start: usize,
     end: usize,
+    /// The pool it came from (none for a standalone buffer).
+    home: Option<Rc<PoolInner>>,
 }
 
 impl Buf {
     /// A buffer outside any pool (tests and one-off uses).
     pub fn standalone(size: usize) -> Buf {
-        Buf { data: vec![0; size].into_boxed_slice(), start: 0, end: 0 }
+        Buf { data: vec![0; size].into_boxed_slice(), start: 0, end: 0, home: None }
     }
 
     pub fn data(&self) -> &[u8] {
@@ -114,6 +121,14 @@ impl Buf {
     }
 }
 
+impl Drop for Buf {
+    fn drop(&mut self) {
+        if let Some(home) = self.home.take() {
+            home.give_back(std::mem::take(&mut self.data));
+        }
+    }
+}
+
 impl std::fmt::Write for Buf {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
         if self.put_all(s.as_bytes()) {
@@ -175,68 +190,69 @@ pub struct PoolStats {
     pub limit: usize,
 }
 
-/// A worker's pool. Not shared: each worker owns one, so checkout is a `Vec::pop`.
-pub struct BufferPool {
-    free: Vec<Box<[u8]>>,
-    in_use: usize,
-    high_water: usize,
+/// A worker's pool. Not shared between threads: each worker owns one, checkout is a
+/// `Vec::pop` and a buffer's drop a `Vec::push`. Cloning the handle shares the same pool.
+#[derive(Clone)]
+pub struct BufferPool(Rc<PoolInner>);
+
+struct PoolInner {
+    free: RefCell<Vec<Box<[u8]>>>,
+    in_use: Cell<usize>,
+    high_water: Cell<usize>,
     limit: usize,
+}
+
+impl PoolInner {
+    fn give_back(&self, data: Box<[u8]>) {
+        self.in_use.set(self.in_use.get() - 1);
+        self.free.borrow_mut().push(data);
+    }
 }
 
 impl BufferPool {
     /// A pool that hands out at most `limit` buffers at once.
     pub fn new(limit: usize) -> BufferPool {
-        BufferPool { free: Vec::new(), in_use: 0, high_water: 0, limit }
+        BufferPool(Rc::new(PoolInner { free: RefCell::new(Vec::new()), in_use: Cell::new(0), high_water: Cell::new(0), limit }))
     }
 
     /// Checks a buffer out; `None` when the limit is reached (the caller answers 503).
-    pub fn get(&mut self) -> Option<Buf> {
-        if self.in_use >= self.limit {
+    pub fn get(&self) -> Option<Buf> {
+        let p = &*self.0;
+        let in_use = p.in_use.get();
+        if in_use >= p.limit {
             return None;
         }
-        let data = self.free.pop().unwrap_or_else(|| vec![0; BUF_SIZE].into_boxed_slice());
-        self.in_use += 1;
-        if self.in_use > self.high_water {
-            self.high_water = self.in_use;
-            if self.high_water.is_power_of_two() {
-                log::debug!("buffer pool: high-water mark {} buffers of {} bytes", self.high_water, BUF_SIZE);
+        let data = p.free.borrow_mut().pop().unwrap_or_else(|| vec![0; BUF_SIZE].into_boxed_slice());
+        p.in_use.set(in_use + 1);
+        if in_use + 1 > p.high_water.get() {
+            p.high_water.set(in_use + 1);
+            if (in_use + 1).is_power_of_two() {
+                log::debug!("buffer pool: high-water mark {} buffers of {} bytes", in_use + 1, BUF_SIZE);
             }
         }
-        Some(Buf { data, start: 0, end: 0 })
+        Some(Buf { data, start: 0, end: 0, home: Some(self.0.clone()) })
     }
 
     /// Buffers that can still be handed out before the limit.
     pub fn available(&self) -> usize {
-        self.limit.saturating_sub(self.in_use)
-    }
-
-    pub fn put(&mut self, buf: Buf) {
-        self.in_use -= 1;
-        if buf.data.len() == BUF_SIZE {
-            self.free.push(buf.data);
-        }
-    }
-
-    /// Returns the buffer in `slot`, if any.
-    pub fn release(&mut self, slot: &mut Option<Buf>) {
-        if let Some(buf) = slot.take() {
-            self.put(buf);
-        }
+        self.0.limit.saturating_sub(self.0.in_use.get())
     }
 
     /// Frees idle buffers beyond `keep`, so a burst does not pin its memory for good.
     /// Returns how many were freed.
-    pub fn trim(&mut self, keep: usize) -> usize {
-        let extra = self.free.len().saturating_sub(keep);
+    pub fn trim(&self, keep: usize) -> usize {
+        let mut free = self.0.free.borrow_mut();
+        let extra = free.len().saturating_sub(keep);
         if extra > 0 {
-            self.free.truncate(keep);
-            self.free.shrink_to(keep);
+            free.truncate(keep);
+            free.shrink_to(keep);
         }
         extra
     }
 
     pub fn stats(&self) -> PoolStats {
-        PoolStats { in_use: self.in_use, free: self.free.len(), high_water: self.high_water, limit: self.limit }
+        let p = &*self.0;
+        PoolStats { in_use: p.in_use.get(), free: p.free.borrow().len(), high_water: p.high_water.get(), limit: p.limit }
     }
 }
 
@@ -260,18 +276,20 @@ mod tests {
     }
 
     #[test]
-    fn pool_limit_and_reuse() {
-        let mut p = BufferPool::new(2);
+    fn pool_limit_and_reuse_by_drop() {
+        let p = BufferPool::new(2);
         let a = p.get().expect("first");
         let b = p.get().expect("second");
         assert!(p.get().is_none());
-        p.put(a);
+        drop(a);
         assert_eq!(p.stats().free, 1);
         let c = p.get().expect("reused");
         assert_eq!(p.stats().in_use, 2);
         assert_eq!(p.stats().high_water, 2);
-        p.put(b);
-        p.put(c);
+        drop((b, c));
         assert_eq!(p.stats().in_use, 0);
+        assert_eq!(p.stats().free, 2);
+        drop(Buf::standalone(16));
+        assert_eq!(p.stats().free, 2, "a standalone buffer goes nowhere");
     }
 }

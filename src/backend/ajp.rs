@@ -6,10 +6,12 @@
 
 use super::ajp_codec::*;
 use super::http::{connection_listed, connection_names_headers, put_template};
-use super::{BackendError, ForwardRequest, HostSpan, Protocol, RetryMask, Step};
+use super::{BackendError, ForwardRequest, Handshake, HostSpan, Protocol, RetryMask, Step};
 use crate::buffer::{Buf, StackText};
-use crate::http::request::{host_name, BodyKind};
+use crate::config::BackendConf;
+use crate::http::request::{header, host_name, BodyKind};
 use crate::http::writer::{hop_by_hop, ReqFacts, ResponseWriter};
+use std::time::Duration;
 
 enum RState {
     Packet,
@@ -32,6 +34,8 @@ pub struct AjpAdapter {
     state: RState,
     headers_sent: bool,
     started: bool,
+    /// `ajp_ping on`: a CPING must be answered by a CPONG within this time before each request.
+    ping: Option<Duration>,
 }
 
 impl AjpAdapter {
@@ -41,7 +45,13 @@ impl AjpAdapter {
             BodyKind::Length(n) if n > 0 => (Some((n as usize).min(max)), true),
             _ => (None, false),
         };
-        AjpAdapter { packet_size, credit, asked: false, first_pending, state: RState::Packet, headers_sent: false, started: false }
+        AjpAdapter { packet_size, credit, asked: false, first_pending, state: RState::Packet, headers_sent: false, started: false, ping: None }
+    }
+
+    /// CPING/CPONG before the request (mod_jk's `ping_mode` C+P), answered within `timeout`.
+    pub fn with_ping(mut self, timeout: Option<Duration>) -> AjpAdapter {
+        self.ping = timeout;
+        self
     }
 
     fn error(&self, e: AjpError) -> BackendError {
@@ -72,7 +82,7 @@ impl AjpAdapter {
         };
         let sets = &fr.settings.proxy_set_header;
         let is_set = |name: &str| sets.iter().any(|h| h.name.eq_ignore_ascii_case(name));
-        let host_header = req.headers.iter().find(|h| h.name.eq_ignore_ascii_case("host")).map(|h| h.value);
+        let host_header = header(req, "host");
         let server_name: &[u8] = host_header.map(host_name).unwrap_or(fr.server_name.as_bytes());
         let ip = StackText::<64>::of(fr.client.ip());
         let mut host: HostSpan = (0, 0);
@@ -139,7 +149,11 @@ impl AjpAdapter {
         if let Some(route) = fr.route {
             w.u8(attr::ROUTE).string(Some(route.as_bytes()));
         }
-        if let Some(secret) = fr.ajp_secret {
+        let secret = match fr.backend {
+            BackendConf::Ajp(p) => p.secret.as_deref(),
+            BackendConf::Http => None,
+        };
+        if let Some(secret) = secret {
             w.u8(attr::SECRET).string(Some(secret.as_bytes()));
         }
         let port = StackText::<8>::of(fr.client.port());
@@ -157,6 +171,27 @@ impl AjpAdapter {
 }
 
 impl Protocol for AjpAdapter {
+    fn begin_handshake(&mut self, out: &mut Buf) -> Option<Duration> {
+        let timeout = self.ping?;
+        out.put_all(&CPING_PACKET).then_some(timeout)
+    }
+
+    /// The CPONG is exactly `41 42 00 01 09`; anything else fails the connection.
+    fn handshake_input(&mut self, input: &mut Buf, eof: bool) -> Result<Handshake, BackendError> {
+        if input.len() >= 5 {
+            let d = input.data();
+            if d[..2] != MAGIC_FROM_TOMCAT || d[2..5] != [0, 1, CPONG] {
+                return Err(BackendError::Handshake("invalid CPONG"));
+            }
+            input.consume(5);
+            return Ok(Handshake::Done);
+        }
+        if eof {
+            return Err(BackendError::Handshake("connection closed instead of CPONG"));
+        }
+        Ok(Handshake::Pending)
+    }
+
     fn encode_head(&mut self, fr: &ForwardRequest, out: &mut Buf) -> Option<HostSpan> {
         self.encode_forward(fr, out)
     }
@@ -339,10 +374,11 @@ mod tests {
         let mut h = empty_headers();
         let Parse::Done(req, meta) = parse(raw, &mut h, MAX_HEAD) else { panic!("parse") };
         let settings = Settings::default();
+        let backend = BackendConf::Ajp(crate::config::AjpParams { secret: secret.map(str::to_string), packet_size: 8192, ping_timeout: None });
         let fr = ForwardRequest {
             proxy_host: "tomcats",
             keepalive: true,
-            ajp_secret: secret,
+            backend: &backend,
             ..ForwardRequest::new(&req, &meta, "127.0.0.1:54321".parse().expect("addr"), 80, "localhost", &settings)
         };
         let mut out = Buf::standalone(8192);
@@ -425,6 +461,26 @@ mod tests {
         assert_eq!(step, Ok(Step::Done { reusable: true }));
         let s = String::from_utf8_lossy(out.data()).to_string();
         assert_eq!(s, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nhello world\n");
+    }
+
+    #[test]
+    fn cping_handshake() {
+        let mut a = AjpAdapter::new(BodyKind::None, 8192);
+        let mut out = Buf::standalone(64);
+        assert_eq!(a.begin_handshake(&mut out), None, "no ping unless asked");
+        let mut a = a.with_ping(Some(Duration::from_millis(300)));
+        assert_eq!(a.begin_handshake(&mut out), Some(Duration::from_millis(300)));
+        assert_eq!(out.data(), &CPING_PACKET);
+        let mut input = Buf::standalone(64);
+        input.put(&[0x41, 0x42, 0x00]);
+        assert_eq!(a.handshake_input(&mut input, false), Ok(Handshake::Pending));
+        assert!(a.handshake_input(&mut input, true).is_err(), "closed before the CPONG");
+        input.put(&[0x01, 0x09, 0x41]);
+        assert_eq!(a.handshake_input(&mut input, false), Ok(Handshake::Done));
+        assert_eq!(input.data(), &[0x41], "only the CPONG is consumed");
+        let mut bad = Buf::standalone(64);
+        bad.put(&[0x41, 0x42, 0x00, 0x02, 0x05, 0x01]);
+        assert!(a.handshake_input(&mut bad, false).is_err(), "anything but a CPONG");
     }
 
     #[test]

@@ -2,11 +2,11 @@
 //! and the proxy headers added, re-frames chunked request bodies, and parses the backend's
 //! response (Content-Length, chunked or close-delimited) into the client's response.
 
-use super::{BackendError, ForwardRequest, HostSpan, Protocol, RetryMask, Step};
+use super::{BackendError, ForwardRequest, Handshake, HostSpan, Protocol, RetryMask, Step};
 use crate::buffer::Buf;
 use crate::config::{Part, Var};
 use crate::http::chunked::{size_line, ChunkedDecoder};
-use crate::http::request::{host_name, parse_decimal, trim, BodyKind, Method, MAX_HEADERS};
+use crate::http::request::{header, headers_named, host_name, parse_decimal, trim, BodyKind, Method, MAX_HEADERS};
 use crate::http::writer::{hop_by_hop, ReqFacts, ResponseWriter};
 use std::fmt::Write;
 
@@ -54,8 +54,8 @@ fn dropped_request_header(name: &str) -> bool {
 /// Does some Connection header name a header (beyond close / keep-alive / upgrade)?
 /// Checked once per request so the per-header test below is skipped in the usual case.
 pub fn connection_names_headers(req: &httparse::Request) -> bool {
-    req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")).any(|h| {
-        h.value.split(|&c| c == b',').any(|t| {
+    headers_named(req, "connection").any(|v| {
+        v.split(|&c| c == b',').any(|t| {
             let t = trim(t);
             !t.is_empty() && !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive") && !t.eq_ignore_ascii_case(b"upgrade")
         })
@@ -64,16 +64,12 @@ pub fn connection_names_headers(req: &httparse::Request) -> bool {
 
 /// Is `name` listed in one of the request's Connection headers (so hop-by-hop)?
 pub fn connection_listed(req: &httparse::Request, name: &str) -> bool {
-    req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")).any(|h| {
-        h.value.split(|&c| c == b',').any(|t| {
+    headers_named(req, "connection").any(|v| {
+        v.split(|&c| c == b',').any(|t| {
             let t = trim(t);
             !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive") && t.eq_ignore_ascii_case(name.as_bytes())
         })
     })
-}
-
-fn header<'b>(req: &httparse::Request<'_, 'b>, name: &str) -> Option<&'b [u8]> {
-    req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
 }
 
 /// Writes the value of one `proxy_set_header` variable.
@@ -97,8 +93,8 @@ pub fn put_var(out: &mut Buf, var: Var, fr: &ForwardRequest) -> bool {
         Var::ProxyHost => out.put_all(fr.proxy_host.as_bytes()),
         Var::ProxyAddXForwardedFor => {
             let mut ok = true;
-            for h in req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for")) {
-                ok = ok && out.put_all(trim(h.value)) && out.put_all(b", ");
+            for v in headers_named(req, "x-forwarded-for") {
+                ok = ok && out.put_all(trim(v)) && out.put_all(b", ");
             }
             ok && write!(out, "{}", fr.client.ip()).is_ok()
         }
@@ -117,6 +113,14 @@ pub fn put_template(out: &mut Buf, parts: &[Part], fr: &ForwardRequest) -> bool 
 }
 
 impl Protocol for HttpAdapter {
+    fn begin_handshake(&mut self, _out: &mut Buf) -> Option<std::time::Duration> {
+        None
+    }
+
+    fn handshake_input(&mut self, _input: &mut Buf, _eof: bool) -> Result<Handshake, BackendError> {
+        Ok(Handshake::Done)
+    }
+
     fn encode_head(&mut self, fr: &ForwardRequest, out: &mut Buf) -> Option<HostSpan> {
         let req = fr.req;
         let sets = &fr.settings.proxy_set_header;

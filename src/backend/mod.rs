@@ -1,17 +1,24 @@
 //! Backend adapters: how a request is put on the wire to a backend and how its response is
 //! turned into an HTTP/1.1 response for the client. The session drives I/O and retries; an
 //! adapter only encodes and decodes, in pooled buffers, so the HTTP and AJP adapters are
-//! interchangeable behind `Protocol`.
+//! interchangeable behind `Protocol`. Everything protocol-specific lives in its adapter,
+//! including a handshake before the request (AJP's CPING/CPONG), which the session drives as
+//! a phase without knowing what it says.
+//!
+//! Adding a protocol (FastCGI, HTTP/2 to backends): a module here implementing `Protocol`, a
+//! variant of `Adapter` (and of `dispatch!`), and a variant of `config::BackendConf` with its
+//! parameters; the session does not change.
 
 pub mod ajp;
 pub mod ajp_codec;
 pub mod http;
 
 use crate::buffer::Buf;
-use crate::config::Settings;
+use crate::config::{BackendConf, Settings};
 use crate::http::request::RequestMeta;
 use crate::http::writer::{ReqFacts, ResponseWriter};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// Everything an adapter may put into the forwarded request.
 pub struct ForwardRequest<'a, 'b> {
@@ -25,15 +32,16 @@ pub struct ForwardRequest<'a, 'b> {
     pub proxy_host: &'a str,
     /// The upstream keeps idle connections: do not ask the backend to close.
     pub keepalive: bool,
-    /// AJP: the shared secret (attribute 0x0C).
-    pub ajp_secret: Option<&'a str>,
+    /// How this location speaks to the backend (each adapter reads its own parameters,
+    /// such as AJP's secret).
+    pub backend: &'a BackendConf,
     /// The route the request was sent to by stickiness (AJP attribute 0x06).
     pub route: Option<&'a str>,
 }
 
 impl<'a, 'b> ForwardRequest<'a, 'b> {
     /// The request as the client sent it; the upstream's fields (`proxy_host`, `keepalive`,
-    /// `ajp_secret`, `route`) are empty until the proxy path sets them.
+    /// `backend`, `route`) are neutral until the proxy path sets them.
     pub fn new(
         req: &'a httparse::Request<'a, 'b>,
         meta: &'a RequestMeta,
@@ -42,7 +50,7 @@ impl<'a, 'b> ForwardRequest<'a, 'b> {
         server_name: &'a str,
         settings: &'a Settings,
     ) -> Self {
-        ForwardRequest { req, meta, client, local_port, server_name, settings, proxy_host: "", keepalive: false, ajp_secret: None, route: None }
+        ForwardRequest { req, meta, client, local_port, server_name, settings, proxy_host: "", keepalive: false, backend: &BackendConf::Http, route: None }
     }
 }
 
@@ -68,11 +76,28 @@ pub enum BackendError {
     Protocol(&'static str),
     /// The backend closed the connection before the response was complete.
     PrematureClose,
+    /// The adapter's handshake failed (a wrong or missing CPONG): a connect failure, nothing
+    /// of the request was sent.
+    Handshake(&'static str),
+}
+
+/// Where an adapter's handshake stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handshake {
+    /// More backend bytes are needed.
+    Pending,
+    /// Done: the request may go out.
+    Done,
 }
 
 /// The adapter interface. Encoding writes into the session's pooled buffers; decoding reads
 /// backend bytes from `input` and writes the client's response through `writer` into `out`.
 pub trait Protocol {
+    /// A step due on every connection (new or reused) before the request goes out: writes
+    /// its bytes into `out` and returns its time limit. `None`: the request goes out at once.
+    fn begin_handshake(&mut self, out: &mut Buf) -> Option<Duration>;
+    /// Backend bytes while the handshake is in progress (`eof`: the backend closed).
+    fn handshake_input(&mut self, input: &mut Buf, eof: bool) -> Result<Handshake, BackendError>;
     /// Encodes the request head; `None` when it does not fit in one buffer.
     fn encode_head(&mut self, fr: &ForwardRequest, out: &mut Buf) -> Option<HostSpan>;
     /// Body bytes the backend will take now (AJP sends body only when asked).
@@ -120,6 +145,24 @@ pub enum Adapter {
     Ajp(ajp::AjpAdapter),
 }
 
+impl Adapter {
+    /// The adapter for one request to a location's backend.
+    pub fn for_request(conf: &BackendConf, meta: &RequestMeta) -> Adapter {
+        match conf {
+            BackendConf::Http => Adapter::Http(http::HttpAdapter::new(meta.method, meta.body, meta.upgrade)),
+            BackendConf::Ajp(p) => Adapter::Ajp(ajp::AjpAdapter::new(meta.body, p.packet_size).with_ping(p.ping_timeout)),
+        }
+    }
+
+    /// Can the protocol carry a protocol upgrade (WebSocket)? AJP cannot.
+    pub fn can_upgrade(conf: &BackendConf) -> bool {
+        match conf {
+            BackendConf::Http => true,
+            BackendConf::Ajp(_) => false,
+        }
+    }
+}
+
 /// Calls the same method on whichever adapter this is (a `match`, no virtual call).
 macro_rules! dispatch {
     ($self:ident, $a:ident => $call:expr) => {
@@ -131,6 +174,12 @@ macro_rules! dispatch {
 }
 
 impl Protocol for Adapter {
+    fn begin_handshake(&mut self, out: &mut Buf) -> Option<Duration> {
+        dispatch!(self, a => a.begin_handshake(out))
+    }
+    fn handshake_input(&mut self, input: &mut Buf, eof: bool) -> Result<Handshake, BackendError> {
+        dispatch!(self, a => a.handshake_input(input, eof))
+    }
     fn encode_head(&mut self, fr: &ForwardRequest, out: &mut Buf) -> Option<HostSpan> {
         dispatch!(self, a => a.encode_head(fr, out))
     }

@@ -424,6 +424,7 @@ settings! {
     default_type: String = "application/octet-stream".to_string(),
     disable_symlinks: bool = false,
     proxy_via: Via = Via::Off,
+    proxy_ignore_client_abort: bool = false,
 }
 
 /// `proxy_via off|on|full` (Apache's ProxyVia).

@@ -35,6 +35,7 @@ const SETTINGS: &[&str] = &[
     "default_type",
     "disable_symlinks",
     "proxy_via",
+    "proxy_ignore_client_abort",
 ];
 
 /// Every directive pounce knows, to tell "unknown" from "not allowed here".
@@ -675,6 +676,10 @@ impl Builder {
             "disable_symlinks" => {
                 nargs(d, 1, 1)?;
                 p.disable_symlinks = Some(on_off(d, &a[0])?);
+            }
+            "proxy_ignore_client_abort" => {
+                nargs(d, 1, 1)?;
+                p.proxy_ignore_client_abort = Some(on_off(d, &a[0])?);
             }
             "proxy_via" => {
                 nargs(d, 1, 1)?;

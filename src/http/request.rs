@@ -250,6 +250,17 @@ fn looks_like_other_version(buf: &[u8]) -> bool {
     }
 }
 
+/// The value of the first header called `name` (case-insensitive): the one lookup every
+/// part of pounce uses.
+pub fn header<'b>(req: &httparse::Request<'_, 'b>, name: &str) -> Option<&'b [u8]> {
+    req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
+}
+
+/// The values of every header called `name`, in order.
+pub fn headers_named<'r, 'b>(req: &'r httparse::Request<'_, 'b>, name: &'r str) -> impl Iterator<Item = &'b [u8]> + 'r {
+    req.headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
+}
+
 pub fn trim(v: &[u8]) -> &[u8] {
     let start = v.iter().position(|&c| c != b' ' && c != b'\t').unwrap_or(v.len());
     let end = v.iter().rposition(|&c| c != b' ' && c != b'\t').map_or(start, |e| e + 1);
@@ -356,7 +367,7 @@ mod tests {
         match parse(b"GET http://Example.com:8080/a?b HTTP/1.1\r\nHost: other\r\n\r\n", &mut h, MAX_HEAD) {
             Parse::Done(req, _) => {
                 assert_eq!(req.path, Some("/a?b"));
-                let host: Vec<_> = req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("host")).map(|h| h.value).collect();
+                let host: Vec<_> = headers_named(&req, "host").collect();
                 assert_eq!(host, vec![b"Example.com:8080".as_slice()]);
             }
             _ => panic!("should parse"),

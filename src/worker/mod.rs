@@ -4,45 +4,23 @@
 
 pub mod health;
 pub mod listener;
-pub mod timer;
 
-use crate::buffer::BufferPool;
 use crate::logging::access::AccessLog;
-use crate::logging::time::Clock;
 use crate::proxy::session::Session;
-use crate::runtime::{Runtime, WorkerStats};
-use crate::upstream::keepalive::KeepalivePool;
-use crate::upstream::round_robin::RoundRobin;
+use crate::proxy::Closed;
+use crate::reactor::timer::{settle, Due};
+use crate::reactor::{Ctx, Owner, BACKEND_BIT};
+use crate::runtime::Runtime;
+use crate::transport::{ClientTransport, Plain};
 use mio::net::TcpListener;
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use timer::{settle, Due, Timers};
 
 pub const WAKER: Token = Token(usize::MAX - 1);
 const LISTENER_BASE: usize = usize::MAX - 2 - 4096;
-/// Tokens of backend connections: this bit plus the connection's id in `Ctx::backends`.
-const BACKEND_BIT: usize = 1 << (usize::BITS - 2);
-
-pub fn client_token(key: usize) -> Token {
-    Token(key)
-}
-
-pub fn backend_token(id: usize) -> Token {
-    Token(BACKEND_BIT | id)
-}
-
-/// Who holds a backend connection now. Its epoll registration (and token) stays the same
-/// for its whole life, so lending it from the idle pool to a session and back costs no
-/// epoll_ctl.
-#[derive(Clone, Copy, Debug)]
-pub enum Owner {
-    Session(usize),
-    Idle(usize),
-}
 
 /// Commands from the master, read after every wake-up.
 pub const CMD_RUN: u8 = 0;
@@ -66,69 +44,6 @@ impl Control {
 /// How long a draining worker keeps idle keep-alive connections open for a request that may
 /// already be on its way.
 const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(1000);
-
-/// What sessions use of their worker.
-pub struct Ctx {
-    pub registry: Registry,
-    /// This generation's runtime. An `Rc` around the shared `Arc`: sessions clone it freely
-    /// without touching the atomic refcount that every worker shares.
-    pub rt: Rc<Arc<Runtime>>,
-    pub pool: BufferPool,
-    pub timers: Timers,
-    pub balancers: Vec<RoundRobin>,
-    pub keepalive: KeepalivePool,
-    pub access: Vec<AccessLog>,
-    pub clock: Clock,
-    pub now: Instant,
-    pub draining: bool,
-    /// Every open backend connection of this worker, by id (its token).
-    pub backends: Slab<Owner>,
-    /// Client connections open and accepted so far (published for the status page).
-    pub conns: usize,
-    pub accepted: u64,
-    last_publish: Instant,
-    pub id: usize,
-}
-
-impl Ctx {
-    /// Registers a new backend connection for `session`; returns its id.
-    pub fn register_backend(&mut self, stream: &mut mio::net::TcpStream, session: usize) -> std::io::Result<usize> {
-        let id = self.backends.insert(Owner::Session(session));
-        if let Err(e) = self.registry.register(stream, backend_token(id), Interest::READABLE | Interest::WRITABLE) {
-            self.backends.remove(id);
-            return Err(e);
-        }
-        Ok(id)
-    }
-
-    /// Forgets a backend connection that is being closed.
-    pub fn close_backend(&mut self, stream: &mut mio::net::TcpStream, id: usize) {
-        let _ = self.registry.deregister(stream);
-        self.backends.try_remove(id);
-    }
-
-    /// Publishes this worker's figures for the status page, not counting `own` buffers
-    /// (those of the status request being served).
-    pub fn publish(&mut self, own: usize) {
-        self.last_publish = self.now;
-        if let Some(w) = self.rt.worker(self.id) {
-            let st = self.pool.stats();
-            WorkerStats::set(&w.connections, self.conns as u64);
-            WorkerStats::set(&w.accepted, self.accepted);
-            WorkerStats::set(&w.buffers_in_use, st.in_use.saturating_sub(own) as u64);
-            WorkerStats::set(&w.buffers_high_water, st.high_water as u64);
-            WorkerStats::set(&w.buffers_limit, st.limit as u64);
-            WorkerStats::set(&w.idle_backend, self.keepalive.len() as u64);
-        }
-    }
-
-    /// Publishes at most every 50 ms: shared cache lines are not written per request.
-    fn publish_now_and_then(&mut self) {
-        if self.now.duration_since(self.last_publish) >= Duration::from_millis(50) {
-            self.publish(0);
-        }
-    }
-}
 
 pub struct Worker {
     id: usize,
@@ -157,26 +72,8 @@ impl Worker {
         for path in &rt.cfg.http.access_logs {
             access.push(AccessLog::open(path).map_err(|e| std::io::Error::new(e.kind(), format!("cannot open access log \"{}\": {}", path.display(), e)))?);
         }
-        let conns = rt.cfg.worker_connections;
         let probes = health::probes_for(&rt, id, rt.cfg.worker_processes, Instant::now());
-        let ctx = Ctx {
-            registry,
-            balancers: rt.upstreams.iter().map(RoundRobin::new).collect(),
-            keepalive: KeepalivePool::new(rt.clone()),
-            conns: 0,
-            accepted: 0,
-            last_publish: Instant::now(),
-            id,
-            // Four buffers per busy connection (client in/out, backend in/out) plus request heads.
-            pool: BufferPool::new(rt.cfg.worker_buffers.unwrap_or(conns.saturating_mul(5).max(64))),
-            timers: Timers::default(),
-            access,
-            clock: Clock::new(),
-            now: Instant::now(),
-            draining: false,
-            backends: Slab::new(),
-            rt: Rc::new(rt),
-        };
+        let ctx = Ctx::new(id, rt, registry, access);
         Ok(Worker { id, poll, listeners: mio_listeners, sessions: Slab::with_capacity(1024), ctx, control, accept_retry: false, probes })
     }
 
@@ -216,8 +113,8 @@ impl Worker {
                     match self.ctx.backends.get(t.0 & !BACKEND_BIT).copied() {
                         Some(Owner::Session(key)) => {
                             let Some(s) = self.sessions.get_mut(key) else { continue };
-                            if s.on_backend_event(&mut self.ctx, ev).is_err() {
-                                self.remove(key);
+                            if let Err(cause) = s.on_backend_event(&mut self.ctx, ev) {
+                                self.remove(key, cause);
                             }
                         }
                         // An idle backend connection stirred: closed, or stray bytes? (An edge
@@ -232,8 +129,8 @@ impl Worker {
                 } else {
                     let key = t.0;
                     let Some(s) = self.sessions.get_mut(key) else { continue };
-                    if s.on_client_event(&mut self.ctx, ev).is_err() {
-                        self.remove(key);
+                    if let Err(cause) = s.on_client_event(&mut self.ctx, ev) {
+                        self.remove(key, cause);
                     }
                 }
             }
@@ -252,9 +149,9 @@ impl Worker {
             }
             while let Some((queued, key)) = self.ctx.timers.pop_due(self.ctx.now) {
                 let Some(s) = self.sessions.get_mut(key) else { continue };
-                if let Due::Fire = settle(&mut self.ctx.timers, key, queued, &mut s.timer, self.ctx.now) {
-                    if s.on_timeout(&mut self.ctx).is_err() {
-                        self.remove(key);
+                if let Due::Fire(wait) = settle(&mut self.ctx.timers, key, queued, &mut s.timer, self.ctx.now) {
+                    if let Err(cause) = s.on_timeout(&mut self.ctx, wait) {
+                        self.remove(key, cause);
                     }
                 }
             }
@@ -272,7 +169,7 @@ impl Worker {
                 if let Some(cutoff) = self.ctx.now.checked_sub(DRAIN_IDLE_GRACE) {
                     let idle: Vec<usize> = self.sessions.iter().filter(|(_, s)| s.idle_before(cutoff)).map(|(k, _)| k).collect();
                     for k in idle {
-                        self.remove(k);
+                        self.remove(k, Closed::ByUs);
                     }
                 }
                 if self.sessions.is_empty() || drain_deadline.is_some_and(|d| self.ctx.now >= d) {
@@ -291,7 +188,7 @@ impl Worker {
         }
         let keys: Vec<usize> = self.sessions.iter().map(|(k, _)| k).collect();
         for k in keys {
-            self.remove(k);
+            self.remove(k, Closed::ByUs);
         }
         for mut c in self.ctx.keepalive.drain() {
             self.ctx.close_backend(&mut c.stream, c.token);
@@ -319,7 +216,8 @@ impl Worker {
                     let local_port = self.ctx.rt.cfg.http.listens[listen_idx].addr.port();
                     let entry = self.sessions.vacant_entry();
                     let key = entry.key();
-                    let mut s = Session::new(key, stream, addr, local_port, listen_idx, self.ctx.now);
+                    let transport = ClientTransport::Plain(Plain::new(stream));
+                    let mut s = Session::new(key, transport, addr, local_port, listen_idx, self.ctx.now);
                     if let Err(e) = s.register(&mut self.ctx) {
                         log::error!("register client {}: {}", addr, e);
                         continue;
@@ -339,9 +237,9 @@ impl Worker {
         }
     }
 
-    fn remove(&mut self, key: usize) {
+    fn remove(&mut self, key: usize, cause: Closed) {
         if let Some(s) = self.sessions.try_remove(key) {
-            s.close(&mut self.ctx);
+            s.close(&mut self.ctx, cause);
         }
     }
 

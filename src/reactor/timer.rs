@@ -1,30 +1,36 @@
 //! Deadlines for sessions: one min-heap per worker holding at most about one entry per
 //! session. A session that moves its deadline later does not push again; when its old entry
 //! comes due, the worker sees the real deadline is later and re-queues it ("lazy" timers),
-//! so resetting a timeout on every read costs nothing.
+//! so resetting a timeout on every read costs nothing. Each deadline carries the wait `W` it
+//! stands for, so an expiry says why it fired instead of the session working it out again.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Instant;
 
 #[derive(Default)]
-pub struct Timers {
+pub(crate) struct Timers {
     heap: BinaryHeap<Reverse<(Instant, usize)>>,
 }
 
-/// A session's view of its timer.
-#[derive(Default, Clone, Copy, Debug)]
-pub struct TimerSlot {
-    /// When the session wants to be woken.
-    pub deadline: Option<Instant>,
+/// A session's view of its timer: when it wants to be woken and for what.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TimerSlot<W: Copy> {
+    pub(crate) deadline: Option<(Instant, W)>,
     /// The earliest entry it has in the heap.
-    pub queued: Option<Instant>,
+    queued: Option<Instant>,
+}
+
+impl<W: Copy> Default for TimerSlot<W> {
+    fn default() -> Self {
+        TimerSlot { deadline: None, queued: None }
+    }
 }
 
 impl Timers {
     /// Makes sure `slot.deadline` will fire for `key`.
-    pub fn arm(&mut self, key: usize, slot: &mut TimerSlot) {
-        if let Some(d) = slot.deadline {
+    pub(crate) fn arm<W: Copy>(&mut self, key: usize, slot: &mut TimerSlot<W>) {
+        if let Some((d, _)) = slot.deadline {
             if slot.queued.is_none_or(|q| d < q) {
                 self.heap.push(Reverse((d, key)));
                 slot.queued = Some(d);
@@ -45,33 +51,30 @@ impl Timers {
         }
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.heap.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
     }
 }
 
 /// What a popped entry means for the session that owns `slot`.
-pub enum Due {
-    /// The deadline passed: handle the timeout.
-    Fire,
+pub(crate) enum Due<W> {
+    /// The deadline for this wait passed: handle its expiry.
+    Fire(W),
     /// A stale entry: nothing to do.
     Ignore,
 }
 
 /// Reconciles a popped entry with the session's slot, re-queueing a later deadline.
-pub fn settle(timers: &mut Timers, key: usize, queued_at: Instant, slot: &mut TimerSlot, now: Instant) -> Due {
+pub(crate) fn settle<W: Copy>(timers: &mut Timers, key: usize, queued_at: Instant, slot: &mut TimerSlot<W>, now: Instant) -> Due<W> {
     if slot.queued != Some(queued_at) {
         return Due::Ignore;
     }
     slot.queued = None;
     match slot.deadline {
-        Some(d) if d <= now => {
+        Some((d, wait)) if d <= now => {
             slot.deadline = None;
-            Due::Fire
+            Due::Fire(wait)
         }
         Some(_) => {
             timers.arm(key, slot);
@@ -90,15 +93,15 @@ mod tests {
     fn lazy_rearm() {
         let mut t = Timers::default();
         let now = Instant::now();
-        let mut slot = TimerSlot { deadline: Some(now + Duration::from_millis(10)), queued: None };
+        let mut slot = TimerSlot { deadline: Some((now + Duration::from_millis(10), 'a')), queued: None };
         t.arm(1, &mut slot);
-        slot.deadline = Some(now + Duration::from_millis(50));
+        slot.deadline = Some((now + Duration::from_millis(50), 'b'));
         t.arm(1, &mut slot);
         assert_eq!(t.len(), 1, "a later deadline does not push");
         let (q, k) = t.pop_due(now + Duration::from_millis(20)).expect("due");
         assert!(matches!(settle(&mut t, k, q, &mut slot, now + Duration::from_millis(20)), Due::Ignore));
         assert_eq!(t.len(), 1, "re-queued at the real deadline");
         let (q, k) = t.pop_due(now + Duration::from_millis(60)).expect("due");
-        assert!(matches!(settle(&mut t, k, q, &mut slot, now + Duration::from_millis(60)), Due::Fire));
+        assert!(matches!(settle(&mut t, k, q, &mut slot, now + Duration::from_millis(60)), Due::Fire('b')), "the wait of the real deadline");
     }
 }

@@ -1,0 +1,283 @@
+//! A backend connection while it serves one exchange: its socket, readiness, the two pooled
+//! buffers it reads into and writes from, and its adapter. It is opened (or taken from the
+//! idle pool) by `open`, and ends in exactly one place, `release`, which settles the peer's
+//! accounting (in-flight count, the balancer's `free` with or without a failure, traffic)
+//! and decides whether the connection goes back to the idle pool or is closed.
+
+use super::fail::Fail;
+use crate::backend::{Adapter, Protocol};
+use crate::buffer::Buf;
+use crate::reactor::{Ctx, Owner};
+use crate::upstream::keepalive::IdleConn;
+use crate::upstream::{now_ms, Balancer};
+use mio::event::Event;
+use mio::net::TcpStream;
+use std::io::{self, Read, Write};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+pub(crate) struct UpConn {
+    sock: Sock,
+    /// Its id (and epoll token) in the worker's backend table.
+    token: usize,
+    pub(crate) upstream: usize,
+    pub(crate) peer: usize,
+    /// Taken from the idle pool (may have been closed by the backend meanwhile).
+    pub(crate) reused: bool,
+    pub(crate) bin: Buf,
+    pub(crate) bout: Buf,
+    pub(crate) adapter: Adapter,
+    pub(crate) t_start: Instant,
+    /// Last read or write progress.
+    pub(crate) t_io: Instant,
+    /// Requests served on this connection before this one.
+    requests: u32,
+}
+
+/// How an exchange lets go of its backend connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Release {
+    /// The response is complete; `reusable`: the backend allows keep-alive and all of the
+    /// request went out, so the connection may be pooled.
+    Done { reusable: bool },
+    /// Ended without blame (client gone, the rest of the answer not wanted): closed.
+    Close,
+    /// The server failed: counted against it unless the failure only moves the request on.
+    Failed(Fail),
+    /// A pooled connection the backend had already closed: not the server's fault, and the
+    /// same server is tried again on a new connection (the balancer's pick stands).
+    Stale,
+}
+
+/// How a connect attempt stands.
+pub(crate) enum Connect {
+    Pending,
+    Done,
+    Failed(io::Error),
+}
+
+impl UpConn {
+    /// Attaches a connection to `peer` for session `key`: an idle pooled one when `reuse`
+    /// (one that must be checked clean when the request has a body that could not be resent),
+    /// else a new one. `Ok((conn, connected))`; an `OutOfMemory` error when the pool has no
+    /// buffers (this worker's trouble, not the server's).
+    pub(crate) fn open(ctx: &mut Ctx, key: usize, upstream: usize, peer: usize, adapter: Adapter, reuse: Option<bool>) -> io::Result<(UpConn, bool)> {
+        let (Some(bin), Some(bout)) = (ctx.pool.get(), ctx.pool.get()) else {
+            return Err(io::Error::new(io::ErrorKind::OutOfMemory, "buffer pool exhausted"));
+        };
+        let rt = ctx.rt.clone();
+        let ups = &rt.upstreams[upstream];
+        let mut reused = None;
+        if let Some(must_be_clean) = reuse {
+            while let Some(idle) = ctx.keepalive.take(upstream, peer) {
+                if ctx.now.duration_since(idle.since) < ups.conf.keepalive_timeout && (!must_be_clean || idle.is_clean()) {
+                    reused = Some(idle);
+                    break;
+                }
+                let mut s = idle.stream;
+                ctx.close_backend(&mut s, idle.token);
+            }
+        }
+        let (stream, connected, requests, token) = match reused {
+            Some(idle) => {
+                // Same registration, new owner: no epoll_ctl.
+                if let Some(o) = ctx.backends.get_mut(idle.token) {
+                    *o = Owner::Session(key);
+                }
+                (idle.stream, true, idle.requests, idle.token)
+            }
+            None => {
+                let mut s = TcpStream::connect(ups.conf.servers[peer].addr)?;
+                let _ = s.set_nodelay(true);
+                let id = ctx.register_backend(&mut s, key)?;
+                (s, false, 0, id)
+            }
+        };
+        ups.peers[peer].in_flight.fetch_add(1, Relaxed);
+        ups.peers[peer].requests.fetch_add(1, Relaxed);
+        let up = UpConn {
+            // Nothing can be pending on a pooled connection (its readiness would have closed
+            // it while idle): no read until the backend's first edge.
+            sock: Sock { stream, readable: false, writable: connected, rdhup: false, eof: false },
+            token,
+            upstream,
+            peer,
+            reused: connected,
+            bin,
+            bout,
+            adapter,
+            t_start: ctx.now,
+            t_io: ctx.now,
+            requests,
+        };
+        Ok((up, connected))
+    }
+
+    pub(crate) fn on_event(&mut self, ev: &Event) {
+        let s = &mut self.sock;
+        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+            s.readable = true;
+        }
+        if ev.is_read_closed() || ev.is_error() {
+            s.rdhup = true;
+        }
+        if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
+            s.writable = true;
+        }
+    }
+
+    /// Whether a non-blocking connect finished (called on the connection's events).
+    pub(crate) fn poll_connect(&mut self, now: Instant) -> Connect {
+        match self.sock.stream.take_error() {
+            Ok(None) => match self.sock.stream.peer_addr() {
+                Ok(_) => {
+                    self.t_io = now;
+                    Connect::Done
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotConnected && !self.sock.rdhup => Connect::Pending,
+                Err(e) => Connect::Failed(e),
+            },
+            Ok(Some(e)) | Err(e) => Connect::Failed(e),
+        }
+    }
+
+    pub(crate) fn writable(&self) -> bool {
+        self.sock.writable
+    }
+
+    pub(crate) fn readable(&self) -> bool {
+        self.sock.readable
+    }
+
+    /// The backend closed its side (a read returned 0).
+    pub(crate) fn eof(&self) -> bool {
+        self.sock.eof
+    }
+
+    /// Writes `data` as far as the socket takes it; returns the bytes written.
+    pub(crate) fn write(&mut self, data: &[u8], now: Instant) -> io::Result<usize> {
+        let n = self.sock.write(data)?;
+        if n > 0 {
+            self.t_io = now;
+        }
+        Ok(n)
+    }
+
+    /// Writes what `bout` holds; true when something went.
+    pub(crate) fn flush_out(&mut self, now: Instant) -> io::Result<bool> {
+        if self.bout.is_empty() {
+            return Ok(false);
+        }
+        let n = self.sock.write(self.bout.data())?;
+        self.bout.consume(n);
+        if n > 0 {
+            self.t_io = now;
+        }
+        Ok(n > 0)
+    }
+
+    /// Reads backend bytes into `bin` until it is full or the socket is drained; true when
+    /// something arrived (or the end of the stream).
+    pub(crate) fn fill_in(&mut self, now: Instant) -> io::Result<bool> {
+        let before = (self.bin.len(), self.sock.eof);
+        self.sock.read_into(&mut self.bin)?;
+        if self.bin.len() != before.0 {
+            self.t_io = now;
+        }
+        Ok((self.bin.len(), self.sock.eof) != before)
+    }
+
+    /// Moves bytes from `from` towards the backend through `bout` (the tunnel).
+    pub(crate) fn send_through(&mut self, from: &mut Buf, now: Instant) -> io::Result<bool> {
+        let n = self.bout.put(from.data());
+        from.consume(n);
+        let wrote = self.flush_out(now)?;
+        Ok(n > 0 || wrote)
+    }
+
+    /// The one way an exchange ends its backend connection.
+    pub(crate) fn release(mut self, ctx: &mut Ctx, how: Release, traffic: (u64, u64)) {
+        let rt = ctx.rt.clone();
+        let ups = &rt.upstreams[self.upstream];
+        ups.peers[self.peer].in_flight.fetch_sub(1, Relaxed);
+        if traffic != (0, 0) {
+            ups.account(self.peer, traffic.0, traffic.1);
+        }
+        match how {
+            Release::Done { .. } | Release::Close => ctx.balancers[self.upstream].free(ups, self.peer, false, now_ms()),
+            Release::Failed(f) => ctx.balancers[self.upstream].free(ups, self.peer, f.counts_as_failure(), now_ms()),
+            Release::Stale => {}
+        }
+        let requests = self.requests + 1;
+        let poolable = how == Release::Done { reusable: true }
+            && self.adapter.request_complete()
+            && self.bout.is_empty()
+            && ups.conf.keepalive > 0
+            && requests < ups.conf.keepalive_requests
+            && !ctx.draining;
+        if poolable {
+            let token = self.token;
+            let idle = IdleConn { stream: self.sock.stream, upstream: self.upstream, peer: self.peer, since: ctx.now, requests, token };
+            let (key, evicted) = ctx.keepalive.put(idle, ups.conf.keepalive);
+            if let Some(mut old) = evicted {
+                ctx.close_backend(&mut old.stream, old.token);
+            }
+            // Same registration, the pool owns it now: no epoll_ctl.
+            if let Some(o) = ctx.backends.get_mut(token) {
+                *o = Owner::Idle(key);
+            }
+        } else {
+            ctx.close_backend(&mut self.sock.stream, self.token);
+        }
+    }
+}
+
+/// The socket and what epoll last said of it (edge-triggered: cleared on `WouldBlock`).
+struct Sock {
+    stream: TcpStream,
+    readable: bool,
+    writable: bool,
+    /// EPOLLRDHUP seen: keep reading until read() returns 0.
+    rdhup: bool,
+    eof: bool,
+}
+
+impl Sock {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let mut done = 0;
+        while self.writable && done < data.len() {
+            match self.stream.write(&data[done..]) {
+                Ok(n) => {
+                    done += n;
+                    if done < data.len() {
+                        self.writable = false;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    }
+
+    fn read_into(&mut self, buf: &mut Buf) -> io::Result<()> {
+        while self.readable && !self.eof && !buf.is_full() {
+            let want = buf.spare().len();
+            match self.stream.read(buf.spare()) {
+                Ok(0) => self.eof = true,
+                Ok(n) => {
+                    buf.commit(n);
+                    // A short read drained the socket (unless a FIN is pending).
+                    if n < want && !self.rdhup {
+                        self.readable = false;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
