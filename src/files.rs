@@ -11,14 +11,14 @@ use std::path::{Path, PathBuf};
 
 /// Why a URI cannot be mapped to a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// `..` above the root, or a symlink when `disable_symlinks on`.
     Forbidden,
     NotFound,
 }
 
 impl Refusal {
-    pub fn status(self) -> u16 {
+    pub(crate) fn status(self) -> u16 {
         match self {
             Refusal::Forbidden => 403,
             Refusal::NotFound => 404,
@@ -28,7 +28,7 @@ impl Refusal {
 
 /// The file system path for a normalized URI: `root + uri`, or for an alias location
 /// `alias + (uri minus the location prefix)`.
-pub fn map(uri: &str, root: &Path, alias_prefix: Option<&str>) -> PathBuf {
+pub(crate) fn map(uri: &str, root: &Path, alias_prefix: Option<&str>) -> PathBuf {
     let rel = match alias_prefix {
         Some(prefix) => uri.strip_prefix(prefix).unwrap_or(uri),
         None => uri,
@@ -38,7 +38,7 @@ pub fn map(uri: &str, root: &Path, alias_prefix: Option<&str>) -> PathBuf {
 
 /// With `disable_symlinks on`: the resolved path must be exactly the lexical one, inside the
 /// (resolved) root; any symbolic link on the way is refused.
-pub fn check_symlinks(path: &Path, root: &Path) -> Result<(), Refusal> {
+pub(crate) fn check_symlinks(path: &Path, root: &Path) -> Result<(), Refusal> {
     let real = path.canonicalize().map_err(|_| Refusal::NotFound)?;
     let real_root = root.canonicalize().map_err(|_| Refusal::NotFound)?;
     let rel = path.strip_prefix(root).map_err(|_| Refusal::Forbidden)?;
@@ -83,7 +83,7 @@ const TYPES: &[(&str, &str)] = &[
 ];
 
 /// Content-Type by extension: the location's `types` first, then the built-in table.
-pub fn content_type<'a>(path: &Path, extra: &'a [(String, String)], default: &'a str) -> &'a str {
+pub(crate) fn content_type<'a>(path: &Path, extra: &'a [(String, String)], default: &'a str) -> &'a str {
     let Some(ext) = path.extension().and_then(|e| e.to_str()) else { return default };
     if let Some((_, t)) = extra.iter().find(|(e, _)| e.eq_ignore_ascii_case(ext)) {
         return t;
@@ -92,12 +92,12 @@ pub fn content_type<'a>(path: &Path, extra: &'a [(String, String)], default: &'a
 }
 
 /// nginx's ETag: `"<mtime hex>-<size hex>"`.
-pub fn etag(meta: &std::fs::Metadata) -> String {
+pub(crate) fn etag(meta: &std::fs::Metadata) -> String {
     format!("\"{:x}-{:x}\"", meta.mtime().max(0), meta.size())
 }
 
 /// If-None-Match matches this ETag (weak comparison; `*` matches anything).
-pub fn none_match(header: &[u8], etag: &str) -> bool {
+pub(crate) fn none_match(header: &[u8], etag: &str) -> bool {
     header.split(|&c| c == b',').any(|t| {
         let t = crate::http::request::trim(t);
         let t = t.strip_prefix(b"W/").unwrap_or(t);
@@ -107,7 +107,7 @@ pub fn none_match(header: &[u8], etag: &str) -> bool {
 
 /// The outcome of a `Range` header against a file of `size` bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Range {
+pub(crate) enum Range {
     /// No usable single range: send the whole file.
     Full,
     /// Bytes `start..=end`.
@@ -117,7 +117,7 @@ pub enum Range {
 
 /// A single `bytes=a-b`, `bytes=a-` or `bytes=-n`; several ranges or other units are ignored
 /// (the whole file is sent), as nginx does when it does not build a multipart answer.
-pub fn range(header: &[u8], size: u64) -> Range {
+pub(crate) fn range(header: &[u8], size: u64) -> Range {
     let Some(spec) = std::str::from_utf8(header).ok().map(str::trim).and_then(|h| h.strip_prefix("bytes=")) else { return Range::Full };
     if spec.contains(',') {
         return Range::Full;
@@ -145,14 +145,14 @@ pub fn range(header: &[u8], size: u64) -> Range {
 }
 
 /// A file body still to be sent with sendfile(2).
-pub struct FileBody {
-    pub file: File,
-    pub offset: u64,
-    pub remaining: u64,
+pub(crate) struct FileBody {
+    pub(crate) file: File,
+    pub(crate) offset: u64,
+    pub(crate) remaining: u64,
 }
 
 /// Sends as much of `body` to `fd` as the socket takes. Ok(true) when it would block.
-pub fn send(fd: std::os::fd::RawFd, body: &mut FileBody) -> std::io::Result<bool> {
+pub(crate) fn send(fd: std::os::fd::RawFd, body: &mut FileBody) -> std::io::Result<bool> {
     use std::os::fd::AsRawFd;
     while body.remaining > 0 {
         let mut off = body.offset as libc::off_t;

@@ -1,17 +1,18 @@
 //! pounce: an event-driven load-balancing reverse proxy for Tomcat clusters, on raw mio.
-//! See README.md for the architecture map.
+//! See README.md for the architecture map. The modules that are `pub` are what the binary
+//! (`main.rs`) and the fuzz targets (`fuzz/`) use; the rest is crate-private.
 
 pub mod backend;
 pub mod buffer;
 pub mod config;
-pub mod files;
+pub(crate) mod files;
 pub mod http;
 pub mod logging;
 pub mod master;
-pub mod proxy;
+pub(crate) mod proxy;
 pub(crate) mod reactor;
-pub mod runtime;
-pub mod status;
+pub(crate) mod runtime;
+pub(crate) mod status;
 pub(crate) mod transport;
-pub mod upstream;
-pub mod worker;
+pub(crate) mod upstream;
+pub(crate) mod worker;

@@ -7,46 +7,44 @@ use crate::config::{Config, Settings};
 use crate::upstream::UpstreamState;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::OnceLock;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 /// What a worker publishes about itself (updated as it goes, and once a second).
 /// Aligned to its own cache lines: each worker writes only its own.
 #[derive(Default, Debug)]
 #[repr(align(128))]
-pub struct WorkerStats {
-    pub connections: AtomicU64,
-    pub accepted: AtomicU64,
-    pub buffers_in_use: AtomicU64,
-    pub buffers_high_water: AtomicU64,
-    pub buffers_limit: AtomicU64,
-    pub idle_backend: AtomicU64,
+pub(crate) struct WorkerStats {
+    pub(crate) connections: AtomicU64,
+    pub(crate) accepted: AtomicU64,
+    pub(crate) buffers_in_use: AtomicU64,
+    pub(crate) buffers_high_water: AtomicU64,
+    pub(crate) buffers_limit: AtomicU64,
+    pub(crate) idle_backend: AtomicU64,
 }
 
-pub struct Runtime {
-    pub cfg: Config,
-    pub upstreams: Vec<UpstreamState>,
-    pub generation: u64,
-    pub workers: Vec<WorkerStats>,
-    /// When this generation started.
-    pub loaded_at: SystemTime,
+pub(crate) struct Runtime {
+    pub(crate) cfg: Config,
+    pub(crate) upstreams: Vec<UpstreamState>,
+    pub(crate) generation: u64,
+    pub(crate) workers: Vec<WorkerStats>,
 }
 
 /// When the process started (uptime on the status page).
-pub fn process_start() -> Instant {
+pub(crate) fn process_start() -> Instant {
     static START: OnceLock<Instant> = OnceLock::new();
     *START.get_or_init(Instant::now)
 }
 
 impl Runtime {
-    pub fn new(cfg: Config, generation: u64) -> Runtime {
+    pub(crate) fn new(cfg: Config, generation: u64) -> Runtime {
         process_start();
         let upstreams = cfg.http.upstreams.iter().cloned().map(UpstreamState::new).collect();
         let workers = (0..cfg.worker_processes).map(|_| WorkerStats::default()).collect();
-        Runtime { cfg, upstreams, generation, workers, loaded_at: SystemTime::now() }
+        Runtime { cfg, upstreams, generation, workers }
     }
 
     /// Keeps runtime changes made on the manager page across a reload.
-    pub fn inherit_overrides(&self, old: &Runtime) {
+    pub(crate) fn inherit_overrides(&self, old: &Runtime) {
         for up in &self.upstreams {
             if let Some(o) = old.upstreams.iter().find(|o| o.conf.name == up.conf.name) {
                 up.inherit_overrides(o);
@@ -55,18 +53,18 @@ impl Runtime {
     }
 
     /// Settings of a location, or of its server when no location matched.
-    pub fn location_settings(&self, server: usize, loc: usize) -> &Settings {
+    pub(crate) fn location_settings(&self, server: usize, loc: usize) -> &Settings {
         let s = &self.cfg.http.servers[server];
         s.locations.get(loc).map_or(&s.settings, |l| &l.settings)
     }
 
-    pub fn worker(&self, id: usize) -> Option<&WorkerStats> {
+    pub(crate) fn worker(&self, id: usize) -> Option<&WorkerStats> {
         self.workers.get(id)
     }
 }
 
 impl WorkerStats {
-    pub fn set(v: &AtomicU64, n: u64) {
+    pub(crate) fn set(v: &AtomicU64, n: u64) {
         v.store(n, Relaxed);
     }
 }

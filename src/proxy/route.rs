@@ -4,7 +4,7 @@
 use crate::config::{Http, Match, Server};
 use crate::http::request::host_name;
 
-pub fn find_server(http: &Http, listen: usize, host: Option<&[u8]>) -> usize {
+pub(crate) fn find_server(http: &Http, listen: usize, host: Option<&[u8]>) -> usize {
     let l = &http.listens[listen];
     if let Some(host) = host {
         let name = host_name(host);
@@ -34,7 +34,7 @@ pub fn find_server(http: &Http, listen: usize, host: Option<&[u8]>) -> usize {
 }
 
 /// Index of the location for `path` (the part of the target before `?`).
-pub fn find_location(server: &Server, path: &[u8]) -> Option<usize> {
+pub(crate) fn find_location(server: &Server, path: &[u8]) -> Option<usize> {
     let mut best: Option<(usize, usize)> = None;
     for (i, loc) in server.locations.iter().enumerate() {
         let lp = loc.path.as_bytes();

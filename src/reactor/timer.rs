@@ -39,12 +39,12 @@ impl Timers {
     }
 
     /// Time until the next entry is due.
-    pub fn next_due(&self, now: Instant) -> Option<std::time::Duration> {
+    pub(crate) fn next_due(&self, now: Instant) -> Option<std::time::Duration> {
         self.heap.peek().map(|Reverse((t, _))| t.saturating_duration_since(now))
     }
 
     /// Pops the next entry due at `now`: `(queued_time, key)`.
-    pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, usize)> {
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, usize)> {
         match self.heap.peek() {
             Some(Reverse((t, _))) if *t <= now => self.heap.pop().map(|Reverse(e)| e),
             _ => None,

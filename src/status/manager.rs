@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 /// Applies a form; returns a JSON description of the server after the change, or the status
 /// and message to answer with.
-pub fn apply(rt: &Runtime, body: &[u8]) -> Result<String, (u16, String)> {
+pub(crate) fn apply(rt: &Runtime, body: &[u8]) -> Result<String, (u16, String)> {
     let form = std::str::from_utf8(body).map_err(|_| (400, "the form is not UTF-8".to_string()))?;
     let up_name = query_param(form, "upstream").ok_or((400, "missing \"upstream\"".to_string()))?;
     let server = query_param(form, "server").ok_or((400, "missing \"server\"".to_string()))?;

@@ -5,26 +5,26 @@
 
 mod manager;
 mod render;
-pub mod snapshot;
+pub(crate) mod snapshot;
 
 use crate::runtime::Runtime;
 
 /// A request to the status location.
-pub struct StatusRequest<'a> {
-    pub method: &'a str,
+pub(crate) struct StatusRequest<'a> {
+    pub(crate) method: &'a str,
     /// Path and query as the client sent them.
-    pub target: &'a str,
-    pub accept: &'a [u8],
+    pub(crate) target: &'a str,
+    pub(crate) accept: &'a [u8],
     /// The form body of a POST.
-    pub body: &'a [u8],
+    pub(crate) body: &'a [u8],
 }
 
-pub struct StatusResponse {
-    pub status: u16,
-    pub content_type: &'static str,
-    pub body: Vec<u8>,
+pub(crate) struct StatusResponse {
+    pub(crate) status: u16,
+    pub(crate) content_type: &'static str,
+    pub(crate) body: Vec<u8>,
     /// Where a browser goes after a form POST (303 See Other).
-    pub location: Option<String>,
+    pub(crate) location: Option<String>,
 }
 
 impl StatusResponse {
@@ -53,7 +53,7 @@ fn format_of(query: &str, accept: &[u8]) -> Format {
 }
 
 /// Answers one request to the status location.
-pub fn handle(rt: &Runtime, req: &StatusRequest) -> StatusResponse {
+pub(crate) fn handle(rt: &Runtime, req: &StatusRequest) -> StatusResponse {
     let (path, query) = req.target.split_once('?').unwrap_or((req.target, ""));
     let format = format_of(query, req.accept);
     match req.method {
@@ -82,7 +82,7 @@ pub fn handle(rt: &Runtime, req: &StatusRequest) -> StatusResponse {
 }
 
 /// A query or form parameter, percent-decoded (`+` is a space).
-pub fn query_param(query: &str, name: &str) -> Option<String> {
+pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         (decode(k).as_deref() == Some(name)).then(|| decode(v)).flatten()

@@ -4,7 +4,7 @@
 use super::snapshot::{ServerView, Snapshot};
 use std::fmt::Write;
 
-pub fn json_str(s: &str) -> String {
+pub(crate) fn json_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -25,7 +25,7 @@ fn opt_json(s: &Option<String>) -> String {
     s.as_deref().map_or_else(|| "null".to_string(), json_str)
 }
 
-pub fn json(s: &Snapshot) -> Vec<u8> {
+pub(crate) fn json(s: &Snapshot) -> Vec<u8> {
     let mut o = String::new();
     let _ = write!(
         o,
@@ -100,7 +100,7 @@ fn label(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-pub fn prometheus(s: &Snapshot) -> Vec<u8> {
+pub(crate) fn prometheus(s: &Snapshot) -> Vec<u8> {
     let mut o = String::new();
     let servers: Vec<(&str, &ServerView)> = s.upstreams.iter().flat_map(|u| u.servers.iter().map(move |v| (u.name.as_str(), v))).collect();
     let labels =
@@ -171,7 +171,7 @@ fn bytes(n: u64) -> String {
     }
 }
 
-pub fn html(s: &Snapshot, path: &str) -> Vec<u8> {
+pub(crate) fn html(s: &Snapshot, path: &str) -> Vec<u8> {
     let mut o = String::new();
     let action = html_escape(path);
     let _ = write!(

@@ -5,62 +5,62 @@ use crate::runtime::{process_start, Runtime};
 use crate::upstream::{activation, now_ms};
 use std::sync::atomic::Ordering::Relaxed;
 
-pub struct ServerView {
-    pub index: usize,
-    pub addr: String,
-    pub name: String,
-    pub protocol: &'static str,
-    pub route: Option<String>,
-    pub backup: bool,
-    pub weight: u32,
-    pub config_weight: u32,
-    pub effective_weight: u32,
-    pub activation: &'static str,
+pub(crate) struct ServerView {
+    pub(crate) index: usize,
+    pub(crate) addr: String,
+    pub(crate) name: String,
+    pub(crate) protocol: &'static str,
+    pub(crate) route: Option<String>,
+    pub(crate) backup: bool,
+    pub(crate) weight: u32,
+    pub(crate) config_weight: u32,
+    pub(crate) effective_weight: u32,
+    pub(crate) activation: &'static str,
     /// "up" or "down".
-    pub health: &'static str,
+    pub(crate) health: &'static str,
     /// Why it is down: "health_check", "passive" or "" when up.
-    pub down_reason: &'static str,
+    pub(crate) down_reason: &'static str,
     /// For passive downs: milliseconds until the next trial request.
-    pub down_for_ms: u64,
-    pub failed_checks: u32,
-    pub in_flight: u32,
-    pub requests: u64,
-    pub failures: u64,
-    pub failovers: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub last_response_ms: f64,
-    pub idle_connections: u32,
+    pub(crate) down_for_ms: u64,
+    pub(crate) failed_checks: u32,
+    pub(crate) in_flight: u32,
+    pub(crate) requests: u64,
+    pub(crate) failures: u64,
+    pub(crate) failovers: u64,
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
+    pub(crate) last_response_ms: f64,
+    pub(crate) idle_connections: u32,
 }
 
-pub struct UpstreamView {
-    pub name: String,
-    pub method: &'static str,
-    pub sticky: Option<String>,
-    pub health_check: bool,
-    pub servers: Vec<ServerView>,
+pub(crate) struct UpstreamView {
+    pub(crate) name: String,
+    pub(crate) method: &'static str,
+    pub(crate) sticky: Option<String>,
+    pub(crate) health_check: bool,
+    pub(crate) servers: Vec<ServerView>,
 }
 
-pub struct WorkerView {
-    pub id: usize,
-    pub connections: u64,
-    pub accepted: u64,
-    pub buffers_in_use: u64,
-    pub buffers_high_water: u64,
-    pub buffers_limit: u64,
-    pub idle_backend: u64,
+pub(crate) struct WorkerView {
+    pub(crate) id: usize,
+    pub(crate) connections: u64,
+    pub(crate) accepted: u64,
+    pub(crate) buffers_in_use: u64,
+    pub(crate) buffers_high_water: u64,
+    pub(crate) buffers_limit: u64,
+    pub(crate) idle_backend: u64,
 }
 
-pub struct Snapshot {
-    pub version: &'static str,
-    pub uptime_s: f64,
-    pub generation: u64,
-    pub buffer_size: usize,
-    pub upstreams: Vec<UpstreamView>,
-    pub workers: Vec<WorkerView>,
+pub(crate) struct Snapshot {
+    pub(crate) version: &'static str,
+    pub(crate) uptime_s: f64,
+    pub(crate) generation: u64,
+    pub(crate) buffer_size: usize,
+    pub(crate) upstreams: Vec<UpstreamView>,
+    pub(crate) workers: Vec<WorkerView>,
 }
 
-pub fn take(rt: &Runtime) -> Snapshot {
+pub(crate) fn take(rt: &Runtime) -> Snapshot {
     let now = now_ms();
     let upstreams = rt
         .upstreams

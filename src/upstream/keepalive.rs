@@ -10,26 +10,26 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub struct IdleConn {
-    pub stream: TcpStream,
-    pub upstream: usize,
-    pub peer: usize,
-    pub since: Instant,
+pub(crate) struct IdleConn {
+    pub(crate) stream: TcpStream,
+    pub(crate) upstream: usize,
+    pub(crate) peer: usize,
+    pub(crate) since: Instant,
     /// Requests already served on this connection.
-    pub requests: u32,
+    pub(crate) requests: u32,
     /// Its id (and epoll token) in the worker's backend table.
-    pub token: usize,
+    pub(crate) token: usize,
 }
 
 impl IdleConn {
     /// Still open with nothing pending? (A peek: EOF or stray bytes both mean no.)
-    pub fn is_clean(&self) -> bool {
+    pub(crate) fn is_clean(&self) -> bool {
         let mut b = [0u8; 1];
         matches!(self.stream.peek(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 }
 
-pub struct KeepalivePool {
+pub(crate) struct KeepalivePool {
     conns: Slab<IdleConn>,
     /// Per upstream: idle keys, least recently used first.
     lru: Vec<VecDeque<usize>>,
@@ -38,7 +38,7 @@ pub struct KeepalivePool {
 }
 
 impl KeepalivePool {
-    pub fn new(rt: Arc<Runtime>) -> KeepalivePool {
+    pub(crate) fn new(rt: Arc<Runtime>) -> KeepalivePool {
         KeepalivePool { conns: Slab::new(), lru: (0..rt.upstreams.len()).map(|_| VecDeque::new()).collect(), rt }
     }
 
@@ -49,7 +49,7 @@ impl KeepalivePool {
 
     /// Stores a connection; returns its key and, when the upstream's cache was full, the
     /// evicted least recently used connection for the caller to close.
-    pub fn put(&mut self, conn: IdleConn, max: usize) -> (usize, Option<IdleConn>) {
+    pub(crate) fn put(&mut self, conn: IdleConn, max: usize) -> (usize, Option<IdleConn>) {
         let up = conn.upstream;
         let evicted = if self.lru[up].len() >= max { self.lru[up].pop_front().map(|k| self.conns.remove(k)) } else { None };
         let evicted = evicted.map(|c| self.counted_out(c));
@@ -60,7 +60,7 @@ impl KeepalivePool {
     }
 
     /// Takes the most recently used idle connection to `peer`.
-    pub fn take(&mut self, upstream: usize, peer: usize) -> Option<IdleConn> {
+    pub(crate) fn take(&mut self, upstream: usize, peer: usize) -> Option<IdleConn> {
         let list = &mut self.lru[upstream];
         let pos = list.iter().rposition(|&k| self.conns[k].peer == peer)?;
         let key = list.remove(pos)?;
@@ -68,12 +68,12 @@ impl KeepalivePool {
         Some(self.counted_out(c))
     }
 
-    pub fn get(&self, key: usize) -> Option<&IdleConn> {
+    pub(crate) fn get(&self, key: usize) -> Option<&IdleConn> {
         self.conns.get(key)
     }
 
     /// Removes a connection by key (it became readable: closed by the backend, or stray data).
-    pub fn remove(&mut self, key: usize) -> Option<IdleConn> {
+    pub(crate) fn remove(&mut self, key: usize) -> Option<IdleConn> {
         let conn = self.conns.try_remove(key)?;
         let list = &mut self.lru[conn.upstream];
         if let Some(pos) = list.iter().position(|&k| k == key) {
@@ -83,7 +83,7 @@ impl KeepalivePool {
     }
 
     /// Removes every connection idle since before `deadline_of(upstream)`.
-    pub fn expire(&mut self, mut too_old: impl FnMut(&IdleConn) -> bool) -> Vec<IdleConn> {
+    pub(crate) fn expire(&mut self, mut too_old: impl FnMut(&IdleConn) -> bool) -> Vec<IdleConn> {
         let mut out = Vec::new();
         for list in &mut self.lru {
             while let Some(&k) = list.front() {
@@ -99,15 +99,11 @@ impl KeepalivePool {
         out
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.conns.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.conns.is_empty()
-    }
-
-    pub fn drain(&mut self) -> Vec<IdleConn> {
+    pub(crate) fn drain(&mut self) -> Vec<IdleConn> {
         for l in &mut self.lru {
             l.clear();
         }

@@ -2,9 +2,9 @@
 //! weights and counters, as atomics), the per-worker balancer, sticky routes, and the
 //! per-worker pool of idle backend connections.
 
-pub mod keepalive;
-pub mod round_robin;
-pub mod sticky;
+pub(crate) mod keepalive;
+pub(crate) mod round_robin;
+pub(crate) mod sticky;
 
 use crate::config::{Balance, Upstream};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
@@ -12,17 +12,17 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 /// Peers per upstream: the `tried` set of a request is one u128.
-pub const MAX_PEERS: usize = 128;
+pub(crate) const MAX_PEERS: usize = 128;
 
 /// mod_jk's activation states.
-pub mod activation {
-    pub const ACTIVE: u8 = 0;
+pub(crate) mod activation {
+    pub(crate) const ACTIVE: u8 = 0;
     /// Only requests sticky to it (draining).
-    pub const DISABLED: u8 = 1;
+    pub(crate) const DISABLED: u8 = 1;
     /// Nothing.
-    pub const STOPPED: u8 = 2;
+    pub(crate) const STOPPED: u8 = 2;
 
-    pub fn name(a: u8) -> &'static str {
+    pub(crate) fn name(a: u8) -> &'static str {
         match a {
             ACTIVE => "active",
             DISABLED => "disabled",
@@ -36,7 +36,7 @@ const TRAFFIC_DECAY_MS: u64 = 60_000;
 
 /// Milliseconds on a monotonic clock shared by every worker (health times are compared
 /// across threads, so they cannot be per-worker `Instant`s stored in atomics).
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
@@ -46,51 +46,51 @@ pub fn now_ms() -> u64 {
 /// Aligned to its own cache lines: workers update different peers without false sharing.
 #[derive(Default, Debug)]
 #[repr(align(128))]
-pub struct PeerState {
-    pub fails: AtomicU32,
+pub(crate) struct PeerState {
+    pub(crate) fails: AtomicU32,
     /// When the last failure happened (ms).
-    pub accessed: AtomicU64,
+    pub(crate) accessed: AtomicU64,
     /// When the current failure window / trial started (ms).
-    pub checked: AtomicU64,
-    pub in_flight: AtomicU32,
-    pub requests: AtomicU64,
-    pub failures: AtomicU64,
+    pub(crate) checked: AtomicU64,
+    pub(crate) in_flight: AtomicU32,
+    pub(crate) requests: AtomicU64,
+    pub(crate) failures: AtomicU64,
     /// Requests whose route named this peer but went elsewhere because it was unusable.
-    pub failovers: AtomicU64,
+    pub(crate) failovers: AtomicU64,
     /// Runtime activation (`activation::*`) and weight: the manager page may change them.
-    pub activation: AtomicU8,
-    pub weight: AtomicU32,
+    pub(crate) activation: AtomicU8,
+    pub(crate) weight: AtomicU32,
     /// Active health: failing its checks, and the consecutive results so far.
-    pub hc_down: AtomicBool,
-    pub hc_fails: AtomicU32,
-    pub hc_passes: AtomicU32,
+    pub(crate) hc_down: AtomicBool,
+    pub(crate) hc_fails: AtomicU32,
+    pub(crate) hc_passes: AtomicU32,
     /// When it last came back (ms), for `slow_start`; 0 = not ramping.
-    pub recovered_at: AtomicU64,
+    pub(crate) recovered_at: AtomicU64,
     /// Bytes moved, decayed (by_traffic), and in total each way.
-    pub traffic: AtomicU64,
-    pub bytes_in: AtomicU64,
-    pub bytes_out: AtomicU64,
+    pub(crate) traffic: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
     /// Time to the response head of the last request, in microseconds.
-    pub last_response_us: AtomicU64,
+    pub(crate) last_response_us: AtomicU64,
     /// Idle pooled connections to it, summed over workers.
-    pub idle: AtomicU32,
+    pub(crate) idle: AtomicU32,
     /// Weight or activation was changed from the manager page (kept across reloads).
-    pub overridden: AtomicBool,
+    pub(crate) overridden: AtomicBool,
 }
 
 /// An upstream's configuration plus the shared state of its peers.
 #[derive(Debug)]
-pub struct UpstreamState {
-    pub conf: Upstream,
-    pub peers: Vec<PeerState>,
+pub(crate) struct UpstreamState {
+    pub(crate) conf: Upstream,
+    pub(crate) peers: Vec<PeerState>,
     /// Per peer: redirect prefixes that point at it (`http://ADDR`, `http://NAME`), which
     /// `proxy_redirect default` rewrites to the client's host.
-    pub rewrite: Vec<[String; 2]>,
+    pub(crate) rewrite: Vec<[String; 2]>,
     last_decay: AtomicU64,
 }
 
 impl UpstreamState {
-    pub fn new(conf: Upstream) -> UpstreamState {
+    pub(crate) fn new(conf: Upstream) -> UpstreamState {
         let peers = conf
             .servers
             .iter()
@@ -113,7 +113,7 @@ impl UpstreamState {
     }
 
     /// Passive health (nginx's fail window), active health and activation allow requests.
-    pub fn usable(&self, peer: usize, now: u64) -> bool {
+    pub(crate) fn usable(&self, peer: usize, now: u64) -> bool {
         let p = &self.conf.servers[peer];
         let s = &self.peers[peer];
         if s.activation.load(Relaxed) == activation::STOPPED || s.hc_down.load(Relaxed) {
@@ -124,22 +124,22 @@ impl UpstreamState {
     }
 
     /// May get requests that are not sticky to it (active, not disabled or stopped).
-    pub fn takes_new(&self, peer: usize) -> bool {
+    pub(crate) fn takes_new(&self, peer: usize) -> bool {
         self.peers[peer].activation.load(Relaxed) == activation::ACTIVE
     }
 
     /// nginx: with one server and no backup, failures never make it unavailable.
-    pub fn single(&self) -> bool {
+    pub(crate) fn single(&self) -> bool {
         self.conf.servers.len() == 1
     }
 
     /// Total number of tries a request may make (all peers, backups included).
-    pub fn max_tries(&self) -> u32 {
+    pub(crate) fn max_tries(&self) -> u32 {
         self.conf.servers.len() as u32
     }
 
     /// The weight to balance with now: the runtime weight, ramped up during `slow_start`.
-    pub fn weight(&self, peer: usize, now: u64) -> u32 {
+    pub(crate) fn weight(&self, peer: usize, now: u64) -> u32 {
         let s = &self.peers[peer];
         let w = s.weight.load(Relaxed).max(1);
         let ramp = self.conf.servers[peer].slow_start.as_millis() as u64;
@@ -157,7 +157,7 @@ impl UpstreamState {
 
     /// Carries manager changes (weight, activation) over from the previous generation for
     /// servers that still exist (same upstream name and address).
-    pub fn inherit_overrides(&self, old: &UpstreamState) {
+    pub(crate) fn inherit_overrides(&self, old: &UpstreamState) {
         for (i, p) in self.conf.servers.iter().enumerate() {
             let Some(j) = old.conf.servers.iter().position(|q| q.addr == p.addr) else { continue };
             let o = &old.peers[j];
@@ -170,12 +170,12 @@ impl UpstreamState {
     }
 
     /// The peer whose route is `route`, if any.
-    pub fn peer_for_route(&self, route: &[u8]) -> Option<usize> {
+    pub(crate) fn peer_for_route(&self, route: &[u8]) -> Option<usize> {
         self.conf.servers.iter().position(|p| p.route.as_deref().is_some_and(|r| r.as_bytes() == route))
     }
 
     /// Records bytes moved by a finished request (status page, by_traffic).
-    pub fn account(&self, peer: usize, bytes_in: u64, bytes_out: u64) {
+    pub(crate) fn account(&self, peer: usize, bytes_in: u64, bytes_out: u64) {
         let s = &self.peers[peer];
         s.bytes_in.fetch_add(bytes_in, Relaxed);
         s.bytes_out.fetch_add(bytes_out, Relaxed);
@@ -196,7 +196,7 @@ impl UpstreamState {
 
     /// Of the candidates in `cand`, those with the lowest load per weight under the
     /// upstream's method (all of them for round_robin); ties are left to round-robin.
-    pub fn least_loaded(&self, cand: u128, now: u64) -> u128 {
+    pub(crate) fn least_loaded(&self, cand: u128, now: u64) -> u128 {
         let metric = |i: usize| -> u64 {
             match self.conf.balance {
                 Balance::RoundRobin => 0,
@@ -233,7 +233,7 @@ impl UpstreamState {
 
 /// Chooses peers for requests of one upstream in one worker. `tried` holds the peers this
 /// request has already used (they are skipped); `free` reports how the exchange ended.
-pub trait Balancer {
+pub(crate) trait Balancer {
     fn get(&mut self, up: &UpstreamState, tried: &mut u128, now: u64) -> Option<usize>;
     fn free(&mut self, up: &UpstreamState, peer: usize, failed: bool, now: u64);
 }

@@ -8,13 +8,13 @@
 use super::{Balancer, PeerState, UpstreamState};
 use std::sync::atomic::Ordering::Relaxed;
 
-pub struct RoundRobin {
+pub(crate) struct RoundRobin {
     current: Vec<i64>,
     effective: Vec<i64>,
 }
 
 impl RoundRobin {
-    pub fn new(up: &UpstreamState) -> RoundRobin {
+    pub(crate) fn new(up: &UpstreamState) -> RoundRobin {
         RoundRobin { current: vec![0; up.conf.servers.len()], effective: up.conf.servers.iter().map(|p| p.weight as i64).collect() }
     }
 

@@ -7,14 +7,14 @@ use crate::config::Sticky;
 use std::ops::ControlFlow;
 
 /// The route part of a session id, if any.
-pub fn route_of(session_id: &[u8]) -> Option<&[u8]> {
+pub(crate) fn route_of(session_id: &[u8]) -> Option<&[u8]> {
     let dot = session_id.iter().position(|&c| c == b'.')?;
     let route = &session_id[dot + 1..];
     (!route.is_empty()).then_some(route)
 }
 
 /// Calls `f` with each candidate route in mod_jk's order until it breaks.
-pub fn for_each_route<'a>(target: &'a [u8], cookies: impl Iterator<Item = &'a [u8]>, sticky: &Sticky, mut f: impl FnMut(&'a [u8]) -> ControlFlow<()>) {
+pub(crate) fn for_each_route<'a>(target: &'a [u8], cookies: impl Iterator<Item = &'a [u8]>, sticky: &Sticky, mut f: impl FnMut(&'a [u8]) -> ControlFlow<()>) {
     let path = target.split(|&c| c == b'?').next().unwrap_or(b"");
     if let Some(id) = path_param(path, sticky.path_param.as_bytes()) {
         if let Some(r) = route_of(id) {

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 /// Tokens of probe sockets: this bit plus the probe's index.
-pub const PROBE_BIT: usize = 1 << (usize::BITS - 3);
+pub(crate) const PROBE_BIT: usize = 1 << (usize::BITS - 3);
 
 #[derive(Debug, PartialEq, Eq)]
 enum St {
@@ -23,7 +23,7 @@ enum St {
     Talking,
 }
 
-pub struct Probe {
+pub(crate) struct Probe {
     upstream: usize,
     peer: usize,
     /// What to send: the HTTP request or the CPING packet.
@@ -40,7 +40,7 @@ pub struct Probe {
 
 /// The probes this worker owns: server number `g` (counted over all upstreams with a
 /// `health_check`) belongs to worker `g % workers`.
-pub fn probes_for(rt: &Runtime, worker: usize, workers: usize, now: Instant) -> Vec<Probe> {
+pub(crate) fn probes_for(rt: &Runtime, worker: usize, workers: usize, now: Instant) -> Vec<Probe> {
     let mut out = Vec::new();
     let mut g = 0;
     for (ui, up) in rt.upstreams.iter().enumerate() {
@@ -76,7 +76,7 @@ pub fn probes_for(rt: &Runtime, worker: usize, workers: usize, now: Instant) -> 
 
 impl Probe {
     /// When this probe next needs the loop's attention.
-    pub fn due(&self) -> Instant {
+    pub(crate) fn due(&self) -> Instant {
         if self.st == St::Idle {
             self.next_at
         } else {
@@ -85,7 +85,7 @@ impl Probe {
     }
 
     /// Starts a due probe, or fails one past its deadline.
-    pub fn tick(&mut self, rt: &Runtime, registry: &Registry, index: usize, now: Instant) {
+    pub(crate) fn tick(&mut self, rt: &Runtime, registry: &Registry, index: usize, now: Instant) {
         let up = &rt.upstreams[self.upstream];
         let Some(hc) = &up.conf.health_check else { return };
         match self.st {
@@ -112,7 +112,7 @@ impl Probe {
     }
 
     /// Drives the probe on readiness.
-    pub fn on_event(&mut self, rt: &Runtime, registry: &Registry) {
+    pub(crate) fn on_event(&mut self, rt: &Runtime, registry: &Registry) {
         let up = &rt.upstreams[self.upstream];
         let Some(hc) = &up.conf.health_check else { return };
         let Some(s) = self.stream.as_mut() else { return };
@@ -185,7 +185,7 @@ impl Probe {
         }
     }
 
-    pub fn stop(&mut self, registry: &Registry) {
+    pub(crate) fn stop(&mut self, registry: &Registry) {
         if let Some(mut s) = self.stream.take() {
             let _ = registry.deregister(&mut s);
         }

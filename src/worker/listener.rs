@@ -20,7 +20,7 @@ fn set_opt(fd: libc::c_int, level: libc::c_int, name: libc::c_int, what: &str) -
 }
 
 /// A non-blocking listening socket on `addr` with SO_REUSEADDR and SO_REUSEPORT.
-pub fn bind_reuseport(addr: SocketAddr, backlog: i32) -> std::io::Result<TcpListener> {
+pub(crate) fn bind_reuseport(addr: SocketAddr, backlog: i32) -> std::io::Result<TcpListener> {
     let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
     // SAFETY: plain socket(2) call; the fd is wrapped in a TcpListener (closed on drop) below
     // or closed on every error path.

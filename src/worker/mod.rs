@@ -2,8 +2,8 @@
 //! state, idle backend connections and timers. Nothing here is shared with other workers
 //! except the read-only `Runtime` and the per-peer atomics inside it.
 
-pub mod health;
-pub mod listener;
+pub(crate) mod health;
+pub(crate) mod listener;
 
 use crate::logging::access::AccessLog;
 use crate::proxy::session::Session;
@@ -19,23 +19,23 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub const WAKER: Token = Token(usize::MAX - 1);
+pub(crate) const WAKER: Token = Token(usize::MAX - 1);
 const LISTENER_BASE: usize = usize::MAX - 2 - 4096;
 
 /// Commands from the master, read after every wake-up.
-pub const CMD_RUN: u8 = 0;
+pub(crate) const CMD_RUN: u8 = 0;
 /// Graceful: stop accepting, finish in-flight requests, exit.
-pub const CMD_QUIT: u8 = 1;
+pub(crate) const CMD_QUIT: u8 = 1;
 /// Fast: exit now.
-pub const CMD_STOP: u8 = 2;
+pub(crate) const CMD_STOP: u8 = 2;
 
-pub struct Control {
-    pub cmd: AtomicU8,
-    pub waker: Waker,
+pub(crate) struct Control {
+    pub(crate) cmd: AtomicU8,
+    pub(crate) waker: Waker,
 }
 
 impl Control {
-    pub fn send(&self, cmd: u8) {
+    pub(crate) fn send(&self, cmd: u8) {
         self.cmd.store(cmd, Ordering::Release);
         let _ = self.waker.wake();
     }
@@ -45,7 +45,7 @@ impl Control {
 /// already be on its way.
 const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(1000);
 
-pub struct Worker {
+pub(crate) struct Worker {
     id: usize,
     poll: Poll,
     listeners: Vec<(TcpListener, usize)>,
@@ -59,7 +59,13 @@ pub struct Worker {
 
 impl Worker {
     /// Prepares a worker; `listeners` pairs each socket with its index in `cfg.http.listens`.
-    pub fn new(id: usize, rt: Arc<Runtime>, poll: Poll, listeners: Vec<(std::net::TcpListener, usize)>, control: Arc<Control>) -> std::io::Result<Worker> {
+    pub(crate) fn new(
+        id: usize,
+        rt: Arc<Runtime>,
+        poll: Poll,
+        listeners: Vec<(std::net::TcpListener, usize)>,
+        control: Arc<Control>,
+    ) -> std::io::Result<Worker> {
         let registry = poll.registry().try_clone()?;
         let mut mio_listeners = Vec::new();
         for (i, (l, idx)) in listeners.into_iter().enumerate() {
@@ -77,7 +83,7 @@ impl Worker {
         Ok(Worker { id, poll, listeners: mio_listeners, sessions: Slab::with_capacity(1024), ctx, control, accept_retry: false, probes })
     }
 
-    pub fn run(mut self) {
+    pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(1024);
         let mut last_housekeeping = Instant::now();
         let mut drain_deadline: Option<Instant> = None;
