@@ -14,6 +14,10 @@ use std::time::Duration;
 
 pub use lexer::ConfError;
 
+/// Servers an upstream may have: a request's set of tried servers is one u128
+/// (`upstream::MAX_PEERS` is this limit).
+pub const MAX_SERVERS: usize = 128;
+
 /// Loads and validates the configuration at `path`, relative paths resolved against `prefix`.
 pub fn load(path: &Path, prefix: &Path) -> Result<Config, ConfError> {
     let tree = lexer::parse_file(path, prefix)?;

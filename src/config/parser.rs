@@ -367,8 +367,8 @@ impl Builder {
         if up.servers.is_empty() {
             return err(&d.pos, format!("no servers are inside upstream \"{}\"", up.name));
         }
-        if up.servers.len() > crate::upstream::MAX_PEERS {
-            return err(&d.pos, format!("too many servers in upstream \"{}\" (at most {})", up.name, crate::upstream::MAX_PEERS));
+        if up.servers.len() > MAX_SERVERS {
+            return err(&d.pos, format!("too many servers in upstream \"{}\" (at most {})", up.name, MAX_SERVERS));
         }
         self.cfg.http.upstreams.push(up);
         self.upstream_pos.push(d.pos.clone());

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Re
 use std::sync::OnceLock;
 use std::time::Instant;
 
-/// Peers per upstream: the `tried` set of a request is one u128.
-pub const MAX_PEERS: usize = 128;
+/// Peers per upstream: the `tried` set of a request is one u128 (the limit the configuration enforces).
+pub const MAX_PEERS: usize = crate::config::MAX_SERVERS;
 
 /// mod_jk's activation states.
 pub mod activation {
