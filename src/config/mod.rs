@@ -1,12 +1,22 @@
 //! The typed configuration the workers run from.
 //!
-//! `lexer` turns text into a directive tree, `parser` checks every directive and builds a
-//! `Config`; settings that nginx inherits (http → server → location) are merged here so a
-//! location carries its final values and the hot path never looks anything up twice.
+//! `lexer` turns text into a directive tree; `parser` reads it through the directive table
+//! (`directives`: one row per directive, as nginx's command tables, dispatched by `builder`)
+//! into a `Config`, with the parse functions by area in `top`, `settings`, `upstream` and
+//! `server`, and argument parsers in `values` and `units`. Settings that nginx inherits
+//! (http → server → location) are merged here so a location carries its final values and the
+//! hot path never looks anything up twice.
 
+mod builder;
+mod directives;
 pub mod lexer;
 mod parser;
+mod server;
+mod settings;
+mod top;
 pub mod units;
+mod upstream;
+mod values;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
