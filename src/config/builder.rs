@@ -3,7 +3,7 @@
 //! and its argument count, then handed to its row's function (nginx's `ngx_conf_handler`).
 
 use super::lexer::{err, ConfError, Directive, Pos};
-use super::{AjpConf, Config, Handler, Location, Settings, SettingsPatch, Upstream};
+use super::{unknown, AjpConf, Config, Handler, Location, Settings, SettingsPatch, Upstream};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -205,7 +205,7 @@ impl Builder {
 pub(super) fn find(table: &'static [Row], d: &Directive, here: u8) -> Result<&'static Row, ConfError> {
     let mut rows = table.iter().filter(|r| r.name == d.name).peekable();
     if rows.peek().is_none() {
-        return err(&d.pos, format!("unknown directive \"{}\"", d.name));
+        return err(&d.pos, unknown::message(&d.name, table.iter().map(|r| (r.name, r.ctx & here != 0))));
     }
     match rows.find(|r| r.ctx & here != 0) {
         Some(row) => Ok(row),

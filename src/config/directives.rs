@@ -80,6 +80,7 @@ pub(super) const TABLE: &[Row] = &[
 #[cfg(test)]
 mod tests {
     use super::super::builder::ctx;
+    use super::super::unknown;
     use super::*;
     use std::path::Path;
 
@@ -90,6 +91,13 @@ mod tests {
             for b in &TABLE[i + 1..] {
                 assert!(a.name != b.name || a.ctx & b.ctx == 0, "two rows for \"{}\" in one block", a.name);
             }
+        }
+    }
+
+    #[test]
+    fn nginx_only_names_are_not_pounce_directives() {
+        for row in TABLE {
+            assert!(unknown::nginx_only(row.name).is_none(), "\"{}\" is in the table and in the list of nginx-only directives", row.name);
         }
     }
 

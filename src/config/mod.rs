@@ -15,6 +15,7 @@ mod server;
 mod settings;
 mod top;
 pub mod units;
+mod unknown;
 mod upstream;
 mod values;
 

@@ -163,6 +163,36 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn unknown_directives_get_the_nearest_name() {
+        let loc = |d: &str| format!("http {{\n server {{\n  location / {{\n   {}\n  }}\n }}\n}}\n", d);
+        assert_eq!(error(&loc("proxy_pas http://u;")), "t.conf:4: unknown directive \"proxy_pas\", did you mean \"proxy_pass\"?");
+        assert_eq!(error("http {\n keepalive_timout 5s;\n}\n"), "t.conf:2: unknown directive \"keepalive_timout\", did you mean \"keepalive_timeout\"?");
+        assert_eq!(error("http {\n zzzz 1;\n}\n"), "t.conf:2: unknown directive \"zzzz\"");
+        // Nothing close is allowed in http: the nearest name of any block.
+        assert_eq!(error("http {\n proxy_pas http://u;\n}\n"), "t.conf:2: unknown directive \"proxy_pas\", did you mean \"proxy_pass\"?");
+        // In an upstream block too.
+        assert_eq!(error("http {\n upstream u {\n  keepalve 2;\n }\n}\n"), "t.conf:3: unknown directive \"keepalve\", did you mean \"keepalive\"?");
+    }
+
+    #[test]
+    fn nginx_directives_pounce_lacks_say_so() {
+        let cases = [
+            ("http {\n proxy_buffering off;\n}\n", "t.conf:2: \"proxy_buffering\" is an nginx directive pounce does not support"),
+            ("http {\n gzip on;\n}\n", "t.conf:2: \"gzip\" is an nginx directive pounce does not support"),
+            ("http {\n sendfile on;\n}\n", "t.conf:2: \"sendfile\" is an nginx directive pounce does not support"),
+            (
+                "http {\n server {\n  location / {\n   if ($host) { return 404; }\n  }\n }\n}\n",
+                "t.conf:4: \"if\" is an nginx directive pounce does not support",
+            ),
+            ("http {\n server {\n  ssl_certificate a.pem;\n }\n}\n", "t.conf:3: \"ssl_certificate\" is an nginx directive pounce does not support"),
+            ("user nobody;\n", "t.conf:1: \"user\" is an nginx directive pounce does not support"),
+        ];
+        for (text, want) in cases {
+            assert!(error(text).starts_with(want), "for {:?}: got {:?}, want {:?}", text, error(text), want);
+        }
+    }
+
+    #[test]
     fn directives_in_the_wrong_block() {
         let cases = [
             ("http {\n proxy_pass http://u;\n}\n", "t.conf:2: \"proxy_pass\" directive is not allowed here"),
