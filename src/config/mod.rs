@@ -9,12 +9,12 @@
 
 mod builder;
 mod directives;
-pub mod lexer;
+mod lexer;
 mod parser;
 mod server;
 mod settings;
 mod top;
-pub mod units;
+mod units;
 mod unknown;
 mod upstream;
 mod values;
@@ -135,7 +135,7 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(name: String, implicit: bool) -> Upstream {
+    pub(crate) fn new(name: String, implicit: bool) -> Upstream {
         Upstream {
             name,
             servers: Vec::new(),
@@ -239,11 +239,11 @@ pub struct AjpConf {
 }
 
 impl AjpConf {
-    pub const DEFAULT_PACKET_SIZE: usize = 8192;
-    pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(10);
+    pub(crate) const DEFAULT_PACKET_SIZE: usize = 8192;
+    pub(crate) const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(10);
 
     /// `self` (the location's) over `base` (the upstream's), then the defaults.
-    pub fn resolve(&self, base: &AjpConf) -> AjpParams {
+    pub(crate) fn resolve(&self, base: &AjpConf) -> AjpParams {
         let ping = self.ping.or(base.ping).unwrap_or(false);
         AjpParams {
             secret: self.secret.clone().or_else(|| base.secret.clone()),
@@ -273,7 +273,7 @@ pub struct Peer {
 }
 
 impl Peer {
-    pub fn new(addr: SocketAddr, name: String) -> Peer {
+    pub(crate) fn new(addr: SocketAddr, name: String) -> Peer {
         Peer {
             addr,
             name,
@@ -330,7 +330,7 @@ pub enum Var {
 }
 
 impl Var {
-    pub fn by_name(name: &str) -> Option<Var> {
+    pub(crate) fn by_name(name: &str) -> Option<Var> {
         Some(match name {
             "host" => Var::Host,
             "http_host" => Var::HttpHost,
@@ -406,10 +406,10 @@ macro_rules! settings {
         }
 
         #[derive(Debug, Clone, Default)]
-        pub struct SettingsPatch { $(pub $field: Option<$ty>),* }
+        pub(crate) struct SettingsPatch { $(pub(crate) $field: Option<$ty>),* }
 
         impl SettingsPatch {
-            pub fn over(&self, parent: &Settings) -> Settings {
+            pub(crate) fn over(&self, parent: &Settings) -> Settings {
                 Settings { $($field: self.$field.clone().unwrap_or_else(|| parent.$field.clone())),* }
             }
         }
