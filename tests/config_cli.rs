@@ -43,6 +43,19 @@ fn errors_have_file_and_line() {
 }
 
 #[test]
+fn typos_and_nginx_only_directives_are_explained() {
+    let cases = [
+        ("http {\n server {\n  location / {\n   proxy_pas http://u;\n  }\n }\n}\n", "FILE:4: unknown directive \"proxy_pas\", did you mean \"proxy_pass\"?"),
+        ("http {\n proxy_buffering off;\n}\n", "FILE:2: \"proxy_buffering\" is an nginx directive pounce does not support"),
+    ];
+    for (text, want) in cases {
+        let (code, _, err) = test_conf(text);
+        assert_eq!(code, 1, "{}", text);
+        assert_eq!(err.lines().next().unwrap_or(""), want);
+    }
+}
+
+#[test]
 fn include_reports_the_included_file() {
     let dir = TempDir::new("inc");
     std::fs::create_dir_all(dir.0.join("conf.d")).expect("dir");

@@ -38,16 +38,16 @@ impl std::fmt::Display for ConfError {
 
 impl std::error::Error for ConfError {}
 
-pub fn err<T>(pos: &Pos, msg: impl Into<String>) -> Result<T, ConfError> {
+pub(super) fn err<T>(pos: &Pos, msg: impl Into<String>) -> Result<T, ConfError> {
     Err(ConfError { pos: Some(pos.clone()), msg: msg.into() })
 }
 
 #[derive(Debug, Clone)]
-pub struct Directive {
-    pub name: String,
-    pub args: Vec<String>,
-    pub pos: Pos,
-    pub block: Option<Vec<Directive>>,
+pub(super) struct Directive {
+    pub(super) name: String,
+    pub(super) args: Vec<String>,
+    pub(super) pos: Pos,
+    pub(super) block: Option<Vec<Directive>>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -155,7 +155,7 @@ fn utf8(w: Vec<u8>, pos: &Pos) -> Result<String, ConfError> {
 }
 
 /// Reads and parses `path`; `include` directives are resolved against `prefix`.
-pub fn parse_file(path: &Path, prefix: &Path) -> Result<Vec<Directive>, ConfError> {
+pub(super) fn parse_file(path: &Path, prefix: &Path) -> Result<Vec<Directive>, ConfError> {
     parse_file_at(path, prefix, None, 0)
 }
 
@@ -165,7 +165,7 @@ fn parse_file_at(path: &Path, prefix: &Path, from: Option<&Pos>, depth: usize) -
 }
 
 /// Parses configuration text that was read from `path` (named in error messages).
-pub fn parse_text(text: &[u8], path: &Path, prefix: &Path) -> Result<Vec<Directive>, ConfError> {
+pub(super) fn parse_text(text: &[u8], path: &Path, prefix: &Path) -> Result<Vec<Directive>, ConfError> {
     parse_text_at(text, path, prefix, 0)
 }
 
@@ -235,7 +235,7 @@ fn parse_block(lx: &mut Lexer, prefix: &Path, nested: bool, depth: usize) -> Res
 }
 
 /// A path from the configuration: absolute as written, otherwise relative to the prefix.
-pub fn resolve(prefix: &Path, p: &str) -> PathBuf {
+pub(super) fn resolve(prefix: &Path, p: &str) -> PathBuf {
     let path = Path::new(p);
     if path.is_absolute() {
         path.to_path_buf()

@@ -1,18 +1,32 @@
 //! The typed configuration the workers run from.
 //!
-//! `lexer` turns text into a directive tree, `parser` checks every directive and builds a
-//! `Config`; settings that nginx inherits (http → server → location) are merged here so a
-//! location carries its final values and the hot path never looks anything up twice.
+//! `lexer` turns text into a directive tree; `parser` reads it through the directive table
+//! (`directives`: one row per directive, as nginx's command tables, dispatched by `builder`)
+//! into a `Config`, with the parse functions by area in `top`, `settings`, `upstream` and
+//! `server`, and argument parsers in `values` and `units`. Settings that nginx inherits
+//! (http → server → location) are merged here so a location carries its final values and the
+//! hot path never looks anything up twice.
 
-pub mod lexer;
+mod builder;
+mod directives;
+mod lexer;
 mod parser;
-pub mod units;
+mod server;
+mod settings;
+mod top;
+mod units;
+mod unknown;
+mod upstream;
+mod values;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use lexer::ConfError;
+
+/// Servers an upstream may have: a request's set of tried servers is one u128.
+pub const MAX_SERVERS: usize = 128;
 
 /// Loads and validates the configuration at `path`, relative paths resolved against `prefix`.
 pub fn load(path: &Path, prefix: &Path) -> Result<Config, ConfError> {
@@ -120,7 +134,7 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(name: String, implicit: bool) -> Upstream {
+    pub(crate) fn new(name: String, implicit: bool) -> Upstream {
         Upstream {
             name,
             servers: Vec::new(),
@@ -224,11 +238,11 @@ pub struct AjpConf {
 }
 
 impl AjpConf {
-    pub const DEFAULT_PACKET_SIZE: usize = 8192;
-    pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(10);
+    pub(crate) const DEFAULT_PACKET_SIZE: usize = 8192;
+    pub(crate) const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(10);
 
     /// `self` (the location's) over `base` (the upstream's), then the defaults.
-    pub fn resolve(&self, base: &AjpConf) -> AjpParams {
+    pub(crate) fn resolve(&self, base: &AjpConf) -> AjpParams {
         let ping = self.ping.or(base.ping).unwrap_or(false);
         AjpParams {
             secret: self.secret.clone().or_else(|| base.secret.clone()),
@@ -258,7 +272,7 @@ pub struct Peer {
 }
 
 impl Peer {
-    pub fn new(addr: SocketAddr, name: String) -> Peer {
+    pub(crate) fn new(addr: SocketAddr, name: String) -> Peer {
         Peer {
             addr,
             name,
@@ -315,7 +329,7 @@ pub enum Var {
 }
 
 impl Var {
-    pub fn by_name(name: &str) -> Option<Var> {
+    pub(crate) fn by_name(name: &str) -> Option<Var> {
         Some(match name {
             "host" => Var::Host,
             "http_host" => Var::HttpHost,
@@ -391,10 +405,10 @@ macro_rules! settings {
         }
 
         #[derive(Debug, Clone, Default)]
-        pub struct SettingsPatch { $(pub $field: Option<$ty>),* }
+        pub(crate) struct SettingsPatch { $(pub(crate) $field: Option<$ty>),* }
 
         impl SettingsPatch {
-            pub fn over(&self, parent: &Settings) -> Settings {
+            pub(crate) fn over(&self, parent: &Settings) -> Settings {
                 Settings { $($field: self.$field.clone().unwrap_or_else(|| parent.$field.clone())),* }
             }
         }

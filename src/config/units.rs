@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-pub fn parse_size(s: &str) -> Option<u64> {
+pub(super) fn parse_size(s: &str) -> Option<u64> {
     let (num, mult) = match s.as_bytes().last()? {
         b'k' | b'K' => (&s[..s.len() - 1], 1u64 << 10),
         b'm' | b'M' => (&s[..s.len() - 1], 1 << 20),
@@ -16,7 +16,7 @@ pub fn parse_size(s: &str) -> Option<u64> {
     num.parse::<u64>().ok()?.checked_mul(mult)
 }
 
-pub fn parse_time(s: &str) -> Option<Duration> {
+pub(super) fn parse_time(s: &str) -> Option<Duration> {
     let b = s.as_bytes();
     if b.is_empty() {
         return None;

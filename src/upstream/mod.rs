@@ -11,9 +11,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Re
 use std::sync::OnceLock;
 use std::time::Instant;
 
-/// Peers per upstream: the `tried` set of a request is one u128.
-pub(crate) const MAX_PEERS: usize = 128;
-
 /// mod_jk's activation states.
 pub(crate) mod activation {
     pub(crate) const ACTIVE: u8 = 0;
