@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod ajp;
+pub mod conf;
 pub mod json;
 pub mod load;
 pub mod tomcat;
@@ -18,6 +19,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+#[allow(unused_imports)]
+pub use conf::{Conf, Location, Server, Upstream};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pounce");
 
@@ -99,12 +103,13 @@ impl Pounce {
     /// it serves. A port released by `free_port` can be taken by someone else before pounce
     /// binds it (another test, or a client connection's local port): then pounce exits with
     /// "bind() failed" and is started again on another port.
-    pub fn start(conf: &str) -> Pounce {
+    pub fn start(conf: &Conf) -> Pounce {
+        let text = conf.to_string();
         let dir = TempDir::new("pounce");
         let path = dir.0.join("pounce.conf");
         for attempt in 1..=5 {
             let port = free_port();
-            std::fs::write(&path, conf.replace("{port}", &port.to_string())).expect("write conf");
+            std::fs::write(&path, fill_port(&text, port)).expect("write conf");
             let mut child = Command::new(BIN)
                 .arg("-p")
                 .arg(&dir.0)
@@ -155,8 +160,14 @@ impl Pounce {
     }
 
     /// Replaces the config file (same `{port}`) for a reload.
-    pub fn rewrite_conf(&self, conf: &str) {
-        std::fs::write(&self.conf, conf.replace("{port}", &self.port.to_string())).expect("rewrite conf");
+    pub fn rewrite_conf(&self, conf: &Conf) {
+        self.rewrite_conf_raw(&conf.to_string());
+    }
+
+    /// Replaces the config file with text as it is (`{port}` filled in), for a configuration
+    /// written broken on purpose.
+    pub fn rewrite_conf_raw(&self, text: &str) {
+        std::fs::write(&self.conf, fill_port(text, self.port)).expect("rewrite conf");
     }
 
     pub fn get(&self, path: &str) -> Resp {
@@ -164,16 +175,15 @@ impl Pounce {
     }
 }
 
+fn fill_port(text: &str, port: u16) -> String {
+    text.replace(conf::PORT, &port.to_string())
+}
+
 impl Drop for Pounce {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Conf preamble with logs in the test dir; `workers` worker threads.
-pub fn preamble(workers: usize) -> String {
-    format!("worker_processes {};\nerror_log logs/error.log info;\npid logs/pounce.pid;\n", workers)
 }
 
 // ---- client --------------------------------------------------------------------------------
