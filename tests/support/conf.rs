@@ -12,11 +12,17 @@
 //! a line); the builder only supplies the structure: the preamble (workers, error log in the
 //! test directory, pid file), the blocks and their braces. A `Server` listens on
 //! `127.0.0.1:{port}` unless told otherwise; `Pounce::start` fills in `{port}`.
+//!
+//! Every configuration also gets the test harness's own server, on `127.0.0.1:{status_port}`
+//! with nothing but the status page: at the end of each test `Pounce` reads each worker's
+//! `buffers_in_use` there (see `Drop for Pounce`), so the tested servers are left as written.
 
 use std::fmt::{self, Display, Formatter};
 
 /// The placeholder of the tested port.
 pub const PORT: &str = "{port}";
+/// The placeholder of the harness's status port.
+pub const STATUS_PORT: &str = "{status_port}";
 
 /// A whole configuration.
 #[derive(Clone, Debug)]
@@ -215,6 +221,12 @@ impl Display for Conf {
         for s in &self.servers {
             write!(f, "{}", s)?;
         }
+        writeln!(f, " # The test harness's server: the buffer check at the end of every test (tests/support).")?;
+        writeln!(f, " server {{")?;
+        writeln!(f, "  listen 127.0.0.1:{};", STATUS_PORT)?;
+        writeln!(f, "  access_log off;")?;
+        writeln!(f, "  location / {{ status; allow all; }}")?;
+        writeln!(f, " }}")?;
         writeln!(f, "}}")
     }
 }
