@@ -111,7 +111,8 @@ impl Pounce {
     /// Writes `conf` (with `{port}` and `{status_port}` replaced by free ports) and starts
     /// pounce; waits until it serves. A port released by `free_port` can be taken by someone
     /// else before pounce binds it (another test, or a client connection's local port): then
-    /// pounce exits with "bind() failed" and is started again on other ports.
+    /// pounce exits with "bind() failed" and is started again on other ports. Any other exit
+    /// fails at once, with what `pounce -t` says about the configuration.
     pub fn start(conf: &Conf) -> Pounce {
         let text = conf.to_string();
         let dir = TempDir::new("pounce");
@@ -122,6 +123,7 @@ impl Pounce {
                 continue;
             }
             std::fs::write(&path, fill_ports(&text, port, status_port)).expect("write conf");
+            let _ = std::fs::remove_file(dir.0.join("logs/error.log"));
             let mut child = Command::new(BIN)
                 .arg("-p")
                 .arg(&dir.0)
@@ -134,6 +136,11 @@ impl Pounce {
                 .expect("spawn pounce");
             if wait_serving(&mut child, port, &dir.0) {
                 return Pounce { child, dir, port, status_port, conf: path, stopped: std::cell::Cell::new(false) };
+            }
+            let log = std::fs::read_to_string(dir.0.join("logs/error.log")).unwrap_or_default();
+            if !log.contains("bind()") {
+                let t = Command::new(BIN).arg("-t").arg("-p").arg(&dir.0).arg("-c").arg(&path).output().expect("pounce -t");
+                panic!("pounce exited at start: {}{}\nerror log: {}", String::from_utf8_lossy(&t.stdout), String::from_utf8_lossy(&t.stderr), log);
             }
             eprintln!("pounce exited at start on port {} (attempt {}); trying other ports", port, attempt);
         }
