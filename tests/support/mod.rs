@@ -8,6 +8,8 @@ pub mod ajp;
 pub mod conf;
 pub mod json;
 pub mod load;
+pub mod netstat;
+pub mod slow;
 pub mod tomcat;
 pub mod ws;
 
