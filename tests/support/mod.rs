@@ -225,7 +225,11 @@ impl Pounce {
         let j = self.harness_status()?;
         let workers = j.get("workers").arr();
         let text = workers.iter().map(worker_text).collect::<Vec<_>>().join("; ");
-        Ok((workers.iter().map(|w| w.get("buffers_in_use").num() as u64).collect(), text))
+        let counts: Vec<f64> = workers.iter().map(|w| w.get("buffers_in_use").num()).collect();
+        if counts.is_empty() || counts.iter().any(|n| n.is_nan()) {
+            return Err(format!("no workers' buffers_in_use in the status JSON: {:?}", j.get("workers")));
+        }
+        Ok((counts.iter().map(|&n| n as u64).collect(), text))
     }
 
     /// Polls the status page until every worker shows `buffers_in_use: 0`; the last reading
