@@ -6,14 +6,12 @@ use std::time::{Duration, Instant};
 use support::ajp::{AjpBackend, AjpReply, Behaviour};
 use support::*;
 
-fn conf(servers: &str, upstream_extra: &str, loc_extra: &str) -> String {
-    format!(
-        "{}http {{\n access_log logs/access.log;\n client_max_body_size 20m;\n upstream tc {{\n{}\n{}\n }}\n server {{\n  listen 127.0.0.1:{{port}};\n  location / {{ proxy_pass ajp://tc; {} }}\n }}\n}}\n",
-        preamble(1),
-        servers,
-        upstream_extra,
-        loc_extra
-    )
+fn conf(servers: &str, upstream_extra: &str, loc_extra: &str) -> Conf {
+    Conf::new()
+        .http("access_log logs/access.log;")
+        .http("client_max_body_size 20m;")
+        .upstream(Upstream::new("tc").line(servers).line(upstream_extra))
+        .server(Server::new().location(Location::new("/").proxy_pass("ajp://tc").line(loc_extra)))
 }
 
 #[test]

@@ -7,11 +7,11 @@ use support::*;
 
 fn start() -> (Backend, Pounce) {
     let b = Backend::named("a");
-    let conf = format!(
-        "{}http {{\n client_max_body_size 1k;\n client_header_timeout 500ms;\n upstream app {{ server {}; }}\n server {{\n  listen 127.0.0.1:{{port}};\n  location / {{ proxy_pass http://app; }}\n }}\n}}\n",
-        preamble(1),
-        b.addr()
-    );
+    let conf = Conf::new()
+        .http("client_max_body_size 1k;")
+        .http("client_header_timeout 500ms;")
+        .upstream(Upstream::new("app").server(b.addr()))
+        .server(Server::new().location(Location::new("/").proxy_pass("http://app")));
     (b, Pounce::start(&conf))
 }
 

@@ -4,13 +4,11 @@ mod support;
 use std::time::{Duration, Instant};
 use support::*;
 
-fn conf(servers: &str, loc_extra: &str) -> String {
-    format!(
-        "{}http {{\n access_log logs/access.log;\n upstream app {{\n{}\n }}\n server {{\n  listen 127.0.0.1:{{port}};\n  location / {{ proxy_pass http://app; {} }}\n }}\n}}\n",
-        preamble(1),
-        servers,
-        loc_extra
-    )
+fn conf(servers: &str, loc_extra: &str) -> Conf {
+    Conf::new()
+        .http("access_log logs/access.log;")
+        .upstream(Upstream::new("app").line(servers))
+        .server(Server::new().location(Location::new("/").proxy_pass("http://app").line(loc_extra)))
 }
 
 fn who(p: &Pounce) -> String {

@@ -40,14 +40,14 @@ fn get_raw(p: &Pounce, raw: &str) -> Resp {
 #[test]
 fn static_files_with_conditionals_and_ranges() {
     let site = Site::new();
-    let conf = format!(
-        "{}http {{\n server {{\n  listen 127.0.0.1:{{port}};\n  root {};\n  location /img/ {{ alias {}/pics/; }}\n  location /safe/ {{ alias {}/; disable_symlinks on; }}\n }}\n}}\n",
-        preamble(1),
-        site.www(),
-        site.dir.0.display(),
-        site.www()
+    let p = Pounce::start(
+        &Conf::new().server(
+            Server::new()
+                .line(format!("root {};", site.www()))
+                .location(Location::new("/img/").line(format!("alias {}/pics/;", site.dir.0.display())))
+                .location(Location::new("/safe/").line(format!("alias {}/;", site.www())).line("disable_symlinks on;")),
+        ),
     );
-    let p = Pounce::start(&conf);
     let r = p.get("/a.txt");
     assert_eq!(r.status, 200);
     assert_eq!(r.body, b"0123456789abcdefghij");
@@ -106,7 +106,7 @@ fn a_1_gib_file_is_served_with_flat_memory() {
     let dir = TempDir::new("big");
     let f = std::fs::File::create(dir.0.join("big.bin")).expect("create");
     f.set_len(1 << 30).expect("sparse 1 GiB");
-    let p = Pounce::start(&format!("{}http {{ server {{ listen 127.0.0.1:{{port}}; root {}; }} }}\n", preamble(1), dir.0.display()));
+    let p = Pounce::start(&Conf::new().server(Server::new().line(format!("root {};", dir.0.display()))));
     let before = rss_kib(p.child.id());
     let mut s = connect(p.port);
     s.write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("send");
@@ -139,15 +139,15 @@ fn a_1_gib_file_is_served_with_flat_memory() {
 #[test]
 fn location_precedence_exact_prefix_stop_longest() {
     let (a, b, c, d) = (Backend::named("root"), Backend::named("app"), Backend::named("exact"), Backend::named("stop"));
-    let conf = format!(
-        "{}http {{\n server {{\n  listen 127.0.0.1:{{port}};\n  location / {{ proxy_pass http://{}; }}\n  location /app/ {{ proxy_pass http://{}; }}\n  location = /app/x {{ proxy_pass http://{}; }}\n  location ^~ /app/static/ {{ proxy_pass http://{}; }}\n }}\n}}\n",
-        preamble(1),
-        a.addr(),
-        b.addr(),
-        c.addr(),
-        d.addr()
+    let p = Pounce::start(
+        &Conf::new().server(
+            Server::new()
+                .location(Location::new("/").proxy_pass(format!("http://{}", a.addr())))
+                .location(Location::new("/app/").proxy_pass(format!("http://{}", b.addr())))
+                .location(Location::exact("/app/x").proxy_pass(format!("http://{}", c.addr())))
+                .location(Location::modified("^~", "/app/static/").proxy_pass(format!("http://{}", d.addr()))),
+        ),
     );
-    let p = Pounce::start(&conf);
     for (path, want) in
         [("/", "root"), ("/other", "root"), ("/app/y", "app"), ("/app/x", "exact"), ("/app/xy", "app"), ("/app/static/a.css", "stop"), ("/app", "root")]
     {
@@ -159,13 +159,13 @@ fn location_precedence_exact_prefix_stop_longest() {
 fn static_and_proxy_side_by_side() {
     let site = Site::new();
     let app = Backend::named("app");
-    let conf = format!(
-        "{}http {{\n server {{\n  listen 127.0.0.1:{{port}};\n  location /images/ {{ alias {}/pics/; }}\n  location / {{ proxy_pass http://{}; }}\n }}\n}}\n",
-        preamble(1),
-        site.dir.0.display(),
-        app.addr()
+    let p = Pounce::start(
+        &Conf::new().server(
+            Server::new()
+                .location(Location::new("/images/").line(format!("alias {}/pics/;", site.dir.0.display())))
+                .location(Location::new("/").proxy_pass(format!("http://{}", app.addr()))),
+        ),
     );
-    let p = Pounce::start(&conf);
     assert_eq!(p.get("/images/cat.png").body, b"\x89PNG fake");
     assert_eq!(p.get("/page").text(), "app");
     assert_eq!(app.requests(), 1, "static requests never reach the backend");
@@ -197,12 +197,9 @@ fn ws_handshake(port: u16, path: &str) -> (std::net::TcpStream, Resp) {
 #[test]
 fn websocket_echo_of_10_mib_both_ways() {
     let echo = EchoServer::start();
-    let conf = format!(
-        "{}http {{\n server {{\n  listen 127.0.0.1:{{port}};\n  location / {{ proxy_pass http://127.0.0.1:{}; proxy_read_timeout 5s; }}\n }}\n}}\n",
-        preamble(1),
-        echo.port
+    let p = Pounce::start(
+        &Conf::new().server(Server::new().location(Location::new("/").proxy_pass(format!("http://127.0.0.1:{}", echo.port)).line("proxy_read_timeout 5s;"))),
     );
-    let p = Pounce::start(&conf);
     let (s, r) = ws_handshake(p.port, "/ws");
     assert_eq!(r.status, 101, "{}", r.raw_head);
     assert_eq!(r.header("upgrade"), Some("websocket"));
@@ -234,7 +231,7 @@ fn websocket_echo_of_10_mib_both_ways() {
 #[test]
 fn upgrade_over_ajp_is_refused_with_501() {
     let b = AjpBackend::echo("t1");
-    let p = Pounce::start(&format!("{}http {{ server {{ listen 127.0.0.1:{{port}}; location / {{ proxy_pass ajp://{}; }} }} }}\n", preamble(1), b.addr()));
+    let p = Pounce::start(&Conf::new().server(Server::new().location(Location::new("/").proxy_pass(format!("ajp://{}", b.addr())))));
     let (_s, r) = ws_handshake(p.port, "/ws");
     assert_eq!(r.status, 501);
     assert_eq!(b.requests(), 0);
@@ -243,13 +240,16 @@ fn upgrade_over_ajp_is_refused_with_501() {
 #[test]
 fn via_on_both_directions_and_return_substitutions() {
     let b = Backend::named("a");
-    let conf = format!(
-        "{}http {{\n server {{\n  listen 127.0.0.1:{{port}};\n  location / {{ proxy_pass http://{}; proxy_via on; }}\n  location /full/ {{ proxy_pass http://{}; proxy_via full; }}\n  location /old/ {{ return 301 $scheme://$host$request_uri; }}\n  location = /moved {{ return 308 https://new.example$request_uri; }}\n  location = /hello {{ return 200 \"host=$host uri=$request_uri\"; }}\n }}\n}}\n",
-        preamble(1),
-        b.addr(),
-        b.addr()
+    let p = Pounce::start(
+        &Conf::new().server(
+            Server::new()
+                .location(Location::new("/").proxy_pass(format!("http://{}", b.addr())).line("proxy_via on;"))
+                .location(Location::new("/full/").proxy_pass(format!("http://{}", b.addr())).line("proxy_via full;"))
+                .location(Location::new("/old/").line("return 301 $scheme://$host$request_uri;"))
+                .location(Location::exact("/moved").line("return 308 https://new.example$request_uri;"))
+                .location(Location::exact("/hello").line("return 200 \"host=$host uri=$request_uri\";")),
+        ),
     );
-    let p = Pounce::start(&conf);
     let r = get_raw(&p, "GET /x HTTP/1.1\r\nHost: x\r\nVia: 1.0 client-proxy\r\nConnection: close\r\n\r\n");
     assert_eq!(r.header("via"), Some("1.1 pounce"));
     let seen = b.last().expect("seen");
@@ -267,12 +267,9 @@ fn via_on_both_directions_and_return_substitutions() {
 #[test]
 fn idle_tunnel_closes_after_proxy_read_timeout() {
     let echo = EchoServer::start();
-    let conf = format!(
-        "{}http {{ server {{ listen 127.0.0.1:{{port}}; location / {{ proxy_pass http://127.0.0.1:{}; proxy_read_timeout 400ms; }} }} }}\n",
-        preamble(1),
-        echo.port
+    let p = Pounce::start(
+        &Conf::new().server(Server::new().location(Location::new("/").proxy_pass(format!("http://127.0.0.1:{}", echo.port)).line("proxy_read_timeout 400ms;"))),
     );
-    let p = Pounce::start(&conf);
     let (mut s, r) = ws_handshake(p.port, "/");
     assert_eq!(r.status, 101);
     s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");

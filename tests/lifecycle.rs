@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::*;
 
-fn conf(workers: usize, backend: &Backend) -> String {
-    format!(
-        "{}worker_shutdown_timeout 10s;\nhttp {{\n upstream app {{ server {}; keepalive 4; }}\n server {{\n  listen 127.0.0.1:{{port}};\n  location / {{ proxy_pass http://app; }}\n }}\n}}\n",
-        preamble(workers),
-        backend.addr()
-    )
+fn conf(workers: usize, backend: &Backend) -> Conf {
+    Conf::new()
+        .workers(workers)
+        .top("worker_shutdown_timeout 10s;")
+        .upstream(Upstream::new("app").server(backend.addr()).line("keepalive 4;"))
+        .server(Server::new().location(Location::new("/").proxy_pass("http://app")))
 }
 
 /// Runs `clients` threads doing requests (new connection each, and keep-alive) until stopped;
@@ -72,7 +72,7 @@ fn reload_under_load_loses_nothing_and_bad_reload_keeps_serving() {
     assert!(eventually(Duration::from_secs(5), || p.get("/").text() == "b"), "new config serves");
     std::thread::sleep(Duration::from_millis(300));
     // A broken config: logged, old one keeps serving.
-    p.rewrite_conf("http {\n  nonsense;\n}\n");
+    p.rewrite_conf_raw("http {\n  nonsense;\n}\n");
     p.signal(libc::SIGHUP);
     assert!(eventually(Duration::from_secs(5), || p.error_log().contains("reload failed")), "{}", p.error_log());
     std::thread::sleep(Duration::from_millis(200));
@@ -118,7 +118,7 @@ fn sigterm_stops_at_once_and_s_stop_works() {
 #[test]
 fn two_workers_share_the_port_and_both_serve() {
     let a = Backend::with("slowish", |_| Reply::Delay(Duration::from_millis(30), Box::new(Reply::ok("a"))));
-    let p = Pounce::start(&conf(2, &a).replace("info;", "debug;"));
+    let p = Pounce::start(&conf(2, &a).error_log("debug"));
     let out = std::process::Command::new("ss").args(["-Hltn", &format!("sport = :{}", p.port)]).output();
     if let Ok(out) = out {
         let n = String::from_utf8_lossy(&out.stdout).lines().count();

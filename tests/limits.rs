@@ -7,15 +7,12 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 use support::*;
 
-fn conf(events: &str, http_extra: &str, backend: &str) -> String {
-    format!(
-        "{}events {{ {} }}\nhttp {{\n {}\n upstream app {{ server {}; }}\n server {{\n  listen 127.0.0.1:{{port}};\n  \
-         location / {{ proxy_pass http://app; }}\n  location /pounce-status {{ status; }}\n }}\n}}\n",
-        preamble(1),
-        events,
-        http_extra,
-        backend
-    )
+fn conf(events: &str, http_extra: &str, backend: &str) -> Conf {
+    Conf::new()
+        .events(events)
+        .http(http_extra)
+        .upstream(Upstream::new("app").server(backend))
+        .server(Server::new().location(Location::new("/").proxy_pass("http://app")).location(Location::new("/pounce-status").line("status;")))
 }
 
 fn keepalive_get(s: &mut BufReader<TcpStream>, path: &str) -> std::io::Result<Resp> {

@@ -174,13 +174,15 @@ impl<R: BufRead> Read for ChunkedReader<'_, R> {
 }
 
 fn start_pounce(backend: &StreamBackend) -> Pounce {
-    let conf = format!(
-        "{}http {{\n client_max_body_size 0;\n proxy_read_timeout 60s;\n send_timeout 60s;\n client_body_timeout 60s;\n \
-         upstream app {{ server 127.0.0.1:{}; }}\n server {{\n  listen 127.0.0.1:{{port}};\n  location / {{ proxy_pass http://app; }}\n }}\n}}\n",
-        preamble(1),
-        backend.port
-    );
-    Pounce::start(&conf)
+    Pounce::start(
+        &Conf::new()
+            .http("client_max_body_size 0;")
+            .http("proxy_read_timeout 60s;")
+            .http("send_timeout 60s;")
+            .http("client_body_timeout 60s;")
+            .upstream(Upstream::new("app").server(format!("127.0.0.1:{}", backend.port)))
+            .server(Server::new().location(Location::new("/").proxy_pass("http://app"))),
+    )
 }
 
 /// Samples pounce's RSS every 50 ms while `f` runs; returns (baseline, peak) in KiB.
@@ -311,13 +313,12 @@ fn ten_thousand_idle_keepalive_connections() {
     let limit = raise_nofile();
     assert!(limit >= 10_500, "this test needs an open-file limit of 10,500 (hard limit {})", limit);
     let b = Backend::named("a");
-    let conf = format!(
-        "{}events {{ worker_connections 10240; }}\nhttp {{\n upstream app {{ server {}; keepalive 256; }}\n server {{\n  listen 127.0.0.1:{{port}};\n  \
-         location / {{ proxy_pass http://app; }}\n }}\n}}\n",
-        preamble(1),
-        b.addr()
+    let p = Pounce::start(
+        &Conf::new()
+            .events("worker_connections 10240;")
+            .upstream(Upstream::new("app").server(b.addr()).line("keepalive 256;"))
+            .server(Server::new().location(Location::new("/").proxy_pass("http://app"))),
     );
-    let p = Pounce::start(&conf);
     let _ = p.get("/");
     let base = rss_kib(p.child.id());
     let mut held = Vec::with_capacity(10_000);

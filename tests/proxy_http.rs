@@ -6,14 +6,11 @@ use std::io::{BufReader, Write};
 use std::time::Duration;
 use support::*;
 
-fn conf_one(backend: &Backend, extra_upstream: &str, extra_loc: &str) -> String {
-    format!(
-        "{}http {{\n access_log logs/access.log;\n upstream app {{\n  server {};\n  {}\n }}\n server {{\n  listen 127.0.0.1:{{port}};\n  location / {{ proxy_pass http://app; {} }}\n }}\n}}\n",
-        preamble(1),
-        backend.addr(),
-        extra_upstream,
-        extra_loc
-    )
+fn conf_one(backend: &Backend, extra_upstream: &str, extra_loc: &str) -> Conf {
+    Conf::new()
+        .http("access_log logs/access.log;")
+        .upstream(Upstream::new("app").server(backend.addr()).line(extra_upstream))
+        .server(Server::new().location(Location::new("/").proxy_pass("http://app").line(extra_loc)))
 }
 
 #[test]
@@ -212,12 +209,14 @@ fn expect_100_continue() {
 #[test]
 fn return_and_unknown_location() {
     let b = Backend::named("a");
-    let conf = format!(
-        "{}http {{\n upstream app {{ server {}; }}\n server {{\n  listen 127.0.0.1:{{port}};\n  location = /ping {{ return 200 pong; }}\n  location /old {{ return 301 http://new.example/; }}\n  location /app/ {{ proxy_pass http://app; }}\n }}\n}}\n",
-        preamble(1),
-        b.addr()
+    let p = Pounce::start(
+        &Conf::new().upstream(Upstream::new("app").server(b.addr())).server(
+            Server::new()
+                .location(Location::exact("/ping").line("return 200 pong;"))
+                .location(Location::new("/old").line("return 301 http://new.example/;"))
+                .location(Location::new("/app/").proxy_pass("http://app")),
+        ),
     );
-    let p = Pounce::start(&conf);
     let r = p.get("/ping");
     assert_eq!((r.status, r.text()), (200, "pong".to_string()));
     let r = p.get("/old/x");
@@ -254,11 +253,12 @@ fn early_answer_before_the_body_keeps_the_client_connection() {
             });
         }
     });
-    let p = Pounce::start(&format!(
-        "{}http {{\n client_max_body_size 10m;\n upstream app {{ server 127.0.0.1:{}; }}\n server {{ listen 127.0.0.1:{{port}}; location / {{ proxy_pass http://app; }} }}\n}}\n",
-        preamble(1),
-        port
-    ));
+    let p = Pounce::start(
+        &Conf::new()
+            .http("client_max_body_size 10m;")
+            .upstream(Upstream::new("app").server(format!("127.0.0.1:{}", port)))
+            .server(Server::new().location(Location::new("/").proxy_pass("http://app"))),
+    );
     let mut s = connect(p.port);
     let body = vec![b'u'; 1 << 20];
     s.write_all(format!("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes()).expect("head");

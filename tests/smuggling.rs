@@ -296,15 +296,19 @@ fn cases() -> Vec<Case> {
 }
 
 fn start(backend: &StrictBackend) -> Pounce {
-    let conf = format!(
-        "{}http {{\n client_max_body_size 1m;\n client_header_timeout 3s;\n client_body_timeout 3s;\n \
-         upstream app {{ server 127.0.0.1:{}; }}\n server {{\n  listen 127.0.0.1:{{port}};\n  \
-         location / {{ proxy_pass http://app; }}\n  location /admin/ {{ deny all; proxy_pass http://app; }}\n  \
-         location = /ret {{ return 200 \"plain answer\\n\"; }}\n }}\n}}\n",
-        preamble(1),
-        backend.port
-    );
-    Pounce::start(&conf)
+    Pounce::start(
+        &Conf::new()
+            .http("client_max_body_size 1m;")
+            .http("client_header_timeout 3s;")
+            .http("client_body_timeout 3s;")
+            .upstream(Upstream::new("app").server(format!("127.0.0.1:{}", backend.port)))
+            .server(
+                Server::new()
+                    .location(Location::new("/").proxy_pass("http://app"))
+                    .location(Location::new("/admin/").line("deny all;").proxy_pass("http://app"))
+                    .location(Location::exact("/ret").line("return 200 \"plain answer\\n\";")),
+            ),
+    )
 }
 
 /// Sends the case, returns the final status and (when `check_close`) whether pounce closed the

@@ -6,13 +6,17 @@ use std::time::Duration;
 use support::json::Json;
 use support::*;
 
-fn conf(a: &Backend, b: &Backend) -> String {
-    format!(
-        "{}http {{\n upstream app {{\n  sticky_route;\n  keepalive 4;\n  server {} route=a;\n  server {} route=b;\n }}\n server {{\n  listen 127.0.0.1:{{port}};\n  location /pounce-status {{ status; allow 127.0.0.1; deny all; }}\n  location / {{ proxy_pass http://app; }}\n }}\n}}\n",
-        preamble(2),
-        a.addr(),
-        b.addr()
-    )
+fn conf(a: &Backend, b: &Backend) -> Conf {
+    Conf::new()
+        .workers(2)
+        .upstream(
+            Upstream::new("app").line("sticky_route;").line("keepalive 4;").server(format!("{} route=a", a.addr())).server(format!("{} route=b", b.addr())),
+        )
+        .server(
+            Server::new()
+                .location(Location::new("/pounce-status").line("status; allow 127.0.0.1; deny all;"))
+                .location(Location::new("/").proxy_pass("http://app")),
+        )
 }
 
 fn json(p: &Pounce) -> Json {

@@ -18,13 +18,20 @@ fn status_page_in_a_real_browser() {
         return;
     }
     let (a, b) = (Backend::named("a"), Backend::named("b"));
-    let conf = format!(
-        "{}http {{\n upstream tomcats {{\n  sticky_route;\n  server {} route=tomcat1 weight=2;\n  server {} route=tomcat2;\n }}\n server {{\n  listen 127.0.0.1:{{port}};\n  location /pounce-status {{ status; allow 127.0.0.1; deny all; }}\n  location / {{ proxy_pass http://tomcats; }}\n }}\n}}\n",
-        preamble(1),
-        a.addr(),
-        b.addr()
+    let p = Pounce::start(
+        &Conf::new()
+            .upstream(
+                Upstream::new("tomcats")
+                    .line("sticky_route;")
+                    .server(format!("{} route=tomcat1 weight=2", a.addr()))
+                    .server(format!("{} route=tomcat2", b.addr())),
+            )
+            .server(
+                Server::new()
+                    .location(Location::new("/pounce-status").line("status; allow 127.0.0.1; deny all;"))
+                    .location(Location::new("/").proxy_pass("http://tomcats")),
+            ),
     );
-    let p = Pounce::start(&conf);
     for _ in 0..12 {
         let _ = p.get("/");
     }

@@ -21,12 +21,8 @@ fn tomcat_like(route: &str) -> Backend {
     })
 }
 
-fn conf(upstream_body: &str) -> String {
-    format!(
-        "{}http {{\n upstream app {{\n{}\n }}\n server {{\n  listen 127.0.0.1:{{port}};\n  location / {{ proxy_pass http://app; }}\n }}\n}}\n",
-        preamble(1),
-        upstream_body
-    )
+fn conf(upstream_body: &str) -> Conf {
+    Conf::new().upstream(Upstream::new("app").line(upstream_body)).server(Server::new().location(Location::new("/").proxy_pass("http://app")))
 }
 
 fn get_with_cookie(p: &Pounce, path: &str, cookie: Option<&str>) -> Resp {
@@ -185,20 +181,15 @@ fn proxy_next_upstream_conditions() {
     for (cond, make, without) in cases {
         let bad = Backend::with("bad", move |_| make());
         let servers = format!("server {}; server {};", bad.addr(), good.addr());
-        let with = Pounce::start(&format!(
-            "{}http {{\n upstream app {{ {} }}\n server {{ listen 127.0.0.1:{{port}}; location / {{ proxy_pass http://app; proxy_next_upstream error timeout {}; }} }}\n}}\n",
-            preamble(1),
-            servers,
-            cond
-        ));
+        let with = Pounce::start(
+            &Conf::new()
+                .upstream(Upstream::new("app").line(&servers))
+                .server(Server::new().location(Location::new("/").proxy_pass("http://app").line(format!("proxy_next_upstream error timeout {};", cond)))),
+        );
         for _ in 0..3 {
             assert_eq!(with.get("/").text(), "good", "{} listed: retried", cond);
         }
-        let without_p = Pounce::start(&format!(
-            "{}http {{\n upstream app {{ {} }}\n server {{ listen 127.0.0.1:{{port}}; location / {{ proxy_pass http://app; }} }}\n}}\n",
-            preamble(1),
-            servers
-        ));
+        let without_p = Pounce::start(&conf(&servers));
         let statuses: Vec<u16> = (0..4).map(|_| without_p.get("/").status).collect();
         assert!(statuses.contains(&without), "{} not listed: {:?}", cond, statuses);
     }

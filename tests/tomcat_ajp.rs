@@ -5,13 +5,12 @@ use std::io::{BufReader, Write};
 use support::tomcat::{require_tomcat, Opts, Tomcat};
 use support::*;
 
-fn conf(ajp_port: u16, secret: &str) -> String {
-    format!(
-        "{}http {{\n access_log logs/access.log;\n client_max_body_size 10m;\n upstream tc {{ server 127.0.0.1:{}; keepalive 8; }}\n server {{\n  listen 127.0.0.1:{{port}};\n  location / {{ proxy_pass ajp://tc; {} }}\n }}\n}}\n",
-        preamble(1),
-        ajp_port,
-        secret
-    )
+fn conf(ajp_port: u16, secret: &str) -> Conf {
+    Conf::new()
+        .http("access_log logs/access.log;")
+        .http("client_max_body_size 10m;")
+        .upstream(Upstream::new("tc").server(format!("127.0.0.1:{}", ajp_port)).line("keepalive 8;"))
+        .server(Server::new().location(Location::new("/").proxy_pass("ajp://tc").line(secret)))
 }
 
 /// Local addresses of the established connections to `port` (pounce's AJP connections).

@@ -46,13 +46,22 @@ fn cluster_survives_losing_a_node() {
         eventually(Duration::from_secs(60), || nodes.iter().all(|n| catalina_out(n).contains("Replication member added"))),
         "cluster membership did not form"
     );
-    let conf = format!(
-        "{}http {{\n access_log logs/access.log;\n upstream tc {{\n  sticky_route JSESSIONID;\n  keepalive 8;\n  ajp_ping on;\n  ajp_ping_timeout 500ms;\n  health_check interval=500ms fails=1 passes=1;\n  server 127.0.0.1:{} route=tomcat1 max_fails=1 fail_timeout=5s;\n  server 127.0.0.1:{} route=tomcat2 max_fails=1 fail_timeout=5s;\n }}\n server {{\n  listen 127.0.0.1:{{port}};\n  location / {{ proxy_pass ajp://tc; proxy_read_timeout 10s; }}\n }}\n}}\n",
-        preamble(2),
-        nodes[0].ajp,
-        nodes[1].ajp
+    let p = Pounce::start(
+        &Conf::new()
+            .workers(2)
+            .http("access_log logs/access.log;")
+            .upstream(
+                Upstream::new("tc")
+                    .line("sticky_route JSESSIONID;")
+                    .line("keepalive 8;")
+                    .line("ajp_ping on;")
+                    .line("ajp_ping_timeout 500ms;")
+                    .line("health_check interval=500ms fails=1 passes=1;")
+                    .server(format!("127.0.0.1:{} route=tomcat1 max_fails=1 fail_timeout=5s", nodes[0].ajp))
+                    .server(format!("127.0.0.1:{} route=tomcat2 max_fails=1 fail_timeout=5s", nodes[1].ajp)),
+            )
+            .server(Server::new().location(Location::new("/").proxy_pass("ajp://tc").line("proxy_read_timeout 10s;"))),
     );
-    let p = Pounce::start(&conf);
     let node = |route: &str| nodes.iter().position(|n| n.route == route).expect("route");
 
     // 20 requests stay on one jvmRoute, the counter going 1..20.

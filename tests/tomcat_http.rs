@@ -11,13 +11,15 @@ fn tomcat_over_http() {
         return;
     }
     let nodes = Tomcat::start_many(&["tomcat1", "tomcat2"], &Opts::default());
-    let conf = format!(
-        "{}http {{\n access_log logs/access.log;\n client_max_body_size 10m;\n upstream tomcats {{ server 127.0.0.1:{}; server 127.0.0.1:{}; keepalive 8; }}\n server {{\n  listen 127.0.0.1:{{port}};\n  location / {{ proxy_pass http://tomcats; }}\n }}\n}}\n",
-        preamble(1),
-        nodes[0].http,
-        nodes[1].http
+    let p = Pounce::start(
+        &Conf::new()
+            .http("access_log logs/access.log;")
+            .http("client_max_body_size 10m;")
+            .upstream(
+                Upstream::new("tomcats").server(format!("127.0.0.1:{}", nodes[0].http)).server(format!("127.0.0.1:{}", nodes[1].http)).line("keepalive 8;"),
+            )
+            .server(Server::new().location(Location::new("/").proxy_pass("http://tomcats"))),
     );
-    let p = Pounce::start(&conf);
 
     // A static file, byte for byte.
     let r = p.get("/hello.txt");

@@ -152,16 +152,19 @@ fn dying_backends_kill_and_freeze_under_load() {
     // 20 ms per answer: with 16 clients about 8 requests are in flight at each server.
     let mut a = BackendProcess::start(port_a, "a", &log_a, 20);
     let mut b = BackendProcess::start(port_b, "b", &log_b, 20);
-    let conf = format!(
-        "{}http {{\n proxy_connect_timeout 1s;\n proxy_read_timeout 1s;\n \
-         upstream app {{\n  server 127.0.0.1:{} max_fails=1 fail_timeout=2s;\n  server 127.0.0.1:{} max_fails=1 fail_timeout=2s;\n  \
-         keepalive 32;\n  health_check interval=300ms timeout=300ms fails=1 passes=2 uri=/health;\n }}\n \
-         server {{\n  listen 127.0.0.1:{{port}};\n  location / {{ proxy_pass http://app; }}\n }}\n}}\n",
-        preamble(1),
-        port_a,
-        port_b
+    let p = Pounce::start(
+        &Conf::new()
+            .http("proxy_connect_timeout 1s;")
+            .http("proxy_read_timeout 1s;")
+            .upstream(
+                Upstream::new("app")
+                    .server(format!("127.0.0.1:{} max_fails=1 fail_timeout=2s", port_a))
+                    .server(format!("127.0.0.1:{} max_fails=1 fail_timeout=2s", port_b))
+                    .line("keepalive 32;")
+                    .line("health_check interval=300ms timeout=300ms fails=1 passes=2 uri=/health;"),
+            )
+            .server(Server::new().location(Location::new("/").proxy_pass("http://app"))),
     );
-    let p = Pounce::start(&conf);
     let clients = 16;
     let load = Load::start(p.port, clients, Mix { post_every: 4, stop_on_refused: false });
     let phases = ["warm", "b killed", "b restarted", "a frozen", "a resumed", "settled"];
@@ -245,13 +248,10 @@ fn dying_backends_kill_and_freeze_under_load() {
 fn reload_with_a_changed_upstream_under_load() {
     let (a, b, c) = (Backend::named("a"), Backend::named("b"), Backend::named("c"));
     let conf = |x: &Backend, y: &Backend| {
-        format!(
-            "{}http {{\n upstream app {{ server {}; server {}; keepalive 16; }}\n server {{\n  listen 127.0.0.1:{{port}};\n  \
-             location / {{ proxy_pass http://app; }}\n }}\n}}\n",
-            preamble(2),
-            x.addr(),
-            y.addr()
-        )
+        Conf::new()
+            .workers(2)
+            .upstream(Upstream::new("app").server(x.addr()).server(y.addr()).line("keepalive 16;"))
+            .server(Server::new().location(Location::new("/").proxy_pass("http://app")))
     };
     let p = Pounce::start(&conf(&a, &b));
     let load = Load::start(p.port, 8, Mix { post_every: 4, stop_on_refused: false });
@@ -290,14 +290,14 @@ fn graceful_stop_under_load() {
                 }
             },
         );
-    let conf = format!(
-        "{}worker_shutdown_timeout {}s;\nhttp {{\n proxy_read_timeout 60s;\n upstream app {{ server {}; }}\n server {{\n  listen 127.0.0.1:{{port}};\n  \
-         location / {{ proxy_pass http://app; }}\n }}\n}}\n",
-        preamble(2),
-        grace,
-        slow.addr()
+    let mut p = Pounce::start(
+        &Conf::new()
+            .workers(2)
+            .top(format!("worker_shutdown_timeout {}s;", grace))
+            .http("proxy_read_timeout 60s;")
+            .upstream(Upstream::new("app").server(slow.addr()))
+            .server(Server::new().location(Location::new("/").proxy_pass("http://app"))),
     );
-    let mut p = Pounce::start(&conf);
     // One request that never ends, to see the grace period cut it.
     let port = p.port;
     let hanging = std::thread::spawn(move || {

@@ -5,8 +5,11 @@
 #![allow(dead_code)]
 
 pub mod ajp;
+pub mod conf;
 pub mod json;
 pub mod load;
+pub mod netstat;
+pub mod slow;
 pub mod tomcat;
 pub mod ws;
 
@@ -18,6 +21,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+#[allow(unused_imports)]
+pub use conf::{Conf, Location, Server, Upstream};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pounce");
 
@@ -91,20 +97,35 @@ pub struct Pounce {
     pub child: Child,
     pub dir: TempDir,
     pub port: u16,
+    /// The harness's own server (status page only; see `conf.rs`).
+    pub status_port: u16,
     pub conf: PathBuf,
+    /// Set when the test stopped pounce on purpose (a stop signal): no buffer check then.
+    stopped: std::cell::Cell<bool>,
 }
 
+/// How long the check at the end of a test waits for every worker's buffers to come back.
+/// Workers publish their figures at most every 50 ms and an idle worker's loop wakes at least
+/// once a second, so a few seconds are plenty for buffers that were returned.
+pub const BUFFER_CHECK_LIMIT: Duration = Duration::from_secs(5);
+
 impl Pounce {
-    /// Writes `conf` (with `{port}` replaced by a free port) and starts pounce; waits until
-    /// it serves. A port released by `free_port` can be taken by someone else before pounce
-    /// binds it (another test, or a client connection's local port): then pounce exits with
-    /// "bind() failed" and is started again on another port.
-    pub fn start(conf: &str) -> Pounce {
+    /// Writes `conf` (with `{port}` and `{status_port}` replaced by free ports) and starts
+    /// pounce; waits until it serves. A port released by `free_port` can be taken by someone
+    /// else before pounce binds it (another test, or a client connection's local port): then
+    /// pounce exits with "bind() failed" and is started again on other ports. Any other exit
+    /// fails at once, with what `pounce -t` says about the configuration.
+    pub fn start(conf: &Conf) -> Pounce {
+        let text = conf.to_string();
         let dir = TempDir::new("pounce");
         let path = dir.0.join("pounce.conf");
         for attempt in 1..=5 {
-            let port = free_port();
-            std::fs::write(&path, conf.replace("{port}", &port.to_string())).expect("write conf");
+            let (port, status_port) = (free_port(), free_port());
+            if port == status_port {
+                continue;
+            }
+            std::fs::write(&path, fill_ports(&text, port, status_port)).expect("write conf");
+            let _ = std::fs::remove_file(dir.0.join("logs/error.log"));
             let mut child = Command::new(BIN)
                 .arg("-p")
                 .arg(&dir.0)
@@ -116,9 +137,14 @@ impl Pounce {
                 .spawn()
                 .expect("spawn pounce");
             if wait_serving(&mut child, port, &dir.0) {
-                return Pounce { child, dir, port, conf: path };
+                return Pounce { child, dir, port, status_port, conf: path, stopped: std::cell::Cell::new(false) };
             }
-            eprintln!("pounce exited at start on port {} (attempt {}); trying another port", port, attempt);
+            let log = std::fs::read_to_string(dir.0.join("logs/error.log")).unwrap_or_default();
+            if !log.contains("bind()") {
+                let t = Command::new(BIN).arg("-t").arg("-p").arg(&dir.0).arg("-c").arg(&path).output().expect("pounce -t");
+                panic!("pounce exited at start: {}{}\nerror log: {}", String::from_utf8_lossy(&t.stdout), String::from_utf8_lossy(&t.stderr), log);
+            }
+            eprintln!("pounce exited at start on port {} (attempt {}); trying other ports", port, attempt);
         }
         panic!("pounce did not start: {}", std::fs::read_to_string(dir.0.join("logs/error.log")).unwrap_or_default());
     }
@@ -127,7 +153,11 @@ impl Pounce {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
+    /// Sends a signal; a stop signal (TERM, INT, QUIT, KILL) also turns the buffer check off.
     pub fn signal(&self, sig: i32) {
+        if [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT, libc::SIGKILL].contains(&sig) {
+            self.stopped.set(true);
+        }
         // SAFETY: kill(2) on our own child.
         unsafe {
             libc::kill(self.child.id() as i32, sig);
@@ -150,30 +180,130 @@ impl Pounce {
         std::fs::read_to_string(self.dir.0.join("logs/error.log")).unwrap_or_default()
     }
 
+    /// The last `n` lines of the error log.
+    pub fn error_log_tail(&self, n: usize) -> String {
+        let log = self.error_log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
     pub fn access_log(&self) -> String {
         std::fs::read_to_string(self.dir.0.join("logs/access.log")).unwrap_or_default()
     }
 
-    /// Replaces the config file (same `{port}`) for a reload.
-    pub fn rewrite_conf(&self, conf: &str) {
-        std::fs::write(&self.conf, conf.replace("{port}", &self.port.to_string())).expect("rewrite conf");
+    /// Replaces the config file (same ports) for a reload.
+    pub fn rewrite_conf(&self, conf: &Conf) {
+        let text = conf.to_string();
+        self.rewrite_conf_raw(&text);
+    }
+
+    /// Replaces the config file with text as it is (`{port}` and `{status_port}` filled in),
+    /// for a configuration written broken on purpose.
+    pub fn rewrite_conf_raw(&self, text: &str) {
+        std::fs::write(&self.conf, fill_ports(text, self.port, self.status_port)).expect("rewrite conf");
     }
 
     pub fn get(&self, path: &str) -> Resp {
         request(self.port, &format!("GET {} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", path).into_bytes())
     }
-}
 
-impl Drop for Pounce {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// The status JSON from the harness's own server.
+    pub fn harness_status(&self) -> Result<json::Json, String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.status_port)).map_err(|e| format!("connect to the status port {}: {}", self.status_port, e))?;
+        let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+        let _ = s.set_write_timeout(Some(Duration::from_secs(3)));
+        s.write_all(b"GET /?format=json HTTP/1.1\r\nHost: harness\r\nConnection: close\r\n\r\n").map_err(|e| format!("send: {}", e))?;
+        let r = read_response(&mut BufReader::new(s), false).map_err(|e| format!("status answer: {}", e))?;
+        if r.status != 200 {
+            return Err(format!("status page answered {}: {}", r.status, r.text()));
+        }
+        json::Json::parse(&r.text()).map_err(|e| format!("{}: {}", e, r.text()))
+    }
+
+    /// Each worker's `buffers_in_use` (status JSON), and the workers' figures as text.
+    pub fn buffers_in_use(&self) -> Result<(Vec<u64>, String), String> {
+        let j = self.harness_status()?;
+        let workers = j.get("workers").arr();
+        let text = workers.iter().map(worker_text).collect::<Vec<_>>().join("; ");
+        let counts: Vec<f64> = workers.iter().map(|w| w.get("buffers_in_use").num()).collect();
+        if counts.is_empty() || counts.iter().any(|n| n.is_nan()) {
+            return Err(format!("no workers' buffers_in_use in the status JSON: {:?}", j.get("workers")));
+        }
+        Ok((counts.iter().map(|&n| n as u64).collect(), text))
+    }
+
+    /// Polls the status page until every worker shows `buffers_in_use: 0`; the last reading
+    /// (or error) if that did not happen within `limit`. The worker that serves the page
+    /// publishes its figures right before, the others within a second (an idle loop wakes at
+    /// least once a second): with several workers a zero must hold for over a second.
+    pub fn wait_buffers_free(&self, limit: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + limit;
+        let mut zero_since: Option<Instant> = None;
+        loop {
+            let last = match self.buffers_in_use() {
+                Ok((v, text)) if !v.is_empty() && v.iter().all(|&n| n == 0) => {
+                    let since = *zero_since.get_or_insert_with(Instant::now);
+                    if v.len() == 1 || since.elapsed() > Duration::from_millis(1100) {
+                        return Ok(());
+                    }
+                    text
+                }
+                Ok((_, text)) => {
+                    zero_since = None;
+                    text
+                }
+                Err(e) => {
+                    zero_since = None;
+                    e
+                }
+            };
+            if Instant::now() >= deadline {
+                return Err(last);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Panics unless every worker's buffers are back within `limit`.
+    pub fn assert_buffers_free(&self, limit: Duration) {
+        if let Err(e) = self.wait_buffers_free(limit) {
+            panic!("buffers still in use {:?} later: {}\nerror log (tail):\n{}", limit, e, self.error_log_tail(30));
+        }
     }
 }
 
-/// Conf preamble with logs in the test dir; `workers` worker threads.
-pub fn preamble(workers: usize) -> String {
-    format!("worker_processes {};\nerror_log logs/error.log info;\npid logs/pounce.pid;\n", workers)
+/// One worker's figures from the status JSON, compactly.
+fn worker_text(w: &json::Json) -> String {
+    ["id", "connections", "buffers_in_use", "buffers_high_water", "idle_backend_connections"]
+        .iter()
+        .map(|k| format!("{}={}", k, w.get(k).num()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn fill_ports(text: &str, port: u16, status_port: u16) -> String {
+    text.replace(conf::PORT, &port.to_string()).replace(conf::STATUS_PORT, &status_port.to_string())
+}
+
+impl Drop for Pounce {
+    /// The buffer check at the end of every test: once its connections have closed, each
+    /// worker's `buffers_in_use` must be back to 0. Skipped when the test already failed, when
+    /// pounce exited, or when the test stopped it on purpose.
+    fn drop(&mut self) {
+        let running = matches!(self.child.try_wait(), Ok(None));
+        let failure = if running && !self.stopped.get() && !std::thread::panicking() {
+            self.wait_buffers_free(BUFFER_CHECK_LIMIT).err().map(|e| {
+                format!("buffer check: buffers still in use {:?} after the test: {}\nerror log (tail):\n{}", BUFFER_CHECK_LIMIT, e, self.error_log_tail(30))
+            })
+        } else {
+            None
+        };
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(f) = failure {
+            panic!("{}", f);
+        }
+    }
 }
 
 // ---- client --------------------------------------------------------------------------------
