@@ -3,7 +3,7 @@
 one run, on 127.0.0.1, configured alike (2 workers, backend keep-alive, round robin, access
 logs off), with wrk as the client.
 
-    bench/run.sh [--quick] [--duration S] [--reps N] [--only GROUP,...] [--write-results]
+    bench/run.sh [--quick] [--duration S] [--reps N] [--only GROUP,...] [--write-results] [--compare OLD_BINARY]
 
 GROUPs: fast (a ~100-byte nginx backend: proxy overhead alone), tomcat (two Tomcat 10s: a
 static file and a JSP, over HTTP and AJP), static (files served by pounce and nginx), idle
@@ -180,7 +180,7 @@ def stop_tomcats(ports):
         subprocess.run([os.path.join(ROOT, "scripts", "tomcat.sh"), "stop", d])
 
 
-def start_pounce(name, upstreams, ajp=False, static_root=None):
+def start_pounce(name, upstreams, ajp=False, static_root=None, binary=None):
     port = free_port()
     d = os.path.join(WORK, name)
     os.makedirs(os.path.join(d, "logs"), exist_ok=True)
@@ -207,7 +207,7 @@ http {{
     }}
 }}
 """)
-    p = Proc(name, [POUNCE, "-p", d, "-c", os.path.join(d, "pounce.conf")])
+    p = Proc(name, [binary or POUNCE, "-p", d, "-c", os.path.join(d, "pounce.conf")])
     wait_port(port)
     return port, p
 
@@ -382,7 +382,7 @@ def median(rs, key):
 
 def table(title, results, throughput=False):
     lines = [f"\n### {title}\n"]
-    pounce = [n for n in results if n.startswith("pounce")]
+    pounce = [n for n in results if n.startswith("pounce") and not n.startswith("pounce-before")]
     head = "| target | req/s | MB/s | p50 ms | p99 ms | non-2xx | socket errors | proxy RSS MiB | proxy CPU s / 10k req |" if throughput else \
         "| target | req/s | p50 ms | p99 ms | non-2xx | socket errors | proxy RSS MiB | proxy CPU s / 10k req |"
     lines.append(head)
@@ -444,6 +444,8 @@ def main():
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--only", default="fast,tomcat,static,idle")
     ap.add_argument("--write-results", action="store_true", help="write bench/RESULTS.md")
+    ap.add_argument("--compare", metavar="BINARY", help="also run this pounce binary (say, a release build of the previous "
+                    "commit) as \"pounce-before\" beside pounce in the fast and tomcat groups: a same-run before/after")
     args = ap.parse_args()
     secs = args.duration or (3 if args.quick else 10)
     groups = set(args.only.split(","))
@@ -460,6 +462,8 @@ def main():
         if "fast" in groups or "idle" in groups:
             t = [("direct (backend)", fast[0], None)]
             t.append(("pounce",) + start_pounce("pounce-fast", fast))
+            if args.compare:
+                t.append(("pounce-before",) + start_pounce("pounce-before-fast", fast, binary=args.compare))
             t.append(("nginx",) + start_nginx("nginx-fast", fast))
             t.append(("haproxy",) + start_haproxy("haproxy-fast", fast))
             if not args.quick:
@@ -486,6 +490,9 @@ def main():
             t = [("direct (tomcat1 HTTP)", https[0], None)]
             t.append(("pounce http",) + start_pounce("pounce-tc-http", https))
             t.append(("pounce ajp",) + start_pounce("pounce-tc-ajp", ajps, ajp=True))
+            if args.compare:
+                t.append(("pounce-before http",) + start_pounce("pounce-before-tc-http", https, binary=args.compare))
+                t.append(("pounce-before ajp",) + start_pounce("pounce-before-tc-ajp", ajps, ajp=True, binary=args.compare))
             t.append(("nginx",) + start_nginx("nginx-tc", https))
             if not args.quick:
                 t.append(("haproxy",) + start_haproxy("haproxy-tc", https))
@@ -512,9 +519,10 @@ proxies (2 workers each), nginx `return 200` backends and two Tomcat 10s share t
 compare ratios within one run, not absolute numbers across machines.
 """
         with open(os.path.join(ROOT, "bench", "RESULTS.md"), "w") as f:
-            f.write(header + "\n".join(report) + "\n\n" + PROFILE_NOTE)
+            f.write(header + "\n".join(report) + "\n\n" + PROFILE_NOTE + "\n" + AB_NOTE)
 
 
+AB_NOTE = open(os.path.join(ROOT, "bench", "ab.md")).read() if os.path.exists(os.path.join(ROOT, "bench", "ab.md")) else ""
 PROFILE_NOTE = open(os.path.join(ROOT, "bench", "profile.md")).read() if os.path.exists(os.path.join(ROOT, "bench", "profile.md")) else ""
 
 if __name__ == "__main__":
