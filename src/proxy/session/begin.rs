@@ -11,10 +11,12 @@ use crate::buffer::Buf;
 use crate::config::Part;
 use crate::http::request::{self, header, Parse, RequestMeta};
 use crate::proxy::exchange::{static_answer, Exchange, Phase, ProxyState, StaticAnswer, StaticConditions, StatusReq};
-use crate::proxy::plan::{self, Action, ConnFacts, Refusal};
+use crate::proxy::plan::{self, Action, ConnFacts, ProxyPlan, Refusal};
 use crate::proxy::{Closed, Res};
 use crate::reactor::Ctx;
+use crate::runtime::Runtime;
 use std::borrow::Cow;
+use std::net::SocketAddr;
 
 /// What the parsed head led to, held until the head has left `cin`.
 enum Start<'c> {
@@ -65,99 +67,47 @@ impl Session {
         }
         let srv = &rt.cfg.http.servers[plan.server];
         let server_name = srv.names.first().map_or("", |s| s.as_str());
+        let fr = ForwardRequest::new(&req, &meta, peer, local_port, server_name, settings);
         let mut ex = Exchange::new(now, plan.server, plan.loc, meta, plan.keep_alive);
         if plan.reads_body {
             ex = ex.expect_body();
         }
         ex.abort_with_client = !settings.proxy_ignore_client_abort;
-        let path = req.path.unwrap_or("/");
         let start = match plan.action {
             Action::Refuse(r) => {
-                match r {
-                    Refusal::BadPath(e) => log::info!("client {}: {}, answering 400", peer, e.describe()),
-                    Refusal::BodyTooLarge(n) => log::info!("client {}: body of {} bytes is over client_max_body_size", peer, n),
-                    Refusal::Forbidden => {
-                        log::error!("access forbidden by rule, client: {}, request: \"{}\"", peer, String::from_utf8_lossy(cin_line(cin.data())))
-                    }
-                    Refusal::UpgradeUnsupported => log::info!("client {}: protocol upgrade refused: AJP cannot carry it", peer),
-                    Refusal::StickyForced { upstream, peer } => {
-                        let ups = &rt.upstreams[upstream];
-                        log::warn!(
-                            "route of server {} in upstream \"{}\" is unusable and sticky_force is on: 503, client: {}",
-                            ups.conf.servers[peer].addr,
-                            ups.conf.name,
-                            peer
-                        );
-                    }
-                    Refusal::NotFound => {}
-                }
+                log_refusal(&rt, r, peer, cin_line(cin.data()));
                 Start::Answer(ex, r.status(), r.text().map(Cow::Borrowed))
             }
-            Action::Return { code, text } => {
-                // Literal text is used as it is; variables are rendered (a `return` is not
-                // the proxy path, so a small allocation here is fine).
-                let rendered = text.map(|parts| match parts {
-                    [] => Cow::Borrowed(""),
-                    [Part::Lit(s)] => Cow::Borrowed(s.as_str()),
-                    _ => Cow::Owned(render_template(parts, &ForwardRequest::new(&req, &meta, peer, local_port, server_name, settings))),
-                });
-                Start::Answer(ex, code, rendered)
-            }
+            Action::Return { code, text } => Start::Answer(ex, code, text.map(|parts| render(parts, &fr))),
             Action::Static { alias, loc_path } => {
                 let conditions = StaticConditions {
                     if_none_match: header(&req, "if-none-match"),
                     if_modified_since: header(&req, "if-modified-since"),
                     range: header(&req, "range"),
                 };
-                let answer = static_answer(req.method.unwrap_or(""), path, plan.route_path, settings, alias, loc_path, &conditions);
+                let answer = static_answer(req.method.unwrap_or(""), req.path.unwrap_or("/"), plan.route_path, settings, alias, loc_path, &conditions);
                 Start::Static(ex, answer)
             }
             Action::StatusPage => {
                 ex.continue_pending = false;
                 ex.phase = Phase::CollectingForm(Box::new(StatusReq {
                     method: req.method.unwrap_or("GET").to_string(),
-                    target: path.to_string(),
+                    target: req.path.unwrap_or("/").to_string(),
                     accept: header(&req, "accept").map_or_else(Vec::new, <[u8]>::to_vec),
                     form: Vec::new(),
                 }));
                 Start::Ready(ex)
             }
-            Action::Proxy(pp) => {
-                let ups = &rt.upstreams[pp.upstream];
-                // The response buffer is taken now and the backend's two must be there: an
-                // exchange that starts can always finish, so a full pool answers 503 instead
-                // of stalling half-way.
-                if self.client.cout.is_none() {
-                    self.client.cout = ctx.pool.get();
+            Action::Proxy(pp) => match backend_head(ctx, &mut self.client.cout, &rt, &pp, &fr) {
+                Ok(px) => {
+                    ex.proxy = Some(px);
+                    Start::Proxy(ex)
                 }
-                let head = if self.client.cout.is_some() && ctx.pool.available() >= 3 { ctx.pool.get() } else { None };
-                match head {
-                    None => {
-                        log::error!("client {}: buffer pool exhausted (worker_buffers), answering 503", peer);
-                        ex.keep_alive = false;
-                        Start::Answer(ex, 503, None)
-                    }
-                    Some(mut head) => {
-                        let fr = ForwardRequest {
-                            proxy_host: &ups.conf.name,
-                            keepalive: ups.conf.keepalive > 0,
-                            backend: pp.backend,
-                            route: pp.sticky_peer.and_then(|p| ups.conf.servers[p].route.as_deref()),
-                            ..ForwardRequest::new(&req, &meta, peer, local_port, server_name, settings)
-                        };
-                        match Adapter::for_request(pp.backend, &meta).encode_head(&fr, &mut head) {
-                            Some(host) => {
-                                ex.proxy = Some(ProxyState::new(pp.upstream, head, host, pp.sticky_peer, pp.route_peer));
-                                Start::Proxy(ex)
-                            }
-                            None => {
-                                log::info!("client {}: request head too large to forward", peer);
-                                Start::Answer(ex, 431, None)
-                            }
-                        }
-                    }
+                Err(status) => {
+                    ex.keep_alive &= status != 503;
+                    Start::Answer(ex, status, None)
                 }
-            }
+            },
             Action::Abandon => {
                 log::info!("client {} closed the connection before its request could be sent", peer);
                 Start::Abandon(ex)
@@ -199,9 +149,66 @@ impl Session {
     }
 }
 
-/// Renders a `return` text with variables.
-fn render_template(parts: &[Part], fr: &ForwardRequest) -> String {
-    let mut b = Buf::standalone(8192);
-    put_template(&mut b, parts, fr);
-    String::from_utf8_lossy(b.data()).into_owned()
+/// A `return` text: literal text as it is, variables rendered (a `return` is not the proxy
+/// path, so a small allocation here is fine).
+fn render<'c>(parts: &'c [Part], fr: &ForwardRequest) -> Cow<'c, str> {
+    match parts {
+        [] => Cow::Borrowed(""),
+        [Part::Lit(s)] => Cow::Borrowed(s.as_str()),
+        _ => {
+            let mut b = Buf::standalone(8192);
+            put_template(&mut b, parts, fr);
+            Cow::Owned(String::from_utf8_lossy(b.data()).into_owned())
+        }
+    }
+}
+
+/// Encodes the request for its backend into a pooled buffer, kept for retries. The response
+/// buffer is taken now and the backend's two must be there: an exchange that starts can
+/// always finish, so a full pool answers 503 instead of stalling half-way. Err: the status
+/// pounce answers instead (503 out of buffers, 431 a head too large to forward).
+fn backend_head(ctx: &mut Ctx, cout: &mut Option<Buf>, rt: &Runtime, pp: &ProxyPlan, fr: &ForwardRequest) -> Result<ProxyState, u16> {
+    let ups = &rt.upstreams[pp.upstream];
+    if cout.is_none() {
+        *cout = ctx.pool.get();
+    }
+    let head = if cout.is_some() && ctx.pool.available() >= 3 { ctx.pool.get() } else { None };
+    let Some(mut head) = head else {
+        log::error!("client {}: buffer pool exhausted (worker_buffers), answering 503", fr.client);
+        return Err(503);
+    };
+    let fr = ForwardRequest {
+        proxy_host: &ups.conf.name,
+        keepalive: ups.conf.keepalive > 0,
+        backend: pp.backend,
+        route: pp.sticky_peer.and_then(|p| ups.conf.servers[p].route.as_deref()),
+        ..*fr
+    };
+    match Adapter::for_request(pp.backend, fr.meta).encode_head(&fr, &mut head) {
+        Some(host) => Ok(ProxyState::new(pp.upstream, head, host, pp.sticky_peer, pp.route_peer)),
+        None => {
+            log::info!("client {}: request head too large to forward", fr.client);
+            Err(431)
+        }
+    }
+}
+
+/// The error-log line of a refusal.
+fn log_refusal(rt: &Runtime, r: Refusal, peer: SocketAddr, line: &[u8]) {
+    match r {
+        Refusal::BadPath(e) => log::info!("client {}: {}, answering 400", peer, e.describe()),
+        Refusal::BodyTooLarge(n) => log::info!("client {}: body of {} bytes is over client_max_body_size", peer, n),
+        Refusal::Forbidden => log::error!("access forbidden by rule, client: {}, request: \"{}\"", peer, String::from_utf8_lossy(line)),
+        Refusal::UpgradeUnsupported => log::info!("client {}: protocol upgrade refused: AJP cannot carry it", peer),
+        Refusal::StickyForced { upstream, peer: server } => {
+            let ups = &rt.upstreams[upstream];
+            log::warn!(
+                "route of server {} in upstream \"{}\" is unusable and sticky_force is on: 503, client: {}",
+                ups.conf.servers[server].addr,
+                ups.conf.name,
+                peer
+            );
+        }
+        Refusal::NotFound => {}
+    }
 }
