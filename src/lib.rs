@@ -13,6 +13,7 @@ pub(crate) mod proxy;
 pub(crate) mod reactor;
 pub(crate) mod runtime;
 pub(crate) mod status;
+pub(crate) mod tls;
 pub(crate) mod transport;
 pub(crate) mod upstream;
 pub(crate) mod worker;

@@ -54,6 +54,11 @@ fn run() -> i32 {
         }
     };
     if m.opt_present("t") {
+        if let Err(e) = pounce::master::check(&cfg) {
+            eprintln!("pounce: {}", e);
+            eprintln!("pounce: configuration file {} test failed", conf.display());
+            return 1;
+        }
         println!("pounce: configuration file {} test is successful", conf.display());
         return 0;
     }

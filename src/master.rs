@@ -129,7 +129,14 @@ pub fn run(cfg: Config) -> i32 {
         }
     }
     let mut generation = 1;
-    let mut rt = Arc::new(Runtime::new(cfg, generation));
+    let mut rt = match Runtime::build(cfg, generation, None) {
+        Ok(rt) => Arc::new(rt),
+        Err(e) => {
+            eprintln!("pounce: {}", e);
+            log::error!("{}", e);
+            return 1;
+        }
+    };
     let mut workers = match spawn_workers(&rt, per_worker) {
         Ok(w) => w,
         Err(e) => {
@@ -152,11 +159,13 @@ pub fn run(cfg: Config) -> i32 {
                         Ok(per_worker) => {
                             let level = new_cfg.error_level;
                             generation += 1;
-                            let new_rt = Arc::new(Runtime::new(new_cfg, generation));
-                            new_rt.inherit_overrides(&rt);
-                            match spawn_workers(&new_rt, per_worker) {
+                            let built = Runtime::build(new_cfg, generation, Some(&rt));
+                            match built.map(Arc::new).and_then(|new_rt| {
+                                new_rt.inherit_overrides(&rt);
+                                spawn_workers(&new_rt, per_worker).map(|w| (new_rt, w)).map_err(|e| e.to_string())
+                            }) {
                                 Err(e) => log::error!("reload failed, keeping the running configuration: {}", e),
-                                Ok(new_workers) => {
+                                Ok((new_rt, new_workers)) => {
                                     log::set_max_level(level);
                                     let deadline = Instant::now() + rt.cfg.worker_shutdown_timeout + Duration::from_secs(5);
                                     for w in workers.drain(..) {
@@ -253,6 +262,11 @@ fn join_all(list: Vec<(WorkerHandle, Instant)>) {
         }
         let _ = w.thread.join();
     }
+}
+
+/// What `-t` checks beyond the configuration's syntax: every certificate and key it names.
+pub fn check(cfg: &Config) -> Result<(), String> {
+    crate::tls::Tls::build(cfg, None).map(|_| ())
 }
 
 /// `pounce -s SIGNAL`: signals the master whose pid is in the pid file.

@@ -4,6 +4,7 @@
 //! anyone.
 
 use crate::config::{Config, Settings};
+use crate::tls::Tls;
 use crate::upstream::UpstreamState;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::OnceLock;
@@ -27,6 +28,8 @@ pub(crate) struct Runtime {
     pub(crate) upstreams: Vec<UpstreamState>,
     pub(crate) generation: u64,
     pub(crate) workers: Vec<WorkerStats>,
+    /// Certificates and TLS configurations of the `listen ... ssl` addresses.
+    pub(crate) tls: Tls,
 }
 
 /// When the process started (uptime on the status page).
@@ -36,11 +39,21 @@ pub(crate) fn process_start() -> Instant {
 }
 
 impl Runtime {
+    /// A generation, its certificates and keys loaded and checked (`FILE: what is wrong`).
+    /// `previous`: the running generation, whose TLS ticket keys are kept.
+    pub(crate) fn build(cfg: Config, generation: u64, previous: Option<&Runtime>) -> Result<Runtime, String> {
+        let tls = Tls::build(&cfg, previous.map(|p| &p.tls))?;
+        let mut rt = Runtime::new(cfg, generation);
+        rt.tls = tls;
+        Ok(rt)
+    }
+
+    /// A generation without TLS (unit tests of what does not need it).
     pub(crate) fn new(cfg: Config, generation: u64) -> Runtime {
         process_start();
         let upstreams = cfg.http.upstreams.iter().cloned().map(UpstreamState::new).collect();
         let workers = (0..cfg.worker_processes).map(|_| WorkerStats::default()).collect();
-        Runtime { cfg, upstreams, generation, workers }
+        Runtime { cfg, upstreams, generation, workers, tls: Tls::default() }
     }
 
     /// Keeps runtime changes made on the manager page across a reload.

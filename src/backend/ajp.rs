@@ -92,7 +92,8 @@ impl AjpAdapter {
         w.u8(FORWARD_REQUEST).u8(code.unwrap_or(0xFF));
         w.string(Some(if fr.meta.minor == 0 { b"HTTP/1.0" } else { b"HTTP/1.1" }));
         w.string(Some(uri.as_bytes())).string(Some(ip.as_bytes())).string(None).string(Some(server_name));
-        w.u16(fr.local_port).u8(0);
+        // is_ssl: Tomcat then reports https, isSecure() and port 443 by default.
+        w.u16(fr.local_port).u8(fr.tls.is_some() as u8);
         let count_at = w.offset();
         w.u16(0);
         let mut count: u16 = 0;
@@ -145,6 +146,18 @@ impl AjpAdapter {
         w.patch_u16(count_at, count);
         if let Some(q) = query {
             w.u8(attr::QUERY_STRING).string(Some(q.as_bytes()));
+        }
+        if let Some(t) = fr.tls {
+            // As mod_jk: the client certificate (PEM), cipher, session and key size, and the
+            // protocol as a request attribute Tomcat knows.
+            if let Some(c) = &t.client {
+                w.u8(attr::SSL_CERT).string(Some(c.pem.as_bytes()));
+            }
+            let mut hex = [0u8; 64];
+            w.u8(attr::SSL_CIPHER).string(Some(t.cipher.as_bytes()));
+            w.u8(attr::SSL_SESSION).string(Some(t.session_hex(&mut hex).as_bytes()));
+            w.u8(attr::SSL_KEY_SIZE).u16(t.key_bits);
+            w.u8(attr::REQ_ATTRIBUTE).string(Some(b"AJP_SSL_PROTOCOL")).string(Some(t.protocol.as_bytes()));
         }
         if let Some(route) = fr.route {
             w.u8(attr::ROUTE).string(Some(route.as_bytes()));
@@ -367,7 +380,18 @@ mod tests {
     use crate::http::request::{empty_headers, parse, Parse, MAX_HEAD};
 
     fn facts() -> ReqFacts<'static> {
-        ReqFacts { head: false, minor: 1, keep_alive: true, host: b"h", rewrite_from: [b"", b""], rewrite: false, date: "d", via: None }
+        ReqFacts {
+            head: false,
+            minor: 1,
+            keep_alive: true,
+            host: b"h",
+            rewrite_from: [b"", b""],
+            rewrite: false,
+            scheme: "http",
+            date: "d",
+            via: None,
+            add_headers: &[],
+        }
     }
 
     fn encode(raw: &[u8], secret: Option<&str>) -> Vec<u8> {

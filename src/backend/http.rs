@@ -87,7 +87,7 @@ pub fn put_var(out: &mut Buf, var: Var, fr: &ForwardRequest) -> bool {
         Var::HttpHost => out.put_all(header(req, "host").unwrap_or(b"")),
         Var::RemoteAddr => write!(out, "{}", fr.client.ip()).is_ok(),
         Var::RemotePort => write!(out, "{}", fr.client.port()).is_ok(),
-        Var::Scheme => out.put_all(b"http"),
+        Var::Scheme => out.put_all(fr.scheme().as_bytes()),
         Var::ServerName => out.put_all(fr.server_name.as_bytes()),
         Var::ServerPort => write!(out, "{}", fr.local_port).is_ok(),
         Var::ProxyHost => out.put_all(fr.proxy_host.as_bytes()),
@@ -102,6 +102,44 @@ pub fn put_var(out: &mut Buf, var: Var, fr: &ForwardRequest) -> bool {
         Var::Uri => out.put_all(path.split('?').next().unwrap_or("").as_bytes()),
         Var::Args => out.put_all(path.split_once('?').map_or("", |(_, a)| a).as_bytes()),
         Var::RequestMethod => out.put_all(req.method.unwrap_or("GET").as_bytes()),
+        Var::SslProtocol | Var::SslCipher | Var::SslClientCert | Var::SslClientEscapedCert | Var::SslClientSDn => put_tls_var(out, var, fr),
+        Var::SslClientVerify | Var::SslServerName | Var::SslSessionId | Var::SslSessionReused => put_tls_var(out, var, fr),
+    }
+}
+
+/// nginx's `$ssl_*` variables: empty on a plain connection (so a header set from one is not
+/// sent at all).
+fn put_tls_var(out: &mut Buf, var: Var, fr: &ForwardRequest) -> bool {
+    let Some(t) = fr.tls else { return true };
+    let cert = t.client.as_ref();
+    match var {
+        Var::SslProtocol => out.put_all(t.protocol.as_bytes()),
+        Var::SslCipher => out.put_all(t.cipher.as_bytes()),
+        // nginx's (deprecated) form: every line after the first starts with a tab.
+        Var::SslClientCert => cert.is_none_or(|c| {
+            let pem = c.pem.trim_end().as_bytes();
+            pem.split(|&b| b == b'\n').enumerate().all(|(i, line)| (i == 0 || out.put_all(b"\n\t")) && out.put_all(line))
+        }),
+        Var::SslClientEscapedCert => cert.is_none_or(|c| c.pem.bytes().all(|b| put_urlencoded(out, b))),
+        Var::SslClientSDn => cert.is_none_or(|c| out.put_all(c.subject.as_bytes())),
+        Var::SslClientVerify => out.put_all(t.client_verify().as_bytes()),
+        Var::SslServerName => out.put_all(t.sni.as_deref().unwrap_or("").as_bytes()),
+        Var::SslSessionId => {
+            let mut hex = [0u8; 64];
+            out.put_all(t.session_hex(&mut hex).as_bytes())
+        }
+        Var::SslSessionReused => out.put_all(if t.resumed { b"r" } else { b"." }),
+        _ => true,
+    }
+}
+
+/// One byte of nginx's `$ssl_client_escaped_cert` (URL encoding of everything but unreserved).
+fn put_urlencoded(out: &mut Buf, b: u8) -> bool {
+    if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+        out.put_all(&[b])
+    } else {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        out.put_all(&[b'%', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]])
     }
 }
 
@@ -151,7 +189,7 @@ impl Protocol for HttpAdapter {
             ok = ok && out.put_all(b"X-Forwarded-For: ") && put_var(out, Var::ProxyAddXForwardedFor, fr) && out.put_all(b"\r\n");
         }
         if !is_set("x-forwarded-proto") {
-            ok = ok && out.put_all(b"X-Forwarded-Proto: http\r\n");
+            ok = ok && out.put_all(b"X-Forwarded-Proto: ") && out.put_all(fr.scheme().as_bytes()) && out.put_all(b"\r\n");
         }
         if let Some(via) = fr.settings.proxy_via.value() {
             ok = ok && out.put_all(b"Via: ") && out.put_all(via.as_bytes()) && out.put_all(b"\r\n");
@@ -424,7 +462,18 @@ mod tests {
     }
 
     fn facts() -> ReqFacts<'static> {
-        ReqFacts { head: false, minor: 1, keep_alive: true, host: b"h", rewrite_from: [b"", b""], rewrite: false, date: "d", via: None }
+        ReqFacts {
+            head: false,
+            minor: 1,
+            keep_alive: true,
+            host: b"h",
+            rewrite_from: [b"", b""],
+            rewrite: false,
+            scheme: "http",
+            date: "d",
+            via: None,
+            add_headers: &[],
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::buffer::Buf;
 use crate::config::{BackendConf, Settings};
 use crate::http::request::RequestMeta;
 use crate::http::writer::{ReqFacts, ResponseWriter};
+use crate::tls::info::TlsInfo;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -37,6 +38,19 @@ pub struct ForwardRequest<'a, 'b> {
     pub backend: &'a BackendConf,
     /// The route the request was sent to by stickiness (AJP attribute 0x06).
     pub route: Option<&'a str>,
+    /// The client's TLS connection, if it has one (`$scheme` https, AJP `is_ssl`, `$ssl_*`).
+    pub(crate) tls: Option<&'a TlsInfo>,
+}
+
+impl ForwardRequest<'_, '_> {
+    /// `https` for a TLS client, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
 }
 
 impl<'a, 'b> ForwardRequest<'a, 'b> {
@@ -50,7 +64,19 @@ impl<'a, 'b> ForwardRequest<'a, 'b> {
         server_name: &'a str,
         settings: &'a Settings,
     ) -> Self {
-        ForwardRequest { req, meta, client, local_port, server_name, settings, proxy_host: "", keepalive: false, backend: &BackendConf::Http, route: None }
+        ForwardRequest {
+            req,
+            meta,
+            client,
+            local_port,
+            server_name,
+            settings,
+            proxy_host: "",
+            keepalive: false,
+            backend: &BackendConf::Http,
+            route: None,
+            tls: None,
+        }
     }
 }
 

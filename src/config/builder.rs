@@ -175,6 +175,7 @@ pub(super) struct ListenDecl {
     pub addr: SocketAddr,
     pub server: usize,
     pub default: bool,
+    pub ssl: bool,
     pub pos: Pos,
 }
 

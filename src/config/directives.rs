@@ -4,7 +4,7 @@
 
 use super::builder::ctx::{EVENTS, HTTP, LOCATION, MAIN, SERVER, SETTINGS, UPSTREAM};
 use super::builder::{Args, Args::*, Row, Set};
-use super::{server, settings, top, upstream};
+use super::{server, settings, ssl, top, upstream};
 
 const fn simple(name: &'static str, ctx: u8, args: Args, set: Set) -> Row {
     Row { name, ctx, args, block: false, set }
@@ -46,6 +46,17 @@ pub(super) const TABLE: &[Row] = &[
     simple("proxy_http_version",        SETTINGS,            Exactly(1),   settings::proxy_http_version),
     simple("proxy_via",                 SETTINGS,            Exactly(1),   settings::proxy_via),
     simple("proxy_ignore_client_abort", SETTINGS,            Exactly(1),   settings::proxy_ignore_client_abort),
+    simple("add_header",                SETTINGS,            Range(2, 3),  ssl::add_header),
+    // TLS, inherited http → server (ssl.rs)
+    simple("ssl_certificate",           HTTP | SERVER,       Exactly(1),   ssl::certificate),
+    simple("ssl_certificate_key",       HTTP | SERVER,       Exactly(1),   ssl::certificate_key),
+    simple("ssl_protocols",             HTTP | SERVER,       AtLeast(1),   ssl::protocols),
+    simple("ssl_session_tickets",       HTTP | SERVER,       Exactly(1),   ssl::session_tickets),
+    simple("ssl_session_timeout",       HTTP | SERVER,       Exactly(1),   ssl::session_timeout),
+    simple("ssl_verify_client",         HTTP | SERVER,       Exactly(1),   ssl::verify_client),
+    simple("ssl_client_certificate",    HTTP | SERVER,       Exactly(1),   ssl::client_certificate),
+    simple("ssl_handshake_timeout",     HTTP | SERVER,       Exactly(1),   ssl::handshake_timeout),
+    simple("ssl_prefer_server_ciphers", HTTP | SERVER,       Exactly(1),   ssl::prefer_server_ciphers),
     simple("allow",                     SETTINGS,            Exactly(1),   settings::access_rule),
     simple("deny",                      SETTINGS,            Exactly(1),   settings::access_rule),
     simple("root",                      SETTINGS,            Exactly(1),   settings::root),

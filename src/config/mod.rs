@@ -13,6 +13,7 @@ mod lexer;
 mod parser;
 mod server;
 mod settings;
+mod ssl;
 mod top;
 mod units;
 mod unknown;
@@ -69,6 +70,8 @@ pub struct Http {
 #[derive(Debug, Clone)]
 pub struct Listen {
     pub addr: SocketAddr,
+    /// `listen ... ssl`: connections are TLS (on any of its servers' `listen`, as nginx).
+    pub ssl: bool,
     /// Indices into `Http::servers`; the first is the default server unless one says `default_server`.
     pub servers: Vec<usize>,
     pub default_server: usize,
@@ -326,6 +329,15 @@ pub enum Var {
     Uri,
     Args,
     RequestMethod,
+    SslProtocol,
+    SslCipher,
+    SslClientCert,
+    SslClientEscapedCert,
+    SslClientSDn,
+    SslClientVerify,
+    SslServerName,
+    SslSessionId,
+    SslSessionReused,
 }
 
 impl Var {
@@ -344,6 +356,15 @@ impl Var {
             "uri" => Var::Uri,
             "args" => Var::Args,
             "request_method" => Var::RequestMethod,
+            "ssl_protocol" => Var::SslProtocol,
+            "ssl_cipher" => Var::SslCipher,
+            "ssl_client_cert" => Var::SslClientCert,
+            "ssl_client_escaped_cert" => Var::SslClientEscapedCert,
+            "ssl_client_s_dn" => Var::SslClientSDn,
+            "ssl_client_verify" => Var::SslClientVerify,
+            "ssl_server_name" => Var::SslServerName,
+            "ssl_session_id" => Var::SslSessionId,
+            "ssl_session_reused" => Var::SslSessionReused,
             _ => return None,
         })
     }
@@ -439,6 +460,48 @@ settings! {
     disable_symlinks: bool = false,
     proxy_via: Via = Via::Off,
     proxy_ignore_client_abort: bool = false,
+    add_header: Vec<AddHeader> = Vec::new(),
+    ssl_certificate: Vec<PathBuf> = Vec::new(),
+    ssl_certificate_key: Vec<PathBuf> = Vec::new(),
+    ssl_protocols: SslProtocols = SslProtocols::default(),
+    ssl_session_tickets: bool = true,
+    ssl_session_timeout: Duration = Duration::from_secs(300),
+    ssl_verify_client: VerifyClient = VerifyClient::Off,
+    ssl_client_certificate: Option<PathBuf> = None,
+    ssl_handshake_timeout: Duration = Duration::from_secs(60),
+    ssl_prefer_server_ciphers: bool = false,
+}
+
+/// `add_header NAME VALUE [always]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddHeader {
+    pub name: String,
+    pub value: String,
+    /// Added to every response, not only to 2xx and 3xx ones.
+    pub always: bool,
+}
+
+/// `ssl_protocols`: the TLS versions offered (rustls has nothing older than TLS 1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SslProtocols {
+    pub tls12: bool,
+    pub tls13: bool,
+}
+
+impl Default for SslProtocols {
+    fn default() -> Self {
+        SslProtocols { tls12: true, tls13: true }
+    }
+}
+
+/// `ssl_verify_client`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyClient {
+    Off,
+    /// A certificate signed by `ssl_client_certificate` is required.
+    On,
+    /// One is asked for; a client without one is let in (a bad one is refused).
+    Optional,
 }
 
 /// `proxy_via off|on|full` (Apache's ProxyVia).

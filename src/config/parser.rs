@@ -75,12 +75,16 @@ fn collect_listens(b: &mut Builder) -> Result<(), ConfError> {
         let i = match listens.iter().position(|x| x.addr == l.addr) {
             Some(i) => i,
             None => {
-                listens.push(Listen { addr: l.addr, servers: Vec::new(), default_server: l.server });
+                listens.push(Listen { addr: l.addr, ssl: false, servers: Vec::new(), default_server: l.server });
                 default_pos.push(None);
                 listens.len() - 1
             }
         };
         listens[i].servers.push(l.server);
+        listens[i].ssl |= l.ssl;
+        if l.ssl && b.cfg.http.servers[l.server].settings.ssl_certificate.is_empty() {
+            return err(&l.pos, "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive");
+        }
         if l.default {
             if let Some(first) = &default_pos[i] {
                 return err(&l.pos, format!("a duplicate default server for {} (first at {})", l.addr, first));
@@ -184,7 +188,7 @@ pub(super) mod tests {
                 "http {\n server {\n  location / {\n   if ($host) { return 404; }\n  }\n }\n}\n",
                 "t.conf:4: \"if\" is an nginx directive pounce does not support",
             ),
-            ("http {\n server {\n  ssl_certificate a.pem;\n }\n}\n", "t.conf:3: \"ssl_certificate\" is an nginx directive pounce does not support"),
+            ("http {\n server {\n  ssl_stapling on;\n }\n}\n", "t.conf:3: \"ssl_stapling\" is an nginx directive pounce does not support"),
             ("user nobody;\n", "t.conf:1: \"user\" is an nginx directive pounce does not support"),
         ];
         for (text, want) in cases {

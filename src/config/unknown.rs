@@ -76,7 +76,6 @@ const NGINX: &[(&str, &str)] = &[
     ("source_charset", ""),
     ("autoindex*", ""),
     ("expires", ""),
-    ("add_header", ""),
     ("add_trailer", ""),
     ("http2", ""),
     ("http3", ""),
@@ -106,9 +105,25 @@ const NGINX: &[(&str, &str)] = &[
     ("set_real_ip_from", ""),
     ("stub_status", "the \"status\" directive serves pounce's status page"),
     // TLS
-    ("ssl", "TLS is not supported yet"),
-    ("ssl_*", "TLS is not supported yet"),
-    ("proxy_ssl_*", "TLS is not supported yet"),
+    ("ssl", "use \"listen ... ssl\""),
+    ("ssl_ciphers", "rustls offers its own fixed set of modern cipher suites (see TLS in README.md)"),
+    ("ssl_ecdh_curve", "rustls chooses among X25519, P-256 and P-384"),
+    ("ssl_dhparam", "rustls offers no finite-field Diffie-Hellman"),
+    ("ssl_session_cache", "resumption uses session tickets shared by all workers: \"ssl_session_tickets\""),
+    ("ssl_session_ticket_key", "ticket keys are generated, shared by all workers and rotated by pounce"),
+    ("ssl_stapling*", ""),
+    ("ssl_ocsp*", ""),
+    ("ssl_trusted_certificate", ""),
+    ("ssl_crl", ""),
+    ("ssl_verify_depth", ""),
+    ("ssl_password_file", "keys must not be encrypted"),
+    ("ssl_early_data", ""),
+    ("ssl_buffer_size", ""),
+    ("ssl_conf_command", ""),
+    ("ssl_reject_handshake", ""),
+    ("ssl_certificate_cache", ""),
+    ("ssl_preread", ""),
+    ("proxy_ssl_*", "TLS to backends is not supported"),
     // proxy
     ("proxy_buffering", ""),
     ("proxy_buffers", ""),
@@ -241,7 +256,7 @@ mod tests {
         let none = std::iter::empty();
         assert_eq!(message("proxy_buffering", none.clone()), "\"proxy_buffering\" is an nginx directive pounce does not support");
         assert_eq!(message("gzip_types", none.clone()), "\"gzip_types\" is an nginx directive pounce does not support");
-        assert_eq!(message("ssl_certificate", none.clone()), "\"ssl_certificate\" is an nginx directive pounce does not support; TLS is not supported yet");
+        assert_eq!(message("ssl_stapling", none.clone()), "\"ssl_stapling\" is an nginx directive pounce does not support");
         assert_eq!(message("least_conn", none), "\"least_conn\" is an nginx directive pounce does not support; use \"balance least_conn\"");
     }
 }

@@ -5,6 +5,7 @@
 use super::chunked::size_line;
 use super::status::{bodiless, reason};
 use crate::buffer::Buf;
+use crate::config::AddHeader;
 use std::fmt::Write;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,9 +30,13 @@ pub struct ReqFacts<'a> {
     /// Prefixes of redirect targets that point at the backend (`http://10.0.0.5:8080`).
     pub rewrite_from: [&'a [u8]; 2],
     pub rewrite: bool,
+    /// The client's scheme (`http`, or `https` on TLS): rewritten redirects use it.
+    pub scheme: &'a str,
     pub date: &'a str,
     /// `Via` value to add (proxy_via).
     pub via: Option<&'a str>,
+    /// `add_header` lines of the location.
+    pub add_headers: &'a [AddHeader],
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +100,7 @@ impl ResponseWriter {
         if let Some(via) = facts.via {
             ok = ok && out.put_all(b"Via: ") && out.put_all(via.as_bytes()) && out.put_all(b"\r\n");
         }
+        ok = ok && super::status::added_headers(out, status, facts.add_headers);
         ok =
             ok && match self.framing {
                 OutFraming::Chunked => out.put_all(b"Transfer-Encoding: chunked\r\n"),
@@ -196,7 +202,8 @@ impl Default for ResponseWriter {
     }
 }
 
-/// Writes a Location/Refresh value with a backend prefix replaced by `http://<client host>`.
+/// Writes a Location/Refresh value with a backend prefix replaced by the client's scheme and
+/// host (`https://` for a TLS client).
 fn put_rewritten(out: &mut Buf, value: &[u8], facts: &ReqFacts) -> bool {
     // Refresh: "5; url=http://…"; Location: the URL itself.
     let url_at = find_url(value);
@@ -206,7 +213,11 @@ fn put_rewritten(out: &mut Buf, value: &[u8], facts: &ReqFacts) -> bool {
             continue;
         }
         if url.len() >= from.len() && url[..from.len()].eq_ignore_ascii_case(from) && matches!(url.get(from.len()), None | Some(b'/') | Some(b'?')) {
-            return out.put_all(&value[..url_at]) && out.put_all(b"http://") && out.put_all(facts.host) && out.put_all(&url[from.len()..]);
+            return out.put_all(&value[..url_at])
+                && out.put_all(facts.scheme.as_bytes())
+                && out.put_all(b"://")
+                && out.put_all(facts.host)
+                && out.put_all(&url[from.len()..]);
         }
     }
     out.put_all(value)
@@ -232,8 +243,10 @@ mod tests {
             host: b"front.example:8080",
             rewrite_from: [b"http://127.0.0.1:9000", b"http://backend"],
             rewrite: true,
+            scheme: "http",
             date: "d",
             via: None,
+            add_headers: &[],
         }
     }
 

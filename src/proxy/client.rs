@@ -71,10 +71,19 @@ impl Client {
         Ok(progress)
     }
 
-    /// Writes `cout` to the client as far as it takes it.
+    /// Writes `cout` to the client as far as it takes it (and what the transport still holds).
     pub(crate) fn write(&mut self, ctx: &mut Ctx) -> Res<bool> {
-        let Some(cout) = self.cout.as_mut() else { return Ok(false) };
         let mut progress = false;
+        if self.transport.pending_output() {
+            progress = self.transport.flush().map_err(|e| {
+                log::debug!("client {}: write error: {}", self.peer, e);
+                Closed::ByClient
+            })?;
+            if self.transport.pending_output() {
+                self.t_wblock = ctx.now;
+            }
+        }
+        let Some(cout) = self.cout.as_mut() else { return Ok(progress) };
         while self.transport.can_write() && !cout.is_empty() {
             match self.transport.write(cout.data()) {
                 Ok(0) => return Err(Closed::ByClient),

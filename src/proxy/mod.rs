@@ -28,6 +28,8 @@ pub(crate) type Res<T> = Result<T, Closed>;
 /// expiry knows its reason (docs/LIFECYCLE.md lists them with their directives).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Wait {
+    /// A TLS handshake: `ssl_handshake_timeout`.
+    ClientHandshake,
     /// The first request, or the rest of a started head: `client_header_timeout`.
     ClientHeader,
     /// An idle keep-alive connection: `keepalive_timeout`.

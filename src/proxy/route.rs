@@ -6,31 +6,33 @@ use crate::http::request::host_name;
 
 pub(crate) fn find_server(http: &Http, listen: usize, host: Option<&[u8]>) -> usize {
     let l = &http.listens[listen];
-    if let Some(host) = host {
-        let name = host_name(host);
-        let matches = |pat: &str| -> bool {
-            let p = pat.as_bytes();
-            if let Some(suffix) = pat.strip_prefix('*') {
-                name.len() > suffix.len() && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
-            } else if let Some(prefix) = pat.strip_suffix('*') {
-                name.len() > prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
-            } else if let Some(dotted) = pat.strip_prefix('.') {
-                name.eq_ignore_ascii_case(dotted.as_bytes()) || (name.len() > pat.len() && name[name.len() - pat.len()..].eq_ignore_ascii_case(p))
-            } else {
-                name.eq_ignore_ascii_case(p)
-            }
-        };
-        // Exact names first, then wildcards, as nginx orders them.
-        for exact in [true, false] {
-            for &s in &l.servers {
-                let names = &http.servers[s].names;
-                if names.iter().filter(|n| exact != (n.starts_with('*') || n.ends_with('*') || n.starts_with('.'))).any(|n| matches(n)) {
-                    return s;
-                }
-            }
+    let by_name = host.and_then(|h| pick_by_name(l.servers.iter().map(|&s| http.servers[s].names.as_slice()), host_name(h)));
+    by_name.map_or(l.default_server, |i| l.servers[i])
+}
+
+/// Which of several servers' `server_name` lists matches `name` (a Host without its port, or
+/// an SNI): exact names first, then `*.example.com`, `www.example.*` and `.example.com`
+/// wildcards, as nginx orders them. The position in `servers`, if any matches.
+pub(crate) fn pick_by_name<'a>(servers: impl Iterator<Item = &'a [String]> + Clone, name: &[u8]) -> Option<usize> {
+    let matches = |pat: &str| -> bool {
+        let p = pat.as_bytes();
+        if let Some(suffix) = pat.strip_prefix('*') {
+            name.len() > suffix.len() && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+        } else if let Some(prefix) = pat.strip_suffix('*') {
+            name.len() > prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+        } else if let Some(dotted) = pat.strip_prefix('.') {
+            name.eq_ignore_ascii_case(dotted.as_bytes()) || (name.len() > pat.len() && name[name.len() - pat.len()..].eq_ignore_ascii_case(p))
+        } else {
+            name.eq_ignore_ascii_case(p)
+        }
+    };
+    let wildcard = |n: &String| n.starts_with('*') || n.ends_with('*') || n.starts_with('.');
+    for exact in [true, false] {
+        if let Some(i) = servers.clone().position(|names| names.iter().filter(|n| exact != wildcard(n)).any(|n| matches(n))) {
+            return Some(i);
         }
     }
-    l.default_server
+    None
 }
 
 /// Index of the location for `path` (the part of the target before `?`).
@@ -82,7 +84,7 @@ mod tests {
         let mk = |names: &[&str]| Server { names: names.iter().map(|s| s.to_string()).collect(), locations: vec![], settings: Settings::default() };
         let http = Http {
             servers: vec![mk(&["default"]), mk(&["a.example"]), mk(&["*.example"])],
-            listens: vec![Listen { addr: ([127, 0, 0, 1], 1).into(), servers: vec![0, 1, 2], default_server: 0 }],
+            listens: vec![Listen { addr: ([127, 0, 0, 1], 1).into(), ssl: false, servers: vec![0, 1, 2], default_server: 0 }],
             ..Default::default()
         };
         assert_eq!(find_server(&http, 0, Some(b"A.Example:8080")), 1);

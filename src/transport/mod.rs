@@ -1,40 +1,53 @@
 //! The client side's transport: the one way a session reads, writes, shuts down and
 //! registers its client connection. Plain TCP today; a TLS connection (rustls over the same
-//! socket) is another variant with the same interface, and so will be an HTTP/2 connection
+//! socket, `tls.rs`) is another variant with the same interface, and so will be an HTTP/2 connection
 //! that carries several exchanges. The exchange logic above never sees which one it has.
 //!
 //! Readiness is edge-triggered: the transport remembers what epoll last reported and clears
 //! it when a read or write meets `WouldBlock`, so callers loop on `can_read`/`can_write`.
 
 mod plain;
+pub(crate) mod tls;
 
 pub(crate) use plain::Plain;
+pub(crate) use tls::TlsConn;
 
 use crate::files::FileBody;
+use crate::tls::info::TlsInfo;
 use mio::event::Event;
 use mio::{Interest, Registry, Token};
 use std::io;
+use std::time::Duration;
 
 /// A client connection, whatever carries it. Dispatch is a `match`, never a virtual call.
 pub(crate) enum ClientTransport {
     Plain(Plain),
+    /// Boxed: a rustls connection is large, and an idle plain session stays small.
+    Tls(Box<TlsConn<mio::net::TcpStream>>),
 }
 
 macro_rules! dispatch {
     ($self:ident, $t:ident => $call:expr) => {
         match $self {
             ClientTransport::Plain($t) => $call,
+            ClientTransport::Tls($t) => $call,
         }
     };
 }
 
 impl ClientTransport {
     pub(crate) fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        dispatch!(self, t => registry.register(t.stream_mut(), token, Interest::READABLE | Interest::WRITABLE))
+        match self {
+            ClientTransport::Plain(t) => registry.register(t.stream_mut(), token, Interest::READABLE | Interest::WRITABLE),
+            ClientTransport::Tls(t) => registry.register(t.io_mut(), token, Interest::READABLE | Interest::WRITABLE),
+        }
     }
 
     pub(crate) fn deregister(&mut self, registry: &Registry) {
-        dispatch!(self, t => { let _ = registry.deregister(t.stream_mut()); })
+        let _ = match self {
+            ClientTransport::Plain(t) => registry.deregister(t.stream_mut()),
+            ClientTransport::Tls(t) => registry.deregister(t.io_mut()),
+        };
     }
 
     /// Takes note of what epoll reported.
@@ -87,6 +100,30 @@ impl ClientTransport {
         dispatch!(self, t => t.pending_output())
     }
 
+    /// Sends what the transport holds (a TLS layer's records); true when something went.
+    pub(crate) fn flush(&mut self) -> io::Result<bool> {
+        match self {
+            ClientTransport::Plain(_) => Ok(false),
+            ClientTransport::Tls(t) => t.flush(),
+        }
+    }
+
+    /// While a TLS handshake is not over: how long it may take (`ssl_handshake_timeout`).
+    pub(crate) fn handshake_timeout(&self) -> Option<Duration> {
+        match self {
+            ClientTransport::Tls(t) if t.handshaking() => Some(t.handshake_timeout()),
+            _ => None,
+        }
+    }
+
+    /// What the TLS handshake established (none on plain TCP).
+    pub(crate) fn tls_info(&self) -> Option<&TlsInfo> {
+        match self {
+            ClientTransport::Plain(_) => None,
+            ClientTransport::Tls(t) => t.info(),
+        }
+    }
+
     /// Ends our sending side (the start of a lingering close).
     pub(crate) fn shutdown_write(&mut self) {
         dispatch!(self, t => t.shutdown_write())
@@ -94,6 +131,11 @@ impl ClientTransport {
 
     /// A last word before closing, when no buffer could be had (best effort, never blocks).
     pub(crate) fn write_last_words(&mut self, bytes: &[u8]) {
-        dispatch!(self, t => { let _ = t.write(bytes); })
+        match self {
+            ClientTransport::Plain(t) => {
+                let _ = t.write(bytes);
+            }
+            ClientTransport::Tls(t) => t.write_last_words(bytes),
+        }
     }
 }

@@ -11,7 +11,7 @@ use crate::proxy::Closed;
 use crate::reactor::timer::{settle, Due};
 use crate::reactor::{Ctx, Owner, BACKEND_BIT};
 use crate::runtime::Runtime;
-use crate::transport::{ClientTransport, Plain};
+use crate::transport::{ClientTransport, Plain, TlsConn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
@@ -222,7 +222,10 @@ impl Worker {
                     let local_port = self.ctx.rt.cfg.http.listens[listen_idx].addr.port();
                     let entry = self.sessions.vacant_entry();
                     let key = entry.key();
-                    let transport = ClientTransport::Plain(Plain::new(stream));
+                    let transport = match self.ctx.rt.tls.listener(listen_idx) {
+                        Some(tls) => ClientTransport::Tls(Box::new(TlsConn::new(stream, addr, tls.clone()))),
+                        None => ClientTransport::Plain(Plain::new(stream)),
+                    };
                     let mut s = Session::new(key, transport, addr, local_port, listen_idx, self.ctx.now);
                     if let Err(e) = s.register(&mut self.ctx) {
                         log::error!("register client {}: {}", addr, e);

@@ -5,7 +5,7 @@ use super::{Exchange, OwnBody};
 use crate::config::Settings;
 use crate::files::{self, FileBody, Range};
 use crate::http::request;
-use crate::http::status::{head_end, head_start, write_simple};
+use crate::http::status::{added_headers, head_end, head_start, write_simple};
 use crate::proxy::client::Client;
 use crate::proxy::{Closed, Res};
 use crate::reactor::Ctx;
@@ -16,8 +16,10 @@ impl Exchange {
     pub(crate) fn answer(&mut self, c: &mut Client, ctx: &mut Ctx, code: u16, text: Option<&str>) -> Res<()> {
         let head_only = self.meta.method == request::Method::Head;
         let keep = self.keep_alive;
+        let rt = ctx.rt.clone();
+        let extra = &self.settings(&rt).add_header;
         let cout = c.ensure_cout(ctx)?;
-        if !write_simple(cout, code, text, keep, head_only, &ctx.clock.http_date) {
+        if !write_simple(cout, code, text, keep, head_only, &ctx.clock.http_date, extra) {
             return Err(Closed::ByUs);
         }
         self.writer.status = code;
@@ -50,6 +52,8 @@ impl Exchange {
             416 => ok = ok && write!(cout, "Content-Range: bytes */{}\r\n", file.size).is_ok(),
             _ => {}
         }
+        let rt = ctx.rt.clone();
+        ok = ok && added_headers(cout, file.status, &self.settings(&rt).add_header);
         if !(ok && head_end(cout, keep)) {
             return Err(Closed::ByUs);
         }

@@ -258,8 +258,10 @@ impl Exchange {
             host,
             rewrite_from: [r1.as_bytes(), r2.as_bytes()],
             rewrite: settings.proxy_redirect,
+            scheme: if c.transport.tls_info().is_some() { "https" } else { "http" },
             date: &ctx.clock.http_date,
             via: settings.proxy_via.value(),
+            add_headers: &settings.add_header,
         };
         let before = (up.bin.len(), cout.len());
         let was_started = self.writer.started;
@@ -415,13 +417,14 @@ impl Exchange {
         let keep = self.keep_alive && !ctx.draining;
         self.keep_alive = keep;
         let cout = c.ensure_cout(ctx)?;
-        use crate::http::status::{head_end, head_start};
+        use crate::http::status::{added_headers, head_end, head_start};
         use std::fmt::Write as _;
         let mut ok = head_start(cout, resp.status, &ctx.clock.http_date)
             && write!(cout, "Content-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n", resp.content_type, resp.body.len()).is_ok();
         if let Some(loc) = &resp.location {
             ok = ok && write!(cout, "Location: {}\r\n", loc).is_ok();
         }
+        ok = ok && added_headers(cout, resp.status, &self.settings(&rt).add_header);
         if !(ok && head_end(cout, keep)) {
             return Err(Closed::ByUs);
         }

@@ -67,7 +67,7 @@ impl Session {
         }
         let srv = &rt.cfg.http.servers[plan.server];
         let server_name = srv.names.first().map_or("", |s| s.as_str());
-        let fr = ForwardRequest::new(&req, &meta, peer, local_port, server_name, settings);
+        let fr = ForwardRequest { tls: self.client.transport.tls_info(), ..ForwardRequest::new(&req, &meta, peer, local_port, server_name, settings) };
         let mut ex = Exchange::new(now, plan.server, plan.loc, meta, plan.keep_alive);
         if plan.reads_body {
             ex = ex.expect_body();

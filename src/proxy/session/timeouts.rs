@@ -18,7 +18,10 @@ impl Session {
             ClientPhase::Exchange(ex) => ex.deadline(c, rt),
             ClientPhase::ReadingHead { since } => {
                 let s = &rt.cfg.http.servers[rt.cfg.http.listens[c.listen].default_server].settings;
-                if c.output_pending() && !c.transport.can_write() {
+                if let Some(limit) = c.transport.handshake_timeout() {
+                    // From accept: no plaintext byte has come yet.
+                    Some((c.t_read + limit, Wait::ClientHandshake))
+                } else if c.output_pending() && !c.transport.can_write() {
                     Some((c.t_wblock + s.send_timeout, Wait::ClientSend))
                 } else if let Some(start) = since {
                     Some((*start + s.client_header_timeout, Wait::ClientHeader))
@@ -45,6 +48,10 @@ impl Session {
         match wait {
             Wait::ClientSend => {
                 log::info!("client {} timed out while sending response", self.client.peer);
+                Err(Closed::ByUs)
+            }
+            Wait::ClientHandshake => {
+                log::info!("client {}: TLS handshake timed out", self.client.peer);
                 Err(Closed::ByUs)
             }
             Wait::ClientHeader => {
