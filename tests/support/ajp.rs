@@ -24,6 +24,12 @@ pub struct AjpReq {
     pub secret: Option<String>,
     pub route: Option<String>,
     pub req_attrs: Vec<(String, String)>,
+    /// `is_ssl` and the SSL attributes (0x07 cert, 0x08 cipher, 0x09 session, 0x0B key size).
+    pub is_ssl: bool,
+    pub ssl_cert: Option<String>,
+    pub ssl_cipher: Option<String>,
+    pub ssl_session: Option<String>,
+    pub ssl_key_size: Option<u16>,
     pub body: Vec<u8>,
     /// Sizes of the body packets received, in order (the first one unsolicited or not).
     pub body_packets: Vec<usize>,
@@ -199,7 +205,7 @@ fn parse_forward(p: &[u8], conn: usize) -> AjpReq {
     let _remote_host = c.string();
     r.server_name = c.string().unwrap_or_default();
     r.server_port = c.u16();
-    let _ssl = c.u8();
+    r.is_ssl = c.u8() == 1;
     let n = c.u16();
     for _ in 0..n {
         let peek = u16::from_be_bytes([p[c.1], p[c.1 + 1]]);
@@ -216,6 +222,10 @@ fn parse_forward(p: &[u8], conn: usize) -> AjpReq {
         match c.u8() {
             0xFF => break,
             0x05 => r.query = c.string(),
+            0x07 => r.ssl_cert = c.string(),
+            0x08 => r.ssl_cipher = c.string(),
+            0x09 => r.ssl_session = c.string(),
+            0x0B => r.ssl_key_size = Some(c.u16()),
             0x06 => r.route = c.string(),
             0x0C => r.secret = c.string(),
             0x0D => r.stored_method = c.string(),

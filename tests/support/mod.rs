@@ -10,6 +10,7 @@ pub mod json;
 pub mod load;
 pub mod netstat;
 pub mod slow;
+pub mod tls;
 pub mod tomcat;
 pub mod ws;
 
