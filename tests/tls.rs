@@ -277,7 +277,7 @@ fn reload_swaps_a_certificate_and_a_broken_key_keeps_the_old_one() {
     p.signal(libc::SIGHUP);
     assert!(eventually(Duration::from_secs(5), || p.error_log().contains("reload failed")), "{}", p.error_log());
     let log = p.error_log();
-    let line = log.lines().filter(|l| l.contains("reload failed")).last().unwrap_or_default().to_string();
+    let line = log.lines().rfind(|l| l.contains("reload failed")).unwrap_or_default().to_string();
     assert!(line.contains(&key.display().to_string()), "names the file: {}", line);
     assert_eq!(serial(p.port), renewed, "still serving the certificate it had");
     let r = tls_client(p.port, &[]);
