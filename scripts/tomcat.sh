@@ -12,7 +12,9 @@
 #       nodes of a cluster one after another (start, wait, start, wait): a node asks the
 #       others for their sessions as it starts, and one still deploying cannot answer.
 #       Environment: AJP_SECRET (default: none, secretRequired="false"), AJP_PACKET_SIZE,
-#       MAX_KEEPALIVE (maxKeepAliveRequests, default Tomcat's 100).
+#       MAX_KEEPALIVE (maxKeepAliveRequests, default Tomcat's 100), CERT_USER (a client
+#       certificate's subject DN, as Java prints it: given role certuser for the demo's
+#       CLIENT-CERT-protected /secure/).
 #   scripts/tomcat.sh wait DIR [SECONDS]   waits until the instance answers HTTP.
 #   scripts/tomcat.sh stop DIR             stops it (SIGTERM, then SIGKILL after 10 s).
 set -euo pipefail
@@ -42,6 +44,7 @@ server_xml() {
     <Connector protocol="HTTP/1.1" address="127.0.0.1" port="$http" connectionTimeout="20000" maxKeepAliveRequests="$keep"/>
     <Connector protocol="AJP/1.3" address="127.0.0.1" port="$ajp" $secret_attr $packet_attr maxKeepAliveRequests="$keep"/>
     <Engine name="Catalina" defaultHost="localhost" jvmRoute="$route">
+      <Realm className="org.apache.catalina.realm.MemoryRealm" pathname="conf/tomcat-users.xml"/>
 XML
     if [ -n "$cport" ]; then
         cat <<XML
@@ -94,6 +97,12 @@ java.util.logging.ConsoleHandler.level = INFO
 java.util.logging.ConsoleHandler.formatter = org.apache.juli.OneLineFormatter
 PROPS
     server_xml "$route" "$http" "$ajp" "$cport" "$cports" >"$dir/conf/server.xml"
+    {
+        echo '<?xml version="1.0" encoding="UTF-8"?>'
+        echo '<tomcat-users>'
+        if [ -n "${CERT_USER:-}" ]; then echo "  <user username=\"$CERT_USER\" password=\"unused\" roles=\"certuser\"/>"; fi
+        echo '</tomcat-users>'
+    } >"$dir/conf/tomcat-users.xml"
     rm -rf "$dir/webapps/ROOT"
     cp -r "$HERE/demo-webapp" "$dir/webapps/ROOT"
     if [ -f "$dir/tomcat.pid" ] && kill -0 "$(cat "$dir/tomcat.pid")" 2>/dev/null; then

@@ -37,6 +37,8 @@ pub struct Opts {
     pub cluster: Option<Vec<u16>>,
     /// Tomcat's maxKeepAliveRequests (default 100; -1 = unlimited).
     pub max_keepalive: Option<i32>,
+    /// A client certificate subject (as Java prints it) the realm gives role `certuser`.
+    pub cert_user: Option<String>,
 }
 
 impl Tomcat {
@@ -93,6 +95,9 @@ impl Tomcat {
         }
         if let Some(k) = opts.max_keepalive {
             cmd.env("MAX_KEEPALIVE", k.to_string());
+        }
+        if let Some(u) = &opts.cert_user {
+            cmd.env("CERT_USER", u);
         }
         let st = cmd.status().expect("run tomcat.sh start");
         assert!(st.success(), "tomcat.sh start failed");
