@@ -5,6 +5,8 @@
 pub mod backend;
 pub mod buffer;
 pub mod config;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub(crate) mod files;
 pub mod http;
 pub mod logging;
