@@ -7,7 +7,9 @@ logs off), with wrk as the client.
 
 GROUPs: fast (a ~100-byte nginx backend: proxy overhead alone), tomcat (two Tomcat 10s: a
 static file and a JSP, over HTTP and AJP), static (files served by pounce and nginx), idle
-(10,000 idle keep-alive client connections: proxy RSS). Every target of a scenario is warmed
+(10,000 idle keep-alive client connections: proxy RSS), tls (pounce, nginx and HAProxy
+terminating TLS with one ECDSA P-256 certificate: keep-alive, a full handshake per request,
+10,000 idle TLS connections). Every target of a scenario is warmed
 up, then measured --reps times in alternating order (A B C, C B A, ...); the table shows
 medians. Everything started here is stopped at the end; nothing under /etc is touched.
 """
@@ -180,7 +182,7 @@ def stop_tomcats(ports):
         subprocess.run([os.path.join(ROOT, "scripts", "tomcat.sh"), "stop", d])
 
 
-def start_pounce(name, upstreams, ajp=False, static_root=None, binary=None):
+def start_pounce(name, upstreams, ajp=False, static_root=None, binary=None, tls=None):
     port = free_port()
     d = os.path.join(WORK, name)
     os.makedirs(os.path.join(d, "logs"), exist_ok=True)
@@ -202,7 +204,8 @@ http {{
 {servers}
     }}
     server {{
-        listen 127.0.0.1:{port} reuseport;
+        listen 127.0.0.1:{port} {"ssl" if tls else ""} reuseport;
+        {f"ssl_certificate {tls['cert']}; ssl_certificate_key {tls['key']};" if tls else ""}
         location / {{ {loc} }}
     }}
 }}
@@ -212,7 +215,7 @@ http {{
     return port, p
 
 
-def start_nginx(name, upstreams, static_root=None):
+def start_nginx(name, upstreams, static_root=None, tls=None):
     port = free_port()
     d = os.path.join(WORK, name)
     os.makedirs(os.path.join(d, "logs"), exist_ok=True)
@@ -235,7 +238,8 @@ http {{
         keepalive_requests 1000000;
     }}
     server {{
-        listen 127.0.0.1:{port} reuseport;
+        listen 127.0.0.1:{port} {"ssl" if tls else ""} reuseport;
+        {f"ssl_certificate {tls['cert']}; ssl_certificate_key {tls['key']};" if tls else ""}
         location / {{ {loc} }}
     }}
 }}
@@ -245,7 +249,7 @@ http {{
     return port, p
 
 
-def start_haproxy(name, upstreams):
+def start_haproxy(name, upstreams, tls=None):
     port = free_port()
     d = os.path.join(WORK, name)
     os.makedirs(d, exist_ok=True)
@@ -261,7 +265,7 @@ defaults
     timeout server 60s
     option http-keep-alive
 frontend fe
-    bind 127.0.0.1:{port}
+    bind 127.0.0.1:{port}{f" ssl crt {tls['combined']} alpn http/1.1" if tls else ""}
     default_backend be
 backend be
     balance roundrobin
@@ -327,13 +331,13 @@ KeepAliveTimeout 60
 
 # ---- load ----------------------------------------------------------------------------------
 
-def wrk(port, path, conns, secs, close=False, lua=None):
+def wrk(port, path, conns, secs, close=False, lua=None, scheme="http"):
     argv = ["wrk", "-t2", f"-c{conns}", f"-d{secs}s", "--latency", "--timeout", "5s"]
     if close:
         argv += ["-H", "Connection: close"]
     if lua:
         argv += ["-s", lua]
-    argv.append(f"http://127.0.0.1:{port}{path}")
+    argv.append(f"{scheme}://127.0.0.1:{port}{path}")
     out = subprocess.run(["timeout", str(secs + 30)] + argv, capture_output=True, text=True).stdout
     def num(pattern, scale=None):
         m = re.search(pattern, out)
@@ -356,16 +360,16 @@ def wrk(port, path, conns, secs, close=False, lua=None):
     }
 
 
-def measure(targets, path, conns, secs, reps, close=False, lua=None):
+def measure(targets, path, conns, secs, reps, close=False, lua=None, scheme="http"):
     """Warm every target, then alternate; returns {name: [results]}."""
     results = {name: [] for name, _, _ in targets}
     for name, port, proc in targets:
-        wrk(port, path, conns, 2, close, lua)
+        wrk(port, path, conns, 2, close, lua, scheme)
     order = list(targets)
     for rep in range(reps):
         for name, port, proc in (order if rep % 2 == 0 else list(reversed(order))):
             cpu0 = cpu_seconds(proc.pid()) if proc else 0
-            r = wrk(port, path, conns, secs, close, lua)
+            r = wrk(port, path, conns, secs, close, lua, scheme)
             if lua:
                 # wrk's Transfer/sec counts received bytes only: an upload's rate is req/s x 1 MiB.
                 r["mbps"] = r["rps"]
@@ -437,12 +441,54 @@ def idle_connections(targets, n):
     return text
 
 
+def make_tls_cert():
+    """One ECDSA P-256 certificate for every proxy (and HAProxy's combined PEM)."""
+    d = os.path.join(WORK, "tls")
+    os.makedirs(d, exist_ok=True)
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-keyout", key, "-out", cert], check=True, capture_output=True)
+    combined = os.path.join(d, "combined.pem")
+    write(combined, open(cert).read() + open(key).read())
+    return {"cert": cert, "key": key, "combined": combined}
+
+
+def idle_tls_connections(targets, n):
+    """Opens n TLS keep-alive connections to each target, one request each, then measures RSS."""
+    import ssl
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    out = [f"\n### {n:,} idle TLS keep-alive client connections\n", "| target | connections held | proxy RSS MiB before | with the connections |", "|---|---|---|---|"]
+    for name, port, proc in targets:
+        before = rss_mib(proc.pid())
+        socks, held = [], 0
+        for _ in range(n):
+            try:
+                s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname="localhost")
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                if s.recv(4096):
+                    held += 1
+                socks.append(s)
+            except OSError:
+                break
+        time.sleep(1.5)
+        during = rss_mib(proc.pid())
+        for s in socks:
+            s.close()
+        out.append(f"| {name} | {held} | {before:.1f} | {during:.1f} |")
+        time.sleep(1)
+    text = "\n".join(out)
+    print(text, flush=True)
+    return text
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="a reduced set in under 3 minutes")
     ap.add_argument("--duration", type=int, default=None)
     ap.add_argument("--reps", type=int, default=2)
-    ap.add_argument("--only", default="fast,tomcat,static,idle")
+    ap.add_argument("--only", default="fast,tomcat,static,idle,tls")
     ap.add_argument("--write-results", action="store_true", help="write bench/RESULTS.md")
     ap.add_argument("--compare", metavar="BINARY", help="also run this pounce binary (say, a release build of the previous "
                     "commit) as \"pounce-before\" beside pounce in the fast and tomcat groups: a same-run before/after")
@@ -457,8 +503,20 @@ def main():
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     tomcats = []
     try:
-        if groups & {"fast", "static", "idle"}:
+        if groups & {"fast", "static", "idle", "tls"}:
             fast = start_fast_backends()
+        if "tls" in groups:
+            cert = make_tls_cert()
+            t = [("pounce",) + start_pounce("pounce-tls", fast, tls=cert)]
+            if args.compare:
+                t.append(("pounce-before",) + start_pounce("pounce-before-tls", fast, binary=args.compare, tls=cert))
+            t.append(("nginx",) + start_nginx("nginx-tls", fast, tls=cert))
+            t.append(("haproxy",) + start_haproxy("haproxy-tls", fast, tls=cert))
+            report.append(table(f"TLS (ECDSA P-256), keep-alive, 64 connections, fast backend, {secs}s", measure(t, "/", 64, secs, args.reps, scheme="https")))
+            report.append(table(f"TLS, a new connection (full handshake) per request, 64 connections, {secs}s",
+                                measure(t, "/", 64, secs, args.reps, close=True, scheme="https")))
+            if not args.quick:
+                report.append(idle_tls_connections([x for x in t if x[0] in ("pounce", "nginx", "haproxy")], 10000))
         if "fast" in groups or "idle" in groups:
             t = [("direct (backend)", fast[0], None)]
             t.append(("pounce",) + start_pounce("pounce-fast", fast))

@@ -40,6 +40,9 @@ impl ClientIo for Replay<'_> {
         buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
         Ok(n)
     }
+    fn available(&self) -> io::Result<usize> {
+        Ok(self.data.len().saturating_sub(self.at))
+    }
     fn shutdown_write(&self) {}
 }
 

@@ -5,9 +5,9 @@
 pub mod backend;
 pub mod buffer;
 pub mod config;
+pub(crate) mod files;
 #[cfg(fuzzing)]
 pub mod fuzzing;
-pub(crate) mod files;
 pub mod http;
 pub mod logging;
 pub mod master;

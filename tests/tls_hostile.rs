@@ -84,7 +84,8 @@ fn two_thousand_half_client_hellos_hold_no_buffers_and_are_ended_by_the_timeout(
         served
     );
     assert!(buffers.iter().all(|&b| b == 0), "handshakes in progress hold no pooled buffers: {}", json);
-    assert!(rss_with.saturating_sub(rss_before) < held.len() as u64 * 24, "memory per pending handshake");
+    // The partial ClientHello stays in the kernel until its record is whole: about 1 KiB each.
+    assert!(rss_with.saturating_sub(rss_before) < held.len() as u64 * 4, "memory per pending handshake");
     // All ended by ssl_handshake_timeout (4 s from accept).
     let deadline = t0 + Duration::from_secs(12);
     let mut ended = 0;

@@ -24,12 +24,23 @@ use std::sync::Arc;
 /// What a TLS connection needs of its socket beyond `Read` and `Write`.
 pub(crate) trait ClientIo: Read + Write {
     fn peek(&self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Bytes waiting to be read (FIONREAD).
+    fn available(&self) -> io::Result<usize>;
     fn shutdown_write(&self);
 }
 
 impl ClientIo for mio::net::TcpStream {
     fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         mio::net::TcpStream::peek(self, buf)
+    }
+    fn available(&self) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD on a socket we own writes one c_int.
+        if unsafe { libc::ioctl(self.as_raw_fd(), libc::FIONREAD, &mut n) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n.max(0) as usize)
     }
     fn shutdown_write(&self) {
         let _ = self.shutdown(std::net::Shutdown::Write);
@@ -39,8 +50,13 @@ impl ClientIo for mio::net::TcpStream {
 /// Plaintext waiting in rustls beyond this holds back `write` (back-pressure).
 const SEND_LIMIT: usize = 32 * 1024;
 
+/// The most of a first record waited for in the kernel (TLS's record limit, 2^14 + 2048):
+/// a header that claims more is handed to rustls, which refuses it.
+const MAX_FIRST_RECORD: usize = 5 + 16384 + 2048;
+
 enum State {
-    /// Nothing read yet: is it TLS at all?
+    /// Nothing read yet: is it TLS at all? And is its first record all there? Until it is, the
+    /// bytes stay in the kernel: a client that sends half a ClientHello costs no memory here.
     Sniffing,
     /// Reading the ClientHello; the server block is not known yet.
     Accepting(Box<Acceptor>),
@@ -178,14 +194,25 @@ impl<S: ClientIo> TlsConn<S> {
         if !self.readable {
             return Err(ErrorKind::WouldBlock.into());
         }
-        let mut first = [0u8; 1];
+        let mut first = [0u8; 5];
         match self.io.peek(&mut first) {
             Ok(0) => {
                 self.eof = true;
                 self.state = State::Failed;
                 Err(ErrorKind::UnexpectedEof.into())
             }
-            Ok(_) if first[0] == 0x16 => {
+            Ok(n) if first[0] == 0x16 => {
+                // The record header, then the whole record (a ClientHello), before rustls
+                // takes any of it; the next bytes raise a new edge.
+                let whole = 5 + u16::from_be_bytes([first[3], first[4]]) as usize;
+                if n < 5 || self.io.available()? < whole.min(MAX_FIRST_RECORD) {
+                    if self.rdhup {
+                        self.eof = true;
+                        return Err(self.fail("connection closed during the handshake"));
+                    }
+                    self.readable = false;
+                    return Err(ErrorKind::WouldBlock.into());
+                }
                 self.state = State::Accepting(Box::default());
                 Ok(())
             }
