@@ -30,11 +30,14 @@ bench:
 bench-quick:
 	bench/run.sh --quick
 
-# The hardening tests at full size (not part of `make test`; about 15 minutes): 8 GiB each way
-# through pounce, 10,000 slowloris connections, 20-second phases of backends dying under load.
+# The hardening tests at full size (not part of `make test`; about 20 minutes): 8 GiB each way
+# through pounce, 10,000 slowloris connections (and 10,000 half TLS handshakes), 20-second
+# phases of backends dying under load; then testssl.sh against pounce's TLS (ECDSA and RSA).
 soak:
 	POUNCE_SOAK_GIB=8 POUNCE_SOAK_SLOWLORIS=10000 POUNCE_SOAK_SECONDS=20 \
-		$(CARGO) test --release --test memory --test limits --test under_load --test smuggling -- --test-threads=1 --nocapture
+		$(CARGO) test --release --test memory --test limits --test under_load --test smuggling --test tls_hostile -- --test-threads=1 --nocapture
+	scripts/testssl.sh
+	KEY=rsa scripts/testssl.sh
 
 # The cargo-fuzz targets, 10 minutes each (FUZZ_SECONDS to change; nightly toolchain).
 fuzz:

@@ -469,7 +469,7 @@ settings! {
     ssl_verify_client: VerifyClient = VerifyClient::Off,
     ssl_client_certificate: Option<PathBuf> = None,
     ssl_handshake_timeout: Duration = Duration::from_secs(60),
-    ssl_prefer_server_ciphers: bool = false,
+    ssl_prefer_server_ciphers: bool = true,
 }
 
 /// `add_header NAME VALUE [always]`.
