@@ -21,7 +21,7 @@ for t in "${TARGETS[@]}"; do
     echo "== $t: ${SECONDS_EACH}s"
     cargo +nightly fuzz run "$t" "fuzz/corpus/$t" -- -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 2>&1 |
         grep -E "^#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss|ERROR|SUMMARY|panicked|Test unit written" || true
-    if ls "fuzz/artifacts/$t"/crash-* "fuzz/artifacts/$t"/oom-* "fuzz/artifacts/$t"/timeout-* >/dev/null 2>&1; then
+    if compgen -G "fuzz/artifacts/$t/crash-*" >/dev/null || compgen -G "fuzz/artifacts/$t/oom-*" >/dev/null || compgen -G "fuzz/artifacts/$t/timeout-*" >/dev/null; then
         echo "== $t: FAILED, see fuzz/artifacts/$t/"
         exit 1
     fi

@@ -76,7 +76,8 @@ pub fn tls_front(data: &[u8], piece: usize) {
     let Some(l) = rt.tls.listener(0) else { return };
     let io = Replay { data, at: 0, piece: piece.max(1) };
     let mut conn = TlsConn::new(io, "127.0.0.1:9".parse().expect("addr"), l.clone());
-    conn.set_ready(true, true);
+    // The replayed client has sent everything and closed: as a socket's EPOLLRDHUP says.
+    conn.set_ready(true, true, true);
     let mut plain = [0u8; 4096];
     for _ in 0..10_000 {
         match conn.read(&mut plain) {
@@ -84,7 +85,7 @@ pub fn tls_front(data: &[u8], piece: usize) {
             Ok(_) => {
                 let _ = conn.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.set_ready(true, true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.set_ready(true, true, true),
             Err(_) => return,
         }
         if conn.read_closed() {

@@ -109,11 +109,12 @@ impl<S: ClientIo> TlsConn<S> {
         }
     }
 
-    /// Readiness as the fuzzer sets it.
+    /// Readiness as the fuzzer sets it (`closed`: the client sent everything and its FIN).
     #[cfg(fuzzing)]
-    pub(crate) fn set_ready(&mut self, readable: bool, writable: bool) {
+    pub(crate) fn set_ready(&mut self, readable: bool, writable: bool, closed: bool) {
         self.readable |= readable;
         self.writable |= writable;
+        self.rdhup |= closed;
     }
 
     pub(crate) fn can_read(&self) -> bool {
