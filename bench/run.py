@@ -8,8 +8,9 @@ logs off), with wrk as the client.
 GROUPs: fast (a ~100-byte nginx backend: proxy overhead alone), tomcat (two Tomcat 10s: a
 static file and a JSP, over HTTP and AJP), static (files served by pounce and nginx), idle
 (10,000 idle keep-alive client connections: proxy RSS), tls (pounce, nginx and HAProxy
-terminating TLS with one ECDSA P-256 certificate: keep-alive, a full handshake per request,
-10,000 idle TLS connections). Every target of a scenario is warmed
+terminating TLS 1.2/1.3 with one ECDSA P-256 certificate: keep-alive, a new connection per
+request (resumed), a full handshake per request (resumption off everywhere), 10,000 idle TLS
+connections). Every target of a scenario is warmed
 up, then measured --reps times in alternating order (A B C, C B A, ...); the table shows
 medians. Everything started here is stopped at the end; nothing under /etc is touched.
 """
@@ -206,6 +207,7 @@ http {{
     server {{
         listen 127.0.0.1:{port} {"ssl" if tls else ""} reuseport;
         {f"ssl_certificate {tls['cert']}; ssl_certificate_key {tls['key']};" if tls else ""}
+        {"ssl_session_tickets off;" if tls and tls.get("no_resumption") else ""}
         location / {{ {loc} }}
     }}
 }}
@@ -239,7 +241,8 @@ http {{
     }}
     server {{
         listen 127.0.0.1:{port} {"ssl" if tls else ""} reuseport;
-        {f"ssl_certificate {tls['cert']}; ssl_certificate_key {tls['key']};" if tls else ""}
+        {f"ssl_certificate {tls['cert']}; ssl_certificate_key {tls['key']}; ssl_protocols TLSv1.2 TLSv1.3;" if tls else ""}
+        {"ssl_session_tickets off; ssl_session_cache off;" if tls and tls.get("no_resumption") else ""}
         location / {{ {loc} }}
     }}
 }}
@@ -258,6 +261,7 @@ def start_haproxy(name, upstreams, tls=None):
 global
     nbthread 2
     maxconn 8000
+{"    tune.ssl.cachesize 0" if tls and tls.get("no_resumption") else ""}
 defaults
     mode http
     timeout connect 5s
@@ -265,7 +269,7 @@ defaults
     timeout server 60s
     option http-keep-alive
 frontend fe
-    bind 127.0.0.1:{port}{f" ssl crt {tls['combined']} alpn http/1.1" if tls else ""}
+    bind 127.0.0.1:{port}{f" ssl crt {tls['combined']} alpn http/1.1" if tls else ""}{" no-tls-tickets" if tls and tls.get("no_resumption") else ""}
     default_backend be
 backend be
     balance roundrobin
@@ -513,10 +517,19 @@ def main():
             t.append(("nginx",) + start_nginx("nginx-tls", fast, tls=cert))
             t.append(("haproxy",) + start_haproxy("haproxy-tls", fast, tls=cert))
             report.append(table(f"TLS (ECDSA P-256), keep-alive, 64 connections, fast backend, {secs}s", measure(t, "/", 64, secs, args.reps, scheme="https")))
-            report.append(table(f"TLS, a new connection (full handshake) per request, 64 connections, {secs}s",
+            report.append(table(f"TLS, a new connection per request (wrk resumes the session), 64 connections, {secs}s",
                                 measure(t, "/", 64, secs, args.reps, close=True, scheme="https")))
             if not args.quick:
                 report.append(idle_tls_connections([x for x in t if x[0] in ("pounce", "nginx", "haproxy")], 10000))
+            # Resumption off everywhere: every connection is a full handshake.
+            full = dict(cert, no_resumption=True)
+            t = [("pounce",) + start_pounce("pounce-tls-full", fast, tls=full)]
+            if args.compare:
+                t.append(("pounce-before",) + start_pounce("pounce-before-tls-full", fast, binary=args.compare, tls=full))
+            t.append(("nginx",) + start_nginx("nginx-tls-full", fast, tls=full))
+            t.append(("haproxy",) + start_haproxy("haproxy-tls-full", fast, tls=full))
+            report.append(table(f"TLS, a full handshake per request (resumption off), 64 connections, {secs}s",
+                                measure(t, "/", 64, secs, args.reps, close=True, scheme="https")))
         if "fast" in groups or "idle" in groups:
             t = [("direct (backend)", fast[0], None)]
             t.append(("pounce",) + start_pounce("pounce-fast", fast))

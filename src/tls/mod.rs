@@ -197,6 +197,10 @@ fn server_config(s: &Settings, ticketer: Arc<dyn ProducesTickets>) -> Result<Arc
     config.session_storage = Arc::new(NoServerSessionStorage {});
     if s.ssl_session_tickets {
         config.ticketer = ticketer;
+        // One ticket per handshake (OpenSSL sends one after a resumption, two after a full
+        // handshake): a resumption gets a fresh ticket each time, and each ticket costs an
+        // encryption.
+        config.send_tls13_tickets = 1;
     } else {
         config.send_tls13_tickets = 0;
     }
