@@ -86,6 +86,11 @@ fn ajp_backend_sees_is_ssl_and_the_ssl_attributes() {
     assert_eq!(seen.ssl_session.as_ref().map(String::len), Some(64), "hex session identifier");
     assert!(seen.ssl_cert.is_none(), "no client certificate, no ssl_cert");
     assert!(seen.req_attrs.iter().any(|(k, v)| k == "AJP_SSL_PROTOCOL" && v == "TLSv1.3"), "{:?}", seen.req_attrs);
+    // A POST over TLS to AJP: the body arrives by GET_BODY_CHUNK and is echoed.
+    let post = tls_client(p.port, &["--ca", ca.to_str().expect("path"), "--method", "POST", "--body", "a=1&b=two"]);
+    assert!(post.ok(), "{}", post.error());
+    assert_eq!((post.status(), post.body().as_str()), (200, "a=1&b=two"));
+    assert!(b.last().expect("AJP POST").is_ssl);
     let r = tls_client(p.port, &["--ca", ca.to_str().expect("path"), "--cert", client_cert.to_str().expect("p"), "--key", client_key.to_str().expect("p")]);
     assert!(r.ok(), "{}", r.error());
     let seen = b.last().expect("AJP request");
