@@ -9,7 +9,9 @@ pub mod conf;
 pub mod json;
 pub mod load;
 pub mod netstat;
+pub mod require;
 pub mod slow;
+pub mod status;
 pub mod tomcat;
 pub mod ws;
 
