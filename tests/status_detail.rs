@@ -324,3 +324,29 @@ fn a_response_that_ends_after_a_reload_is_counted_once() {
     assert_eq!(sample(&text, &format!("pounce_upstream_server_response_seconds_count{{upstream=\"app\",server=\"{}\"}}", slow.addr())), Some(1.0));
     assert!(sample(&text, &format!("pounce_upstream_server_response_seconds_bucket{{upstream=\"app\",server=\"{}\",le=\"1\"}}", slow.addr())) == Some(0.0));
 }
+
+#[test]
+fn a_failed_trial_keeps_the_time_a_server_went_out() {
+    let refused = format!("127.0.0.1:{}", free_port());
+    let good = Backend::named("good");
+    let up = Upstream::new("app").server(format!("{} fail_timeout=1s", refused)).server(good.addr());
+    let p = Pounce::start(&with_status(Conf::new().upstream(up), "http://app", ""));
+    let t0 = std::time::Instant::now();
+    assert!(eventually(Duration::from_secs(5), || {
+        let _ = p.get("/");
+        server_in(&json(&p), &refused).get("health").str() == "down"
+    }));
+    // After fail_timeout a trial request goes to it, fails, and it is out again.
+    std::thread::sleep(Duration::from_millis(1300));
+    assert!(eventually(Duration::from_secs(5), || {
+        let _ = p.get("/");
+        let j = json(&p);
+        let s = server_in(&j, &refused);
+        s.get("errors").get("refused").num() >= 2.0 && s.get("health").str() == "down"
+    }));
+    let j = json(&p);
+    let s = server_in(&j, &refused);
+    let since = s.get("down_since_seconds").num();
+    assert!(since >= 1.2 && since <= t0.elapsed().as_secs_f64() + 0.1, "down since the first failure, not the trial: {} ({:?})", since, s);
+    assert_eq!(s.get("down_cause").str(), "connection refused");
+}

@@ -100,7 +100,7 @@ impl UpConn {
             }
             None => {
                 let mut s = TcpStream::connect(ups.conf.servers[peer].addr).inspect_err(|e| {
-                    ups.peers[peer].record_failure(Outcome::failed(Cause::of_connect(e)));
+                    ups.record_failure(peer, Outcome::failed(Cause::of_connect(e)));
                 })?;
                 let _ = s.set_nodelay(true);
                 let id = ctx.register_backend(&mut s, key)?;
@@ -244,11 +244,10 @@ impl UpConn {
         match how {
             Release::Done { .. } | Release::Close => ctx.balancers[self.upstream].free(ups, self.peer, false, now_ms()),
             Release::Failed(f) => {
-                let peer = &ups.peers[self.peer];
                 match (self.outcome(f), f) {
-                    (Some(o), _) => peer.record_failure(o),
+                    (Some(o), _) => ups.record_failure(self.peer, o),
                     // 403/404/429 only moved the request on: a response, not a failure.
-                    (None, Fail::Status(s)) => peer.count_status(s),
+                    (None, Fail::Status(s)) => ups.peers[self.peer].count_status(s),
                     (None, _) => {}
                 }
                 ctx.balancers[self.upstream].free(ups, self.peer, f.counts_as_failure(), now_ms())

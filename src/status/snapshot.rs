@@ -130,7 +130,11 @@ pub(crate) fn take(rt: &Runtime, access: StatusAccess) -> Snapshot {
                     let (down_since_ms, down_cause) = if hc_down {
                         (Some(now.saturating_sub(st.hc_down_since.load(Relaxed))), last_check.as_ref().map(|c| c.outcome))
                     } else if passive_down {
-                        (Some(now.saturating_sub(checked)), last_failure.map(|f| f.0))
+                        let since = match st.passive_down_since.load(Relaxed) {
+                            0 => checked,
+                            t => t,
+                        };
+                        (Some(now.saturating_sub(since)), last_failure.map(|f| f.0))
                     } else {
                         (None, None)
                     };

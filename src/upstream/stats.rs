@@ -136,6 +136,8 @@ pub(crate) struct ServerStats {
     last_check_us: AtomicU64,
     /// When the active checks took it out (`now_ms`; meaningful while `hc_down`).
     pub(crate) hc_down_since: AtomicU64,
+    /// When failed attempts took it out (nginx's `max_fails`; meaningful while that holds).
+    pub(crate) passive_down_since: AtomicU64,
 }
 
 /// The last check: its outcome, latency (µs) and age (ms).
@@ -208,8 +210,7 @@ impl PeerState {
         st.latency_sum_us.fetch_add(us, Relaxed);
     }
 
-    /// An attempt failed in a way that counts against the server.
-    pub(crate) fn record_failure(&self, outcome: Outcome) {
+    fn record_failure(&self, outcome: Outcome, now: u64) {
         let st = &self.stats;
         if let Some(c) = outcome.cause {
             st.errors[c as usize].fetch_add(1, Relaxed);
@@ -218,7 +219,7 @@ impl PeerState {
             self.count_status(outcome.status);
         }
         st.last_fail.store(outcome.pack(), Relaxed);
-        st.last_fail_at.store(now_ms(), Relaxed);
+        st.last_fail_at.store(now, Relaxed);
     }
 
     /// A response that was not passed on (a retried status): its class only.
@@ -235,6 +236,24 @@ impl PeerState {
 }
 
 impl UpstreamState {
+    /// An attempt on `peer` failed in a way that counts against it (called before the
+    /// balancer counts it): its cause, and since when it is down when this failure is the
+    /// one that takes it out (nginx's `max_fails` within `fail_timeout`; a failed trial
+    /// request of a server already out keeps the time it went out).
+    pub(crate) fn record_failure(&self, peer: usize, outcome: Outcome) {
+        let now = now_ms();
+        let (conf, s) = (&self.conf.servers[peer], &self.peers[peer]);
+        s.record_failure(outcome, now);
+        if self.single() || conf.max_fails == 0 {
+            return;
+        }
+        let fails = s.fails.load(Relaxed);
+        let out = fails >= conf.max_fails && now.saturating_sub(s.checked.load(Relaxed)) <= conf.fail_timeout.as_millis() as u64;
+        if !out && fails + 1 >= conf.max_fails {
+            s.stats.passive_down_since.store(now, Relaxed);
+        }
+    }
+
     /// Moves the counters of servers that still exist (same address) from the same upstream
     /// of an older generation into this one; their latest events come along where newer.
     /// Called at a reload, then again while the old generation's workers finish (moving
@@ -293,10 +312,29 @@ mod tests {
     }
 
     #[test]
+    fn passive_down_since_is_when_it_went_out() {
+        let up = upstream(&[1, 2]);
+        let s = &up.peers[0];
+        up.record_failure(0, Outcome::failed(Cause::Refused));
+        let went_out = s.stats.passive_down_since.load(Relaxed);
+        assert!(went_out > 0);
+        // The balancer counts it (max_fails=1): out. A failed trial keeps the time it went out.
+        s.fails.store(1, Relaxed);
+        s.checked.store(now_ms(), Relaxed);
+        s.stats.passive_down_since.store(1, Relaxed);
+        up.record_failure(0, Outcome::failed(Cause::Timeout));
+        assert_eq!(s.stats.passive_down_since.load(Relaxed), 1);
+        assert_eq!(s.stats.errors[Cause::Refused as usize].load(Relaxed) + s.stats.errors[Cause::Timeout as usize].load(Relaxed), 2);
+        let single = upstream(&[3]);
+        single.record_failure(0, Outcome::failed(Cause::Reset));
+        assert_eq!(single.peers[0].stats.passive_down_since.load(Relaxed), 0, "one server is never out (nginx)");
+    }
+
+    #[test]
     fn absorb_moves_counters_of_servers_that_remain() {
         let (old, new) = (upstream(&[1, 2]), upstream(&[2, 3]));
         old.peers[1].requests.store(7, Relaxed);
-        old.peers[1].record_failure(Outcome::failed(Cause::Timeout));
+        old.record_failure(1, Outcome::failed(Cause::Timeout));
         old.peers[0].requests.store(5, Relaxed);
         new.peers[0].requests.store(1, Relaxed);
         new.absorb(&old);
