@@ -10,9 +10,10 @@ run: build
 	scripts/run.sh
 
 # Every test: unit tests, and integration tests that start the real binary against small
-# backends and real Tomcat 10 (installed by scripts/tomcat.sh when missing).
+# backends, real Tomcat 10 and (the status page) headless Chromium; scripts/test-deps.sh
+# installs tomcat10, chromium and chromium-driver when they are missing.
 test:
-	scripts/tomcat.sh install
+	scripts/test-deps.sh
 	$(CARGO) test -- --test-threads=4
 
 lint:

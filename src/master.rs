@@ -1,10 +1,12 @@
 //! The master thread: owns the listening sockets, starts one worker per core, and turns
 //! signals into actions — SIGHUP reload, SIGQUIT graceful stop, SIGTERM/SIGINT fast stop.
+//! It also carries what outlives a generation: each reload's result, and the counters of the
+//! generations still finishing, moved into the running one.
 //! Signals are blocked in every thread and taken synchronously with sigtimedwait, so no
 //! handler runs inside a worker.
 
 use crate::config::{self, Config};
-use crate::runtime::Runtime;
+use crate::runtime::{reloads, Runtime};
 use crate::worker::{listener::bind_reuseport, Control, Worker, CMD_QUIT, CMD_RUN, CMD_STOP, WAKER};
 use mio::{Poll, Waker};
 use std::collections::HashMap;
@@ -73,11 +75,53 @@ pub fn prepare_sockets(cfg: &Config, sockets: &mut Sockets) -> std::io::Result<V
 }
 
 fn spawn_workers(rt: &Arc<Runtime>, per_worker: Vec<Vec<(TcpListener, usize)>>) -> std::io::Result<Vec<WorkerHandle>> {
-    let mut out = Vec::new();
+    let mut out: Vec<WorkerHandle> = Vec::new();
     for (id, listeners) in per_worker.into_iter().enumerate() {
-        out.push(spawn_one(rt, id, listeners)?);
+        match spawn_one(rt, id, listeners) {
+            Ok(w) => out.push(w),
+            Err(e) => {
+                // The generation does not start: the workers it already has stop again.
+                for w in &out {
+                    w.control.send(CMD_STOP);
+                }
+                join_all(out.into_iter().map(|w| (w, Instant::now())).collect());
+                return Err(e);
+            }
+        }
     }
     Ok(out)
+}
+
+/// A reload: the configuration read and checked again, and its generation's workers started
+/// on the same sockets. On any error the running generation is left as it is.
+fn start_generation(rt: &Runtime, sockets: &mut Sockets, generation: u64) -> Result<(Arc<Runtime>, Vec<WorkerHandle>), String> {
+    let new_cfg = config::load(&rt.cfg.path, &rt.cfg.prefix).map_err(|e| e.to_string())?;
+    let per_worker = prepare_sockets(&new_cfg, sockets).map_err(|e| e.to_string())?;
+    let new_rt = Arc::new(Runtime::build(new_cfg, generation, Some(rt))?);
+    new_rt.inherit_overrides(rt);
+    new_rt.inherit_worker_totals(rt);
+    // The counters move before the new workers serve, so their page never shows zeros.
+    new_rt.absorb_counters(rt);
+    match spawn_workers(&new_rt, per_worker) {
+        Ok(workers) => Ok((new_rt, workers)),
+        Err(e) => {
+            rt.absorb_counters(&new_rt);
+            Err(e.to_string())
+        }
+    }
+}
+
+/// Moves what the finishing generations counted into the running one; forgets those whose
+/// workers have all exited (after a last move).
+fn absorb_finishing(rt: &Runtime, finishing: &mut Vec<Arc<Runtime>>) {
+    let done: Vec<bool> = finishing.iter().map(|old| Arc::strong_count(old) == 1).collect();
+    // Pairs with the release of the exited workers' last reference: their counts are seen.
+    std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+    for old in finishing.iter() {
+        rt.absorb_counters(old);
+    }
+    let mut done = done.into_iter();
+    finishing.retain(|_| !done.next().unwrap_or(false));
 }
 
 fn spawn_one(rt: &Arc<Runtime>, id: usize, listeners: Vec<(TcpListener, usize)>) -> std::io::Result<WorkerHandle> {
@@ -110,6 +154,11 @@ fn spawn_one(rt: &Arc<Runtime>, id: usize, listeners: Vec<(TcpListener, usize)>)
 
 /// Runs until stopped. Returns the process exit code.
 pub fn run(cfg: Config) -> i32 {
+    if let Err(e) = crate::status::init_nonce() {
+        eprintln!("pounce: {}", e);
+        log::error!("{}", e);
+        return 1;
+    }
     let mut sockets: Sockets = HashMap::new();
     let per_worker = match prepare_sockets(&cfg, &mut sockets) {
         Ok(p) => p,
@@ -146,40 +195,34 @@ pub fn run(cfg: Config) -> i32 {
         }
     };
     let mut retiring: Vec<(WorkerHandle, Instant)> = Vec::new();
+    // Runtimes of older generations whose workers are still finishing.
+    let mut finishing: Vec<Arc<Runtime>> = Vec::new();
     log::info!("pounce {} started: {} workers, {} listening addresses", env!("CARGO_PKG_VERSION"), workers.len(), rt.cfg.http.listens.len());
     let code = loop {
         let sig = wait_signal(Duration::from_millis(500));
         match sig {
             Some(libc::SIGHUP) => {
                 log::info!("reloading configuration ({})", rt.cfg.path.display());
-                match config::load(&rt.cfg.path, &rt.cfg.prefix) {
-                    Err(e) => log::error!("reload failed, keeping the running configuration: {}", e),
-                    Ok(new_cfg) => match prepare_sockets(&new_cfg, &mut sockets) {
-                        Err(e) => log::error!("reload failed, keeping the running configuration: {}", e),
-                        Ok(per_worker) => {
-                            let level = new_cfg.error_level;
-                            generation += 1;
-                            let built = Runtime::build(new_cfg, generation, Some(&rt));
-                            match built.map(Arc::new).and_then(|new_rt| {
-                                new_rt.inherit_overrides(&rt);
-                                spawn_workers(&new_rt, per_worker).map(|w| (new_rt, w)).map_err(|e| e.to_string())
-                            }) {
-                                Err(e) => log::error!("reload failed, keeping the running configuration: {}", e),
-                                Ok((new_rt, new_workers)) => {
-                                    log::set_max_level(level);
-                                    let deadline = Instant::now() + rt.cfg.worker_shutdown_timeout + Duration::from_secs(5);
-                                    for w in workers.drain(..) {
-                                        w.control.send(CMD_QUIT);
-                                        retiring.push((w, deadline));
-                                    }
-                                    workers = new_workers;
-                                    rt = new_rt;
-                                    retain_used_sockets(&rt.cfg, &mut sockets);
-                                    log::info!("configuration generation {} running", generation);
-                                }
-                            }
+                match start_generation(&rt, &mut sockets, generation + 1) {
+                    Err(e) => {
+                        log::error!("reload failed, keeping the running configuration: {}", e);
+                        reloads().record(Err(&e));
+                    }
+                    Ok((new_rt, new_workers)) => {
+                        generation += 1;
+                        log::set_max_level(new_rt.cfg.error_level);
+                        let deadline = Instant::now() + rt.cfg.worker_shutdown_timeout + Duration::from_secs(5);
+                        for w in workers.drain(..) {
+                            w.control.send(CMD_QUIT);
+                            retiring.push((w, deadline));
                         }
-                    },
+                        workers = new_workers;
+                        finishing.push(std::mem::replace(&mut rt, new_rt));
+                        absorb_finishing(&rt, &mut finishing);
+                        retain_used_sockets(&rt.cfg, &mut sockets);
+                        reloads().record(Ok(()));
+                        log::info!("configuration generation {} running", generation);
+                    }
                 }
             }
             Some(libc::SIGQUIT) => {
@@ -218,6 +261,7 @@ pub fn run(cfg: Config) -> i32 {
             }
         }
         retiring = still;
+        absorb_finishing(&rt, &mut finishing);
         // A worker that died (a panic) is replaced, as nginx's master respawns workers.
         for handle in workers.iter_mut() {
             if handle.thread.is_finished() {

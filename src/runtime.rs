@@ -1,14 +1,15 @@
 //! One configuration generation as the workers run it: the parsed config plus the shared
 //! state of every upstream and every worker. A reload builds a new `Runtime`; old workers
 //! keep theirs. Everything shared is an atomic: the status page reads it without stalling
-//! anyone.
+//! anyone. What outlives a generation (counters moved on at a reload, the record of
+//! reloads) is kept here too.
 
 use crate::config::{Config, Settings};
 use crate::tls::Tls;
 use crate::upstream::UpstreamState;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::OnceLock;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// What a worker publishes about itself (updated as it goes, and once a second).
 /// Aligned to its own cache lines: each worker writes only its own.
@@ -56,6 +57,25 @@ impl Runtime {
         Runtime { cfg, upstreams, generation, workers, tls: Tls::default() }
     }
 
+    /// Moves the counters of servers that still exist (same upstream name and address) from
+    /// an older generation into this one. Additive: called at a reload, and again while the
+    /// old generation's workers finish, it moves each count exactly once.
+    pub(crate) fn absorb_counters(&self, old: &Runtime) {
+        for up in &self.upstreams {
+            if let Some(o) = old.upstreams.iter().find(|o| o.conf.name == up.conf.name) {
+                up.absorb(o);
+            }
+        }
+    }
+
+    /// Each worker slot goes on counting accepted connections from where the previous
+    /// generation's worker in that slot was (before the new workers start).
+    pub(crate) fn inherit_worker_totals(&self, old: &Runtime) {
+        for (new, old) in self.workers.iter().zip(&old.workers) {
+            new.accepted.store(old.accepted.load(Relaxed), Relaxed);
+        }
+    }
+
     /// Keeps runtime changes made on the manager page across a reload.
     pub(crate) fn inherit_overrides(&self, old: &Runtime) {
         for up in &self.upstreams {
@@ -79,5 +99,60 @@ impl Runtime {
 impl WorkerStats {
     pub(crate) fn set(v: &AtomicU64, n: u64) {
         v.store(n, Relaxed);
+    }
+}
+
+/// The record of reloads (SIGHUP) since the process started, for the status page.
+#[derive(Default)]
+pub(crate) struct Reloads {
+    attempts: AtomicU64,
+    failures: AtomicU64,
+    /// Unix time of the last attempt (0: none yet) and whether it worked.
+    last_at: AtomicU64,
+    last_ok: AtomicBool,
+    /// Why the last attempt failed (only the master writes it, only on a reload).
+    last_error: Mutex<String>,
+}
+
+/// What the status page shows of the last reload.
+pub(crate) struct LastReload {
+    pub(crate) unix_time: u64,
+    pub(crate) success: bool,
+    pub(crate) error: Option<String>,
+}
+
+pub(crate) fn reloads() -> &'static Reloads {
+    static RELOADS: OnceLock<Reloads> = OnceLock::new();
+    RELOADS.get_or_init(Reloads::default)
+}
+
+impl Reloads {
+    /// Records a reload attempt: Ok, or the reason the running configuration was kept.
+    pub(crate) fn record(&self, result: Result<(), &str>) {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = result.err().unwrap_or("").to_string();
+        }
+        self.attempts.fetch_add(1, Relaxed);
+        if result.is_err() {
+            self.failures.fetch_add(1, Relaxed);
+        }
+        self.last_ok.store(result.is_ok(), Relaxed);
+        self.last_at.store(now, Relaxed);
+    }
+
+    /// Attempts and failures so far.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (self.attempts.load(Relaxed), self.failures.load(Relaxed))
+    }
+
+    pub(crate) fn last(&self) -> Option<LastReload> {
+        let unix_time = self.last_at.load(Relaxed);
+        if unix_time == 0 {
+            return None;
+        }
+        let success = self.last_ok.load(Relaxed);
+        let error = if success { None } else { self.last_error.lock().ok().map(|e| e.clone()) };
+        Some(LastReload { unix_time, success, error })
     }
 }

@@ -20,27 +20,17 @@ fn conf(a: &Backend, b: &Backend) -> Conf {
 }
 
 fn json(p: &Pounce) -> Json {
-    let r = p.get("/pounce-status?format=json");
-    assert_eq!(r.status, 200);
-    assert_eq!(r.header("content-type"), Some("application/json"));
-    Json::parse(&r.text()).unwrap_or_else(|e| panic!("{}: {}", e, r.text()))
+    status::status_json(p, "/pounce-status")
 }
 
 fn server<'a>(j: &'a Json, addr: &str) -> &'a Json {
-    j.get("upstreams").arr().iter().flat_map(|u| u.get("servers").arr()).find(|s| s.get("address").str() == addr).expect("server in JSON")
+    status::server_in(j, addr)
 }
 
+/// A manager POST as a script sends it: the nonce from the JSON, no Origin.
 fn post(p: &Pounce, form: &str, query: &str) -> Resp {
-    request(
-        p.port,
-        format!(
-            "POST /pounce-status{} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-            query,
-            form.len(),
-            form
-        )
-        .as_bytes(),
-    )
+    let form = format!("nonce={}&{}", status::nonce(p, "/pounce-status"), form);
+    status::post_form(p, &format!("/pounce-status{}", query), "x", "", &form)
 }
 
 #[test]
@@ -61,7 +51,8 @@ fn json_counts_what_happened_and_manager_actions_work() {
     assert_eq!(sa.get("health").str(), "up");
     let idle = sa.get("idle_connections").num();
     assert!((1.0..=2.0).contains(&idle), "one pooled connection per worker that served: {}", idle);
-    assert!(sa.get("bytes_out").num() >= 5.0);
+    assert!(sa.get("bytes_from_server").num() >= 5.0, "response bytes from the server");
+    assert!(sa.get("bytes_to_server").num() >= 5.0 * 30.0, "request heads sent to it");
     assert_eq!(server(&j, &b.addr()).get("requests").num(), 0.0);
     assert_eq!(j.get("workers").arr().len(), 2);
     assert!(j.get("workers").arr().iter().any(|w| w.get("buffers_high_water").num() >= 1.0), "{:?}", j.get("workers"));
@@ -134,7 +125,7 @@ fn prometheus_text_parses_line_by_line() {
             assert!(kind == "HELP" || kind == "TYPE", "{}", line);
             assert!(valid_metric_name(name), "{}", line);
             if kind == "TYPE" {
-                assert!(["counter", "gauge"].contains(&tail), "{}", line);
+                assert!(["counter", "gauge", "histogram"].contains(&tail), "{}", line);
             }
             continue;
         }
@@ -250,6 +241,8 @@ fn html_page_has_every_server_and_its_forms() {
     }
     assert_eq!(html.matches("class=\"drain\"").count(), 2);
     assert_eq!(html.matches("<form method=\"post\" action=\"/pounce-status\"").count(), 4);
+    let nonce = status::nonce(&p, "/pounce-status");
+    assert_eq!(html.matches(&format!("<input type=\"hidden\" name=\"nonce\" value=\"{}\">", nonce)).count(), 4, "every form carries the nonce");
     // JSON by Accept header too.
     let r = request(p.port, b"GET /pounce-status HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
     assert!(Json::parse(&r.text()).is_ok());

@@ -85,7 +85,7 @@ pub(super) const TABLE: &[Row] = &[
     block("location",                   SERVER | LOCATION,   Range(1, 2),  server::location),
     simple("proxy_pass",                LOCATION,            Exactly(1),   server::proxy_pass),
     simple("return",                    LOCATION,            Range(1, 2),  server::return_),
-    simple("status",                    LOCATION,            Exactly(0),   server::status),
+    simple("status",                    LOCATION,            Range(0, 1),  server::status),
     simple("alias",                     LOCATION,            Exactly(1),   server::alias),
 ];
 

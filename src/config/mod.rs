@@ -111,10 +111,19 @@ pub enum Handler {
     Return { code: u16, text: Option<Vec<Part>> },
     /// Static files from `root` (in the settings), or from `alias` when set.
     Static { alias: Option<PathBuf> },
-    /// `status`: the status and manager page, served by the worker itself.
-    Status,
+    /// `status [read_only]`: the status and manager page, served by the worker itself.
+    Status(StatusAccess),
     /// No content handler: 404.
     None,
+}
+
+/// What the status page lets its clients do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusAccess {
+    /// Read, and change servers' weight and state (the manager).
+    Manage,
+    /// `status read_only`: read only; a POST gets 403.
+    ReadOnly,
 }
 
 #[derive(Debug, Clone)]

@@ -218,7 +218,8 @@ pub(super) mod tests {
     fn argument_counts_and_blocks_come_from_the_table() {
         let loc = |d: &str| format!("http {{\n server {{\n  location / {{\n   {}\n  }}\n }}\n}}\n", d);
         let arity = |name: &str, line: usize| format!("t.conf:{}: invalid number of arguments in \"{}\" directive", line, name);
-        assert_eq!(error(&loc("status 1;")), arity("status", 4));
+        assert_eq!(error(&loc("status read_only 1;")), arity("status", 4));
+        assert_eq!(error(&loc("status 1;")), "t.conf:4: invalid parameter \"1\" in \"status\" (only \"read_only\")");
         assert_eq!(error(&loc("return;")), arity("return", 4));
         assert_eq!(error(&loc("return 200 a b;")), arity("return", 4));
         assert_eq!(error("http {\n proxy_set_header X;\n}\n"), arity("proxy_set_header", 2));

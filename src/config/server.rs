@@ -4,7 +4,7 @@
 use super::builder::{bad_arity, inner, Builder, ListenDecl, LocationScope, PendingProxy, Scope, ServerScope};
 use super::lexer::{err, resolve, ConfError, Directive};
 use super::values::{parse_listen, template};
-use super::{BackendConf, Handler, Location, Match, Server, SettingsPatch};
+use super::{BackendConf, Handler, Location, Match, Server, SettingsPatch, StatusAccess};
 use std::net::SocketAddr;
 
 type Done = Result<(), ConfError>;
@@ -112,12 +112,18 @@ pub(super) fn proxy_pass(b: &mut Builder, d: &Directive, s: &mut Scope) -> Done 
     Ok(())
 }
 
+/// `status [read_only]`.
 pub(super) fn status(_: &mut Builder, d: &Directive, s: &mut Scope) -> Done {
     let loc = s.location(d)?;
     if loc.handler != Handler::None {
         return err(&d.pos, "\"status\" conflicts with another content handler in this location");
     }
-    loc.handler = Handler::Status;
+    let access = match d.args.first().map(String::as_str) {
+        None => StatusAccess::Manage,
+        Some("read_only") => StatusAccess::ReadOnly,
+        Some(a) => return err(&d.pos, format!("invalid parameter \"{}\" in \"status\" (only \"read_only\")", a)),
+    };
+    loc.handler = Handler::Status(access);
     Ok(())
 }
 

@@ -228,7 +228,7 @@ pub(super) fn ajp_ping_timeout(_: &mut Builder, d: &Directive, s: &mut Scope) ->
 #[cfg(test)]
 mod tests {
     use super::super::parser::tests::load_str;
-    use super::super::{access_allowed, Handler};
+    use super::super::{access_allowed, Handler, StatusAccess};
 
     #[test]
     fn access_rules() {
@@ -236,7 +236,7 @@ mod tests {
             load_str("http {\n server {\n  listen 127.0.0.1:1;\n  location /s { status; allow 127.0.0.1; allow 10.0.0.0/8; allow ::1; deny all; }\n }\n}\n")
                 .expect("valid");
         let loc = &c.http.servers[0].locations[0];
-        assert_eq!(loc.handler, Handler::Status);
+        assert_eq!(loc.handler, Handler::Status(StatusAccess::Manage));
         let ok = |ip: &str| access_allowed(&loc.settings.access, ip.parse().expect("ip"));
         assert!(ok("127.0.0.1") && ok("10.2.3.4") && ok("::1") && ok("::ffff:127.0.0.1"));
         assert!(!ok("127.0.0.2") && !ok("11.0.0.1") && !ok("::2"));

@@ -8,7 +8,7 @@
 
 use super::route::{find_location, find_server};
 use crate::backend::Adapter;
-use crate::config::{access_allowed, BackendConf, Handler, Part, Settings};
+use crate::config::{access_allowed, BackendConf, Handler, Part, Settings, StatusAccess};
 use crate::http::request::{header, headers_named, BodyKind, RequestMeta};
 use crate::http::uri::{self, UriError};
 use crate::runtime::Runtime;
@@ -60,8 +60,8 @@ pub(crate) enum Action<'c> {
         alias: Option<&'c Path>,
         loc_path: &'c str,
     },
-    /// The status and manager page.
-    StatusPage,
+    /// The status and manager page, and whether it takes changes.
+    StatusPage(StatusAccess),
     Proxy(ProxyPlan<'c>),
     /// The client already left: nothing goes to a backend (logged as 499).
     Abandon,
@@ -187,7 +187,7 @@ pub(crate) fn plan<'c, 'r>(req: &httparse::Request<'_, 'r>, meta: &RequestMeta, 
         }
         Handler::Return { code, text } => Action::Return { code: *code, text: text.as_deref() },
         Handler::Static { alias } => Action::Static { alias: alias.as_deref(), loc_path: loc.map_or("/", |i| srv.locations[i].path.as_str()) },
-        Handler::Status => Action::StatusPage,
+        Handler::Status(access) => Action::StatusPage(*access),
         Handler::None => return refuse(Refusal::NotFound, keep_alive),
     };
     Plan { server, loc, settings, keep_alive, reads_body: true, route_path, action }
@@ -265,7 +265,7 @@ mod tests {
             assert!(p.keep_alive, "a 403 keeps the connection");
         });
         let inside = ConnFacts { peer: "10.1.2.3:1".parse().expect("addr"), ..conn() };
-        with_plan(&rt, "GET /status HTTP/1.1\r\nHost: one.example\r\n\r\n", inside, |p| assert_eq!(p.action, Action::StatusPage));
+        with_plan(&rt, "GET /status HTTP/1.1\r\nHost: one.example\r\n\r\n", inside, |p| assert_eq!(p.action, Action::StatusPage(StatusAccess::Manage)));
         with_plan(&rt, "POST /small/ HTTP/1.1\r\nHost: one.example\r\nContent-Length: 11\r\n\r\n", conn(), |p| {
             assert_eq!((p.action.clone_refusal(), p.keep_alive, p.reads_body), (Some(Refusal::BodyTooLarge(11)), false, false));
         });

@@ -2,13 +2,15 @@
 //! buffers it reads into and writes from, and its adapter. It is opened (or taken from the
 //! idle pool) by `open`, and ends in exactly one place, `release`, which settles the peer's
 //! accounting (in-flight count, the balancer's `free` with or without a failure, traffic)
-//! and decides whether the connection goes back to the idle pool or is closed.
+//! and decides whether the connection goes back to the idle pool or is closed. A failure is
+//! recorded there too, with its cause, for the status page.
 
 use super::fail::Fail;
 use crate::backend::{Adapter, Protocol};
 use crate::buffer::Buf;
 use crate::reactor::{Ctx, Owner};
 use crate::upstream::keepalive::IdleConn;
+use crate::upstream::stats::{Cause, Outcome};
 use crate::upstream::{now_ms, Balancer};
 use mio::event::Event;
 use mio::net::TcpStream;
@@ -32,6 +34,16 @@ pub(crate) struct UpConn {
     pub(crate) t_io: Instant,
     /// Requests served on this connection before this one.
     requests: u32,
+    /// How far the connection got: what a failure is called on the status page.
+    reach: Reach,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    Connecting,
+    Refused,
+    ConnectFailed,
+    Connected,
 }
 
 /// How an exchange lets go of its backend connection.
@@ -87,7 +99,9 @@ impl UpConn {
                 (idle.stream, true, idle.requests, idle.token)
             }
             None => {
-                let mut s = TcpStream::connect(ups.conf.servers[peer].addr)?;
+                let mut s = TcpStream::connect(ups.conf.servers[peer].addr).inspect_err(|e| {
+                    ups.record_failure(peer, Outcome::failed(Cause::of_connect(e)));
+                })?;
                 let _ = s.set_nodelay(true);
                 let id = ctx.register_backend(&mut s, key)?;
                 (s, false, 0, id)
@@ -109,6 +123,7 @@ impl UpConn {
             t_start: ctx.now,
             t_io: ctx.now,
             requests,
+            reach: if connected { Reach::Connected } else { Reach::Connecting },
         };
         Ok((up, connected))
     }
@@ -132,13 +147,36 @@ impl UpConn {
             Ok(None) => match self.sock.stream.peer_addr() {
                 Ok(_) => {
                     self.t_io = now;
+                    self.reach = Reach::Connected;
                     Connect::Done
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotConnected && !self.sock.rdhup => Connect::Pending,
-                Err(e) => Connect::Failed(e),
+                Err(e) => self.connect_failed(e),
             },
-            Ok(Some(e)) | Err(e) => Connect::Failed(e),
+            Ok(Some(e)) | Err(e) => self.connect_failed(e),
         }
+    }
+
+    fn connect_failed(&mut self, e: io::Error) -> Connect {
+        self.reach = if Cause::of_connect(&e) == Cause::Refused { Reach::Refused } else { Reach::ConnectFailed };
+        Connect::Failed(e)
+    }
+
+    /// What the status page calls a failure of this connection (None: not the server's).
+    fn outcome(&self, f: Fail) -> Option<Outcome> {
+        let cause = match f {
+            Fail::Status(s) => return f.counts_as_failure().then(|| Outcome::status(s, false)),
+            Fail::Timeout if self.reach == Reach::Connected => Cause::Timeout,
+            Fail::Timeout => Cause::ConnectTimeout,
+            Fail::Handshake => Cause::Cping,
+            Fail::InvalidHeader => Cause::InvalidResponse,
+            Fail::Error => match self.reach {
+                Reach::Refused => Cause::Refused,
+                Reach::Connecting | Reach::ConnectFailed => Cause::ConnectError,
+                Reach::Connected => Cause::Reset,
+            },
+        };
+        Some(Outcome::failed(cause))
     }
 
     pub(crate) fn writable(&self) -> bool {
@@ -205,7 +243,15 @@ impl UpConn {
         }
         match how {
             Release::Done { .. } | Release::Close => ctx.balancers[self.upstream].free(ups, self.peer, false, now_ms()),
-            Release::Failed(f) => ctx.balancers[self.upstream].free(ups, self.peer, f.counts_as_failure(), now_ms()),
+            Release::Failed(f) => {
+                match (self.outcome(f), f) {
+                    (Some(o), _) => ups.record_failure(self.peer, o),
+                    // 403/404/429 only moved the request on: a response, not a failure.
+                    (None, Fail::Status(s)) => ups.peers[self.peer].count_status(s),
+                    (None, _) => {}
+                }
+                ctx.balancers[self.upstream].free(ups, self.peer, f.counts_as_failure(), now_ms())
+            }
             Release::Stale => {}
         }
         let requests = self.requests + 1;

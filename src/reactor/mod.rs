@@ -74,7 +74,8 @@ impl Ctx {
             balancers: rt.upstreams.iter().map(RoundRobin::new).collect(),
             keepalive: KeepalivePool::new(rt.clone()),
             conns: 0,
-            accepted: 0,
+            // A reload's worker goes on from its slot's count (`Runtime::inherit_worker_totals`).
+            accepted: rt.worker(id).map_or(0, |w| w.accepted.load(std::sync::atomic::Ordering::Relaxed)),
             last_publish: now,
             id,
             // A proxied exchange holds up to five buffers (client in/out, request head,

@@ -1,16 +1,17 @@
 //! Runtime changes from the manager page: a POST with `upstream`, `server` (its address or
-//! index) and `weight` and/or `state` (`active`, `disabled` = drain, `stopped`). The change is
-//! an atomic store, so every worker sees it on its next request; it is kept across reloads.
+//! index) and `weight` and/or `state` (`active`, `disabled` = drain, `stopped`), once `guard`
+//! has let it through. The change is an atomic store, so every worker sees it on its next
+//! request; it is kept across reloads, and logged with who made it and what it changed.
 
 use super::query_param;
 use crate::runtime::Runtime;
 use crate::upstream::activation;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 
-/// Applies a form; returns a JSON description of the server after the change, or the status
-/// and message to answer with.
-pub(crate) fn apply(rt: &Runtime, body: &[u8]) -> Result<String, (u16, String)> {
-    let form = std::str::from_utf8(body).map_err(|_| (400, "the form is not UTF-8".to_string()))?;
+/// Applies a form from `client`; returns a JSON description of the server after the change,
+/// or the status and message to answer with.
+pub(crate) fn apply(rt: &Runtime, form: &str, client: SocketAddr) -> Result<String, (u16, String)> {
     let up_name = query_param(form, "upstream").ok_or((400, "missing \"upstream\"".to_string()))?;
     let server = query_param(form, "server").ok_or((400, "missing \"server\"".to_string()))?;
     let weight = match query_param(form, "weight").filter(|w| !w.is_empty()) {
@@ -39,6 +40,7 @@ pub(crate) fn apply(rt: &Runtime, body: &[u8]) -> Result<String, (u16, String)> 
         .or_else(|| server.parse::<usize>().ok().filter(|&i| i < up.conf.servers.len()))
         .ok_or((404, format!("no server \"{}\" in upstream \"{}\"", server, up_name)))?;
     let s = &up.peers[idx];
+    let before = (s.weight.load(Relaxed), s.activation.load(Relaxed));
     if let Some(w) = weight {
         s.weight.store(w, Relaxed);
     }
@@ -47,16 +49,20 @@ pub(crate) fn apply(rt: &Runtime, body: &[u8]) -> Result<String, (u16, String)> 
     }
     s.overridden.store(true, Relaxed);
     let addr = up.conf.servers[idx].addr;
+    let after = (s.weight.load(Relaxed), s.activation.load(Relaxed));
     log::warn!(
-        "manager: server {} in upstream \"{}\" set to weight {} and state {}",
+        "manager: client {} changed server {} in upstream \"{}\": weight {} -> {}, state {} -> {}",
+        client,
         addr,
         up.conf.name,
-        s.weight.load(Relaxed),
-        activation::name(s.activation.load(Relaxed))
+        before.0,
+        after.0,
+        activation::name(before.1),
+        activation::name(after.1)
     );
     Ok(format!(
         "{{\"upstream\":{},\"server\":\"{}\",\"weight\":{},\"state\":\"{}\"}}\n",
-        super::render::json_str(&up.conf.name),
+        super::text::json_str(&up.conf.name),
         addr,
         s.weight.load(Relaxed),
         activation::name(s.activation.load(Relaxed))

@@ -1,22 +1,45 @@
 //! The status and manager page (`location ... { status; }`): what mod_jk's jk-status and
 //! Apache's balancer-manager show, as HTML, JSON or Prometheus text, plus runtime changes of a
-//! server's weight and activation by POST. It reads only atomics: rendering never stalls a
-//! worker, and a change takes effect in every worker at once.
+//! server's weight and activation by POST, guarded against cross-site requests (`guard`). It
+//! reads only atomics: rendering never stalls a worker, and a change takes effect in every
+//! worker at once.
 
+mod guard;
+mod html;
+mod json;
 mod manager;
-mod render;
+mod prometheus;
 pub(crate) mod snapshot;
+mod text;
 
+pub(crate) use guard::init_nonce;
+
+use crate::config::StatusAccess;
 use crate::runtime::Runtime;
+use std::net::SocketAddr;
 
-/// A request to the status location.
-pub(crate) struct StatusRequest<'a> {
-    pub(crate) method: &'a str,
+/// Headers of every status answer: never framed by another page (clickjacking), nothing
+/// loaded from elsewhere, forms posted only back here, content types taken as given.
+pub(crate) const HEADERS: &str = "X-Frame-Options: DENY\r\n\
+Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'\r\n\
+X-Content-Type-Options: nosniff\r\nReferrer-Policy: same-origin\r\n";
+
+/// A request to the status location, kept until its (small) form body is in. Not the hot
+/// path: allocations are fine.
+pub(crate) struct StatusRequest {
+    pub(crate) method: String,
     /// Path and query as the client sent them.
-    pub(crate) target: &'a str,
-    pub(crate) accept: &'a [u8],
+    pub(crate) target: String,
+    pub(crate) accept: Vec<u8>,
     /// The form body of a POST.
-    pub(crate) body: &'a [u8],
+    pub(crate) form: Vec<u8>,
+    /// Who asks, the Host it named, and where a browser says the request comes from.
+    pub(crate) client: SocketAddr,
+    pub(crate) host: String,
+    pub(crate) origin: Option<String>,
+    pub(crate) referer: Option<String>,
+    /// Whether this location takes changes.
+    pub(crate) access: StatusAccess,
 }
 
 pub(crate) struct StatusResponse {
@@ -52,31 +75,48 @@ fn format_of(query: &str, accept: &[u8]) -> Format {
     }
 }
 
+/// The page's auto-refresh period (`?refresh=SECONDS`, 1 to 3600), if asked for.
+fn refresh_of(query: &str) -> Option<u32> {
+    query_param(query, "refresh").and_then(|r| r.parse().ok()).filter(|r| (1..=3600).contains(r))
+}
+
 /// Answers one request to the status location.
 pub(crate) fn handle(rt: &Runtime, req: &StatusRequest) -> StatusResponse {
-    let (path, query) = req.target.split_once('?').unwrap_or((req.target, ""));
-    let format = format_of(query, req.accept);
-    match req.method {
+    let (path, query) = req.target.split_once('?').unwrap_or((&req.target, ""));
+    let format = format_of(query, &req.accept);
+    match req.method.as_str() {
         "GET" | "HEAD" => {
-            let snap = snapshot::take(rt);
+            let snap = snapshot::take(rt, req.access);
             match format {
-                Format::Html => StatusResponse { status: 200, content_type: "text/html; charset=utf-8", body: render::html(&snap, path), location: None },
-                Format::Json => StatusResponse { status: 200, content_type: "application/json", body: render::json(&snap), location: None },
+                Format::Html => {
+                    StatusResponse { status: 200, content_type: "text/html; charset=utf-8", body: html::page(&snap, path, refresh_of(query)), location: None }
+                }
+                Format::Json => StatusResponse { status: 200, content_type: "application/json", body: json::render(&snap), location: None },
                 Format::Prometheus => {
-                    StatusResponse { status: 200, content_type: "text/plain; version=0.0.4; charset=utf-8", body: render::prometheus(&snap), location: None }
+                    StatusResponse { status: 200, content_type: "text/plain; version=0.0.4; charset=utf-8", body: prometheus::render(&snap), location: None }
                 }
             }
         }
-        "POST" => match manager::apply(rt, req.body) {
-            Err((status, msg)) => StatusResponse::text(status, msg),
-            Ok(change) => {
-                if format == Format::Json {
+        "POST" => {
+            let form = String::from_utf8_lossy(&req.form);
+            if let Err(r) = guard::check_post(req, &form) {
+                log::warn!("status page: POST from {} refused: {}", req.client, r.message());
+                return StatusResponse::text(403, r.message());
+            }
+            match manager::apply(rt, &form, req.client) {
+                Err((status, msg)) => StatusResponse::text(status, msg),
+                Ok(change) if format == Format::Json => {
                     StatusResponse { status: 200, content_type: "application/json", body: change.into_bytes(), location: None }
-                } else {
-                    StatusResponse { status: 303, content_type: "text/plain; charset=utf-8", body: b"changed\n".to_vec(), location: Some(path.to_string()) }
+                }
+                Ok(_) => {
+                    let back = match refresh_of(query) {
+                        Some(r) => format!("{}?refresh={}", path, r),
+                        None => path.to_string(),
+                    };
+                    StatusResponse { status: 303, content_type: "text/plain; charset=utf-8", body: b"changed\n".to_vec(), location: Some(back) }
                 }
             }
-        },
+        }
         _ => StatusResponse::text(405, "the status page takes GET, HEAD and POST"),
     }
 }

@@ -1,9 +1,12 @@
 //! One consistent-enough reading of every shared counter, taken once per page.
 
-use crate::config::Balance;
-use crate::runtime::{process_start, Runtime};
+use super::guard;
+use crate::config::{Balance, StatusAccess};
+use crate::runtime::{process_start, reloads, LastReload, Runtime};
+use crate::upstream::stats::{Cause, LastCheck, Outcome};
 use crate::upstream::{activation, now_ms};
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 pub(crate) struct ServerView {
     pub(crate) index: usize,
@@ -20,17 +23,42 @@ pub(crate) struct ServerView {
     pub(crate) health: &'static str,
     /// Why it is down: "health_check", "passive" or "" when up.
     pub(crate) down_reason: &'static str,
+    /// How long it has been down (ms), and what took it down.
+    pub(crate) down_since_ms: Option<u64>,
+    pub(crate) down_cause: Option<Outcome>,
     /// For passive downs: milliseconds until the next trial request.
     pub(crate) down_for_ms: u64,
+    /// Consecutive failed active checks.
     pub(crate) failed_checks: u32,
     pub(crate) in_flight: u32,
     pub(crate) requests: u64,
     pub(crate) failures: u64,
     pub(crate) failovers: u64,
-    pub(crate) bytes_in: u64,
-    pub(crate) bytes_out: u64,
-    pub(crate) last_response_ms: f64,
+    pub(crate) retries: u64,
+    /// Failed attempts by cause.
+    pub(crate) errors: Vec<(Cause, u64)>,
+    /// Responses by class, 1xx to 5xx.
+    pub(crate) responses: [u64; 5],
+    /// Request bytes sent to the server, response body bytes received from it.
+    pub(crate) bytes_to: u64,
+    pub(crate) bytes_from: u64,
+    pub(crate) last_response_us: u64,
+    /// Response-time histogram: count per bucket (not cumulative), and the sum.
+    pub(crate) latency: [u64; 15],
+    pub(crate) latency_sum_us: u64,
+    pub(crate) checks: u64,
+    pub(crate) check_failures: u64,
+    pub(crate) last_check: Option<LastCheck>,
+    /// The last failed attempt and how long ago (ms).
+    pub(crate) last_failure: Option<(Outcome, u64)>,
     pub(crate) idle_connections: u32,
+}
+
+impl ServerView {
+    /// Responses timed (the histogram's count).
+    pub(crate) fn timed(&self) -> u64 {
+        self.latency.iter().sum()
+    }
 }
 
 pub(crate) struct UpstreamView {
@@ -53,14 +81,21 @@ pub(crate) struct WorkerView {
 
 pub(crate) struct Snapshot {
     pub(crate) version: &'static str,
-    pub(crate) uptime_s: f64,
+    pub(crate) uptime_ms: u64,
     pub(crate) generation: u64,
     pub(crate) buffer_size: usize,
+    /// The manager's nonce; None on a read-only page.
+    pub(crate) nonce: Option<&'static str>,
+    pub(crate) reloads: u64,
+    pub(crate) reload_failures: u64,
+    pub(crate) last_reload: Option<LastReload>,
+    /// Unix time now (the last reload's age).
+    pub(crate) unix_now: u64,
     pub(crate) upstreams: Vec<UpstreamView>,
     pub(crate) workers: Vec<WorkerView>,
 }
 
-pub(crate) fn take(rt: &Runtime) -> Snapshot {
+pub(crate) fn take(rt: &Runtime, access: StatusAccess) -> Snapshot {
     let now = now_ms();
     let upstreams = rt
         .upstreams
@@ -82,17 +117,33 @@ pub(crate) fn take(rt: &Runtime) -> Snapshot {
                 .enumerate()
                 .map(|(i, c)| {
                     let s = &u.peers[i];
+                    let st = &s.stats;
                     let hc_down = s.hc_down.load(Relaxed);
-                    let passive_down = !u.single() && c.max_fails > 0 && s.fails.load(Relaxed) >= c.max_fails && {
-                        now.saturating_sub(s.checked.load(Relaxed)) <= c.fail_timeout.as_millis() as u64
+                    let checked = s.checked.load(Relaxed);
+                    let passive_down = !u.single()
+                        && c.max_fails > 0
+                        && s.fails.load(Relaxed) >= c.max_fails
+                        && now.saturating_sub(checked) <= c.fail_timeout.as_millis() as u64;
+                    let down_for_ms = if passive_down { (checked + c.fail_timeout.as_millis() as u64).saturating_sub(now) } else { 0 };
+                    let last_check = st.last_check(now);
+                    let last_failure = st.last_failure(now);
+                    let (down_since_ms, down_cause) = if hc_down {
+                        (Some(now.saturating_sub(st.hc_down_since.load(Relaxed))), last_check.as_ref().map(|c| c.outcome))
+                    } else if passive_down {
+                        let since = match st.passive_down_since.load(Relaxed) {
+                            0 => checked,
+                            t => t,
+                        };
+                        (Some(now.saturating_sub(since)), last_failure.map(|f| f.0))
+                    } else {
+                        (None, None)
                     };
-                    let down_for_ms = if passive_down { (s.checked.load(Relaxed) + c.fail_timeout.as_millis() as u64).saturating_sub(now) } else { 0 };
                     ServerView {
                         index: i,
                         addr: c.addr.to_string(),
                         name: c.name.clone(),
                         protocol: u.conf.protocol.name(),
-                        route: c.route.clone(),
+                        route: c.route.clone().filter(|r| !r.is_empty()),
                         backup: c.backup,
                         weight: s.weight.load(Relaxed),
                         config_weight: c.weight,
@@ -106,15 +157,26 @@ pub(crate) fn take(rt: &Runtime) -> Snapshot {
                         } else {
                             ""
                         },
+                        down_since_ms,
+                        down_cause,
                         down_for_ms,
                         failed_checks: s.hc_fails.load(Relaxed),
                         in_flight: s.in_flight.load(Relaxed),
                         requests: s.requests.load(Relaxed),
                         failures: s.failures.load(Relaxed),
                         failovers: s.failovers.load(Relaxed),
-                        bytes_in: s.bytes_in.load(Relaxed),
-                        bytes_out: s.bytes_out.load(Relaxed),
-                        last_response_ms: s.last_response_us.load(Relaxed) as f64 / 1000.0,
+                        retries: st.retries.load(Relaxed),
+                        errors: Cause::ALL.iter().map(|&c| (c, st.errors[c as usize].load(Relaxed))).collect(),
+                        responses: std::array::from_fn(|k| st.responses[k].load(Relaxed)),
+                        bytes_to: s.bytes_in.load(Relaxed),
+                        bytes_from: s.bytes_out.load(Relaxed),
+                        last_response_us: s.last_response_us.load(Relaxed),
+                        latency: std::array::from_fn(|k| st.latency[k].load(Relaxed)),
+                        latency_sum_us: st.latency_sum_us.load(Relaxed),
+                        checks: st.checks.load(Relaxed),
+                        check_failures: st.check_failures.load(Relaxed),
+                        last_check,
+                        last_failure,
                         idle_connections: s.idle.load(Relaxed),
                     }
                 })
@@ -135,11 +197,17 @@ pub(crate) fn take(rt: &Runtime) -> Snapshot {
             idle_backend: w.idle_backend.load(Relaxed),
         })
         .collect();
+    let (reloads_n, reload_failures) = reloads().counts();
     Snapshot {
         version: env!("CARGO_PKG_VERSION"),
-        uptime_s: process_start().elapsed().as_secs_f64(),
+        uptime_ms: process_start().elapsed().as_millis() as u64,
         generation: rt.generation,
         buffer_size: crate::buffer::BUF_SIZE,
+        nonce: if access == StatusAccess::Manage { guard::nonce() } else { None },
+        reloads: reloads_n,
+        reload_failures,
+        last_reload: reloads().last(),
+        unix_now: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         upstreams,
         workers,
     }

@@ -4,6 +4,7 @@
 
 pub(crate) mod keepalive;
 pub(crate) mod round_robin;
+pub(crate) mod stats;
 pub(crate) mod sticky;
 
 use crate::config::{Balance, Upstream};
@@ -73,6 +74,8 @@ pub(crate) struct PeerState {
     pub(crate) idle: AtomicU32,
     /// Weight or activation was changed from the manager page (kept across reloads).
     pub(crate) overridden: AtomicBool,
+    /// Health-check details, failure causes, responses by class, response times.
+    pub(crate) stats: stats::ServerStats,
 }
 
 /// An upstream's configuration plus the shared state of its peers.

@@ -2,10 +2,12 @@
 //! one worker (they are dealt out round-robin), from that worker's event loop, without
 //! blocking. HTTP upstreams get `GET uri` (2xx/3xx is healthy), AJP upstreams a CPING that
 //! must be answered by a CPONG. `fails` failed probes in a row take a server out (shared
-//! atomics, so every worker stops using it), `passes` good ones bring it back.
+//! atomics, so every worker stops using it), `passes` good ones bring it back. Each probe's
+//! outcome, end time and latency are kept for the status page (`upstream::stats`).
 
 use crate::config::{BackendProtocol, HealthCheck};
 use crate::runtime::Runtime;
+use crate::upstream::stats::{Cause, Outcome};
 use crate::upstream::{now_ms, UpstreamState};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
@@ -36,6 +38,8 @@ pub(crate) struct Probe {
     got_len: usize,
     next_at: Instant,
     deadline: Instant,
+    /// When the current probe began (its latency on the status page).
+    started: Instant,
 }
 
 /// The probes this worker owns: server number `g` (counted over all upstreams with a
@@ -66,6 +70,7 @@ pub(crate) fn probes_for(rt: &Runtime, worker: usize, workers: usize, now: Insta
                     got_len: 0,
                     next_at: first,
                     deadline: first,
+                    started: first,
                 });
             }
             g += 1;
@@ -92,6 +97,7 @@ impl Probe {
             St::Idle if now >= self.next_at => {
                 self.next_at = now + hc.interval;
                 self.deadline = now + hc.timeout;
+                self.started = now;
                 match TcpStream::connect(up.conf.servers[self.peer].addr) {
                     Ok(mut s) => {
                         if registry.register(&mut s, Token(PROBE_BIT | index), Interest::READABLE | Interest::WRITABLE).is_ok() {
@@ -100,13 +106,17 @@ impl Probe {
                             self.sent = 0;
                             self.got_len = 0;
                         } else {
-                            self.finish(up, hc, registry, false, "cannot register");
+                            self.finish(up, hc, registry, Outcome::failed(Cause::ConnectError), "cannot register");
                         }
                     }
-                    Err(e) => self.finish(up, hc, registry, false, &format!("connect() failed ({})", e)),
+                    Err(e) => self.finish(up, hc, registry, Outcome::failed(Cause::of_connect(&e)), &format!("connect() failed ({})", e)),
                 }
             }
-            St::Connecting | St::Talking if now >= self.deadline => self.finish(up, hc, registry, false, "timed out"),
+            St::Connecting if now >= self.deadline => self.finish(up, hc, registry, Outcome::failed(Cause::ConnectTimeout), "connect timed out"),
+            St::Talking if now >= self.deadline => {
+                let cause = if self.ajp { Cause::Cping } else { Cause::Timeout };
+                self.finish(up, hc, registry, Outcome::failed(cause), "timed out")
+            }
             _ => {}
         }
     }
@@ -119,49 +129,66 @@ impl Probe {
         if self.st == St::Connecting {
             match s.take_error() {
                 Ok(None) => {}
-                Ok(Some(e)) | Err(e) => return self.finish(up, hc, registry, false, &format!("connect() failed ({})", e)),
+                Ok(Some(e)) | Err(e) => return self.finish(up, hc, registry, Outcome::failed(Cause::of_connect(&e)), &format!("connect() failed ({})", e)),
             }
             match s.peer_addr() {
                 Ok(_) => self.st = St::Talking,
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                Err(e) => return self.finish(up, hc, registry, false, &format!("connect() failed ({})", e)),
+                Err(e) => return self.finish(up, hc, registry, Outcome::failed(Cause::of_connect(&e)), &format!("connect() failed ({})", e)),
             }
         }
+        // Once connected, an AJP probe that goes wrong is a failed CPING.
+        let (lost, garbled) = if self.ajp { (Cause::Cping, Cause::Cping) } else { (Cause::Reset, Cause::InvalidResponse) };
         while self.sent < self.request.len() {
             match s.write(&self.request[self.sent..]) {
                 Ok(n) => self.sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.finish(up, hc, registry, false, &format!("send() failed ({})", e)),
+                Err(e) => return self.finish(up, hc, registry, Outcome::failed(lost), &format!("send() failed ({})", e)),
             }
         }
         let need = if self.ajp { 5 } else { 12 };
         while self.got_len < need {
             match s.read(&mut self.got[self.got_len..need]) {
-                Ok(0) => return self.finish(up, hc, registry, false, "closed before answering"),
+                Ok(0) => return self.finish(up, hc, registry, Outcome::failed(lost), "closed before answering"),
                 Ok(n) => self.got_len += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.finish(up, hc, registry, false, &format!("recv() failed ({})", e)),
+                Err(e) => return self.finish(up, hc, registry, Outcome::failed(lost), &format!("recv() failed ({})", e)),
             }
         }
-        let healthy = if self.ajp {
-            self.got[..5] == [0x41, 0x42, 0x00, 0x01, 0x09]
+        let outcome = if self.ajp {
+            if self.got[..5] == [0x41, 0x42, 0x00, 0x01, 0x09] {
+                Outcome::PASSED
+            } else {
+                Outcome::failed(garbled)
+            }
         } else {
             // "HTTP/1.x NNN": 2xx and 3xx are healthy.
-            self.got.starts_with(b"HTTP/1.") && matches!(self.got[9], b'2' | b'3')
+            let code = std::str::from_utf8(&self.got[9..12]).ok().and_then(|c| c.parse::<u16>().ok()).filter(|c| (100..=999).contains(c));
+            match code {
+                Some(c) if self.got.starts_with(b"HTTP/1.") && self.got[8] == b' ' => Outcome::status(c, (200..400).contains(&c)),
+                _ => Outcome::failed(garbled),
+            }
         };
-        self.finish(up, hc, registry, healthy, if healthy { "" } else { "bad answer" });
+        self.finish(up, hc, registry, outcome, "bad answer");
     }
 
-    fn finish(&mut self, up: &UpstreamState, hc: &HealthCheck, registry: &Registry, healthy: bool, why: &str) {
+    /// Settles a probe: its result on the status page, and the server's health.
+    fn finish(&mut self, up: &UpstreamState, hc: &HealthCheck, registry: &Registry, outcome: Outcome, why: &str) {
         if let Some(mut s) = self.stream.take() {
             let _ = registry.deregister(&mut s);
         }
         self.st = St::Idle;
         let conf = &up.conf.servers[self.peer];
         let state = &up.peers[self.peer];
-        if healthy {
+        let now = now_ms();
+        state.stats.record_check(outcome, self.started.elapsed(), now);
+        let why = match outcome.cause {
+            Some(Cause::Status | Cause::InvalidResponse | Cause::Cping) => outcome.describe(),
+            _ => why.to_string(),
+        };
+        if outcome.cause.is_none() {
             state.hc_fails.store(0, Relaxed);
             let passes = state.hc_passes.fetch_add(1, Relaxed) + 1;
             if state.hc_down.load(Relaxed) && passes >= hc.passes {
@@ -169,7 +196,7 @@ impl Probe {
                 // Passive failures from before the outage no longer count.
                 state.fails.store(0, Relaxed);
                 if !conf.slow_start.is_zero() {
-                    state.recovered_at.store(now_ms(), Relaxed);
+                    state.recovered_at.store(now, Relaxed);
                 }
                 log::warn!("health check: server {} in upstream \"{}\" is up again", conf.addr, up.conf.name);
             }
@@ -177,6 +204,7 @@ impl Probe {
             state.hc_passes.store(0, Relaxed);
             let fails = state.hc_fails.fetch_add(1, Relaxed) + 1;
             if !state.hc_down.load(Relaxed) && fails >= hc.fails {
+                state.stats.hc_down_since.store(now, Relaxed);
                 state.hc_down.store(true, Relaxed);
                 log::warn!("health check: server {} in upstream \"{}\" is down: {}", conf.addr, up.conf.name, why);
             } else {

@@ -1,6 +1,6 @@
 //! Real Tomcat 10 instances for tests, through scripts/tomcat.sh (own CATALINA_BASE each,
 //! free 127.0.0.1 ports). In CI (CI=true) a missing Tomcat fails the test; elsewhere the
-//! test is skipped with a message.
+//! test is skipped with a loud message (`require`).
 #![allow(dead_code)]
 
 use super::{free_port, TempDir};
@@ -11,13 +11,7 @@ const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/tomcat.sh");
 /// Whether Tomcat can be used; panics in CI when it cannot.
 pub fn require_tomcat() -> bool {
     let present = std::path::Path::new("/usr/share/tomcat10/bin/catalina.sh").exists();
-    if !present {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("Tomcat 10 is required in CI (apt-get install tomcat10)");
-        }
-        eprintln!("SKIPPED: tomcat10 is not installed (run scripts/tomcat.sh install)");
-    }
-    present
+    super::require::require("Tomcat 10", present, "scripts/test-deps.sh, or apt-get install tomcat10")
 }
 
 pub struct Tomcat {

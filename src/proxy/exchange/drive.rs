@@ -12,7 +12,6 @@ use crate::proxy::upconn::{Connect, Release, UpConn};
 use crate::proxy::{Closed, Res};
 use crate::reactor::Ctx;
 use mio::event::Event;
-use std::sync::atomic::Ordering::Relaxed;
 
 impl Exchange {
     /// Moves the exchange as far as it can go now; true on any progress. An error closes
@@ -274,7 +273,7 @@ impl Exchange {
             px.upstream_status = self.writer.status;
             let t = ctx.now.duration_since(up.t_start);
             px.upstream_time = Some(t);
-            ups.peers[up.peer].last_response_us.store(t.as_micros() as u64, Relaxed);
+            ups.peers[up.peer].record_response(self.writer.status, t);
             // The kept head is only needed for retries, which are over now.
             px.head = None;
             px.host = (0, 0);
@@ -413,14 +412,21 @@ impl Exchange {
         // idle worker shows 0.
         ctx.publish(c.cin.is_some() as usize + c.cout.is_some() as usize);
         let rt = ctx.rt.clone();
-        let resp = crate::status::handle(&rt, &crate::status::StatusRequest { method: &sr.method, target: &sr.target, accept: &sr.accept, body: &sr.form });
+        let resp = crate::status::handle(&rt, &sr);
         let keep = self.keep_alive && !ctx.draining;
         self.keep_alive = keep;
         let cout = c.ensure_cout(ctx)?;
         use crate::http::status::{added_headers, head_end, head_start};
         use std::fmt::Write as _;
         let mut ok = head_start(cout, resp.status, &ctx.clock.http_date)
-            && write!(cout, "Content-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n", resp.content_type, resp.body.len()).is_ok();
+            && write!(
+                cout,
+                "Content-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{}",
+                resp.content_type,
+                resp.body.len(),
+                crate::status::HEADERS
+            )
+            .is_ok();
         if let Some(loc) = &resp.location {
             ok = ok && write!(cout, "Location: {}\r\n", loc).is_ok();
         }

@@ -59,12 +59,7 @@ pub(crate) enum OwnBody {
 }
 
 /// A status-page request, kept until its body is in (not the hot path: allocations are fine).
-pub(crate) struct StatusReq {
-    pub(crate) method: String,
-    pub(crate) target: String,
-    pub(crate) accept: Vec<u8>,
-    pub(crate) form: Vec<u8>,
-}
+pub(crate) use crate::status::StatusRequest as StatusReq;
 
 /// Form bodies larger than this get 413.
 pub(crate) const MAX_FORM: usize = 16 * 1024;

@@ -95,6 +95,9 @@ impl Exchange {
                     if settings.proxy_next_upstream & next::ERROR == 0 {
                         return self.respond_error(c, ctx, 502);
                     }
+                    if self.proxy.as_ref().is_some_and(|px| px.tries < Self::try_limit(settings, ups)) {
+                        ups.peers[peer].stats.retries.fetch_add(1, Relaxed);
+                    }
                 }
             }
         }
@@ -153,6 +156,9 @@ impl Exchange {
             return Err(Closed::ByUs);
         }
         if settings.proxy_next_upstream & kind.bit() != 0 && self.may_resend(settings, sent) {
+            if self.proxy.as_ref().is_some_and(|px| px.tries < Self::try_limit(settings, ups)) {
+                ups.peers[peer].stats.retries.fetch_add(1, Relaxed);
+            }
             return self.connect(c, ctx);
         }
         self.respond_error(c, ctx, kind.status())

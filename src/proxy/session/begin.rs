@@ -88,13 +88,19 @@ impl Session {
                 let answer = static_answer(req.method.unwrap_or(""), req.path.unwrap_or("/"), plan.route_path, settings, alias, loc_path, &conditions);
                 Start::Static(ex, answer)
             }
-            Action::StatusPage => {
+            Action::StatusPage(access) => {
                 ex.continue_pending = false;
+                let text = |name: &str| header(&req, name).map(|v| String::from_utf8_lossy(v).into_owned());
                 ex.phase = Phase::CollectingForm(Box::new(StatusReq {
                     method: req.method.unwrap_or("GET").to_string(),
                     target: req.path.unwrap_or("/").to_string(),
                     accept: header(&req, "accept").map_or_else(Vec::new, <[u8]>::to_vec),
                     form: Vec::new(),
+                    client: peer,
+                    host: text("host").unwrap_or_default(),
+                    origin: text("origin"),
+                    referer: text("referer"),
+                    access,
                 }));
                 Start::Ready(ex)
             }
