@@ -66,6 +66,13 @@ impl Runtime {
                 up.absorb(o);
             }
         }
+        // TLS counters follow their listening address.
+        for (i, stats) in self.tls.listeners() {
+            let addr = self.cfg.http.listens[i].addr;
+            if let Some((_, o)) = old.tls.listeners().find(|&(j, _)| old.cfg.http.listens[j].addr == addr) {
+                stats.absorb(o);
+            }
+        }
     }
 
     /// Each worker slot goes on counting accepted connections from where the previous

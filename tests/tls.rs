@@ -363,3 +363,38 @@ fn redirects_become_https_and_return_redirects_plain_to_tls() {
     assert_eq!(r.status, 301);
     assert_eq!(r.header("location"), Some("https://shop.example/a/b?c=d"));
 }
+
+#[test]
+fn status_page_counts_handshakes_resumptions_and_failures_across_a_reload() {
+    let dir = TempDir::new("pki");
+    let pki = Pki::new(&dir.0);
+    let b = Backend::named("a");
+    let conf = tls_conf(&pki, "http", &b.addr(), "");
+    let p = Pounce::start(&conf);
+    let r = tls_client(p.port, &["--version", "1.3", "--connections", "3"]);
+    assert!(r.ok(), "{}", r.error());
+    assert_eq!(request(p.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").status, 400);
+    assert!(!tls_client(p.port, &["--version", "1.1", "--no-request"]).ok());
+    let tls = |p: &Pounce| -> (f64, f64, f64) {
+        let j = p.harness_status().expect("status");
+        let t = j.get("tls").arr().iter().find(|t| t.get("listen").str() == format!("127.0.0.1:{}", p.port)).cloned().expect("the TLS listener");
+        (t.get("handshakes").num(), t.get("resumed").num(), t.get("handshake_failures").num())
+    };
+    assert!(eventually(Duration::from_secs(3), || tls(&p) == (3.0, 2.0, 2.0)), "{:?}", tls(&p));
+    // Prometheus, labelled by listening address.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", p.status_port)).expect("status port");
+    s.write_all(b"GET /?format=prometheus HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").expect("send");
+    let prom = read_response(&mut std::io::BufReader::new(s), false).expect("prometheus").text();
+    assert!(prom.contains(&format!("pounce_tls_handshakes_total{{listen=\"127.0.0.1:{}\"}} 3", p.port)), "{}", prom);
+    assert!(prom.contains(&format!("pounce_tls_handshake_failures_total{{listen=\"127.0.0.1:{}\"}} 2", p.port)), "{}", prom);
+    // A reload keeps counting from where it was, and keeps the ticket keys: a session from
+    // before it resumes after it.
+    let sess = dir.0.join("session.pem");
+    let before = s_client(p.port, &["-servername", "localhost", "-tls1_2", "-sess_out", sess.to_str().expect("path")]);
+    assert!(before.contains("New, TLSv1.2"), "{}", before);
+    p.signal(libc::SIGHUP);
+    assert!(eventually(Duration::from_secs(5), || p.error_log().contains("configuration generation 2 running")), "{}", p.error_log());
+    let after = s_client(p.port, &["-servername", "localhost", "-tls1_2", "-sess_in", sess.to_str().expect("path")]);
+    assert!(after.contains("Reused, TLSv1.2"), "the session resumed across the reload: {}", after);
+    assert!(eventually(Duration::from_secs(3), || tls(&p) == (5.0, 3.0, 2.0)), "{:?}", tls(&p));
+}

@@ -56,9 +56,17 @@ pub(crate) fn page(s: &Snapshot, path: &str, refresh: Option<u32>) -> Vec<u8> {
             w.id, w.connections, w.accepted, w.buffers_in_use, w.buffers_high_water, w.buffers_limit, w.idle_backend
         );
     }
+    o.push_str("</table>\n");
+    if !s.tls.is_empty() {
+        o.push_str("<h2>TLS</h2>\n<table class=\"tls\"><tr><th>listen</th><th>handshakes</th><th>resumed</th><th>failed handshakes</th></tr>\n");
+        for t in &s.tls {
+            let _ = writeln!(o, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", html_escape(&t.listen), t.handshakes, t.resumed, t.failures);
+        }
+        o.push_str("</table>\n");
+    }
     let _ = write!(
         o,
-        "</table>\n<p><small>bytes to server: the requests pounce sent it; from server: the response bodies it sent back &middot; response time: from the start of an attempt (connect included) to the response head &middot; buffers are {} KiB each</small></p>\n</body></html>\n",
+        "<p><small>bytes to server: the requests pounce sent it; from server: the response bodies it sent back &middot; response time: from the start of an attempt (connect included) to the response head &middot; buffers are {} KiB each</small></p>\n</body></html>\n",
         s.buffer_size / 1024
     );
     o.into_bytes()

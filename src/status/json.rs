@@ -68,6 +68,14 @@ pub(crate) fn render(s: &Snapshot) -> Vec<u8> {
             w.id, w.connections, w.accepted, w.buffers_in_use, w.buffers_high_water, w.buffers_limit, w.idle_backend
         );
     }
+    o.push_str("],\"tls\":[");
+    for (i, t) in s.tls.iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        let _ =
+            write!(o, "{{\"listen\":{},\"handshakes\":{},\"resumed\":{},\"handshake_failures\":{}}}", json_str(&t.listen), t.handshakes, t.resumed, t.failures);
+    }
     o.push_str("]}\n");
     o.into_bytes()
 }

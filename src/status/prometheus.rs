@@ -118,6 +118,19 @@ pub(crate) fn render(s: &Snapshot) -> Vec<u8> {
             let _ = writeln!(o, "{}{{worker=\"{}\"}} {}", name, w.id, f(w));
         }
     }
+    let tls: [(&str, &str, fn(&super::snapshot::TlsView) -> u64); 3] = [
+        ("pounce_tls_handshakes_total", "TLS handshakes completed (resumed ones included).", |t| t.handshakes),
+        ("pounce_tls_resumed_total", "TLS handshakes that resumed a session.", |t| t.resumed),
+        ("pounce_tls_handshake_failures_total", "TLS handshakes that failed (plain HTTP on the port included).", |t| t.failures),
+    ];
+    if !s.tls.is_empty() {
+        for (name, help, f) in tls {
+            family(&mut o, name, "counter", help);
+            for t in &s.tls {
+                let _ = writeln!(o, "{}{{listen=\"{}\"}} {}", name, label(&t.listen), f(t));
+            }
+        }
+    }
     let mut top = |name: &str, kind: &str, help: &str, value: String| {
         family(&mut o, name, kind, help);
         let _ = writeln!(o, "{} {}", name, value);

@@ -79,6 +79,14 @@ pub(crate) struct WorkerView {
     pub(crate) idle_backend: u64,
 }
 
+/// A `listen ... ssl` address and its handshakes.
+pub(crate) struct TlsView {
+    pub(crate) listen: String,
+    pub(crate) handshakes: u64,
+    pub(crate) resumed: u64,
+    pub(crate) failures: u64,
+}
+
 pub(crate) struct Snapshot {
     pub(crate) version: &'static str,
     pub(crate) uptime_ms: u64,
@@ -93,6 +101,7 @@ pub(crate) struct Snapshot {
     pub(crate) unix_now: u64,
     pub(crate) upstreams: Vec<UpstreamView>,
     pub(crate) workers: Vec<WorkerView>,
+    pub(crate) tls: Vec<TlsView>,
 }
 
 pub(crate) fn take(rt: &Runtime, access: StatusAccess) -> Snapshot {
@@ -197,6 +206,16 @@ pub(crate) fn take(rt: &Runtime, access: StatusAccess) -> Snapshot {
             idle_backend: w.idle_backend.load(Relaxed),
         })
         .collect();
+    let tls = rt
+        .tls
+        .listeners()
+        .map(|(i, t)| TlsView {
+            listen: rt.cfg.http.listens[i].addr.to_string(),
+            handshakes: t.handshakes.load(Relaxed),
+            resumed: t.resumed.load(Relaxed),
+            failures: t.failures.load(Relaxed),
+        })
+        .collect();
     let (reloads_n, reload_failures) = reloads().counts();
     Snapshot {
         version: env!("CARGO_PKG_VERSION"),
@@ -210,5 +229,6 @@ pub(crate) fn take(rt: &Runtime, access: StatusAccess) -> Snapshot {
         unix_now: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         upstreams,
         workers,
+        tls,
     }
 }

@@ -15,7 +15,7 @@ use crate::config::{Config, Settings, VerifyClient};
 use rustls::crypto::GetRandomFailed;
 use rustls::server::{NoServerSessionStorage, ProducesTickets};
 use rustls::{ServerConfig, SupportedProtocolVersion};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,6 +49,15 @@ pub(crate) struct TlsStats {
     pub(crate) handshakes: AtomicU64,
     pub(crate) resumed: AtomicU64,
     pub(crate) failures: AtomicU64,
+}
+
+impl TlsStats {
+    /// Takes over what `old` counted (a reload: counters go on from where they were).
+    pub(crate) fn absorb(&self, old: &TlsStats) {
+        for (new, old) in [(&self.handshakes, &old.handshakes), (&self.resumed, &old.resumed), (&self.failures, &old.failures)] {
+            new.fetch_add(old.swap(0, Relaxed), Relaxed);
+        }
+    }
 }
 
 impl Tls {
@@ -87,6 +96,11 @@ impl Tls {
     /// The TLS side of listening address `listen`, if it is `ssl`.
     pub(crate) fn listener(&self, listen: usize) -> Option<&Arc<TlsListener>> {
         self.listeners.get(listen).and_then(Option::as_ref)
+    }
+
+    /// Every TLS listening address (by its index in `Http::listens`) with its counters.
+    pub(crate) fn listeners(&self) -> impl Iterator<Item = (usize, &TlsStats)> {
+        self.listeners.iter().enumerate().filter_map(|(i, l)| l.as_ref().map(|l| (i, &l.stats)))
     }
 
     /// The ticket producer for `lifetime`: the running generation's when it has one.
