@@ -8,6 +8,9 @@ use crate::upstream::stats::BUCKETS_US;
 use std::fmt::Write;
 
 /// A label value with Prometheus escaping (`\`, `"`, newline).
+/// A metric family: name, help, and its value for one item.
+type Metric<T> = (&'static str, &'static str, fn(&T) -> u64);
+
 fn label(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
@@ -118,7 +121,7 @@ pub(crate) fn render(s: &Snapshot) -> Vec<u8> {
             let _ = writeln!(o, "{}{{worker=\"{}\"}} {}", name, w.id, f(w));
         }
     }
-    let tls: [(&str, &str, fn(&super::snapshot::TlsView) -> u64); 3] = [
+    let tls: [Metric<super::snapshot::TlsView>; 3] = [
         ("pounce_tls_handshakes_total", "TLS handshakes completed (resumed ones included).", |t| t.handshakes),
         ("pounce_tls_resumed_total", "TLS handshakes that resumed a session.", |t| t.resumed),
         ("pounce_tls_handshake_failures_total", "TLS handshakes that failed (plain HTTP on the port included).", |t| t.failures),
