@@ -77,6 +77,8 @@ pub(super) const TABLE: &[Row] = &[
     simple("balance",                   UPSTREAM,            Exactly(1),   upstream::balance),
     simple("sticky_route",              UPSTREAM,            Range(0, 1),  upstream::sticky_route),
     simple("sticky_force",              UPSTREAM,            Exactly(1),   upstream::sticky_force),
+    simple("sessions_window",           UPSTREAM,            Exactly(1),   upstream::sessions_window),
+    simple("drain_idle",                UPSTREAM,            Exactly(1),   upstream::drain_idle),
     simple("health_check",              UPSTREAM,            Any,          upstream::health_check),
     // server and location blocks (server.rs); `location` in a location says nesting is unsupported
     block("server",                     HTTP,                Exactly(0),   server::server),

@@ -180,6 +180,15 @@ pub struct Sticky {
     pub path_param: String,
     /// Answer 503 rather than move a session whose server is unusable.
     pub force: bool,
+    /// Sessions seen within this window count as live (`sessions_window`, Tomcat's 30 min).
+    pub window: Duration,
+    /// A disabled server is drained once no sticky request reached it for this long.
+    pub drain_idle: Duration,
+}
+
+impl Sticky {
+    pub(crate) const DEFAULT_WINDOW: Duration = Duration::from_secs(30 * 60);
+    pub(crate) const DEFAULT_DRAIN_IDLE: Duration = Duration::from_secs(5 * 60);
 }
 
 /// `health_check [interval=TIME] [fails=N] [passes=N] [uri=PATH] [timeout=TIME]`.

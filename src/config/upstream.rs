@@ -86,8 +86,32 @@ pub(super) fn balance(_: &mut Builder, d: &Directive, s: &mut Scope) -> Done {
 pub(super) fn sticky_route(_: &mut Builder, d: &Directive, s: &mut Scope) -> Done {
     let up = s.upstream(d)?;
     let cookie = d.args.first().cloned().unwrap_or_else(|| "JSESSIONID".into());
-    let force = up.sticky.as_ref().is_some_and(|s| s.force);
-    up.sticky = Some(Sticky { path_param: cookie.to_ascii_lowercase(), cookie, force });
+    let (force, window, drain_idle) =
+        up.sticky.as_ref().map_or((false, Sticky::DEFAULT_WINDOW, Sticky::DEFAULT_DRAIN_IDLE), |s| (s.force, s.window, s.drain_idle));
+    up.sticky = Some(Sticky { path_param: cookie.to_ascii_lowercase(), cookie, force, window, drain_idle });
+    Ok(())
+}
+
+/// `sessions_window TIME;`: how long a session counts as live after its last request.
+pub(super) fn sessions_window(_: &mut Builder, d: &Directive, s: &mut Scope) -> Done {
+    let t = time_arg(d, &d.args[0])?;
+    if t.as_secs() < 6 {
+        return err(&d.pos, "\"sessions_window\" must be at least 6s");
+    }
+    match s.upstream(d)?.sticky.as_mut() {
+        Some(s) => s.window = t,
+        None => return err(&d.pos, "\"sessions_window\" needs \"sticky_route\" before it"),
+    }
+    Ok(())
+}
+
+/// `drain_idle TIME;`: a disabled server with no sticky request for this long is drained.
+pub(super) fn drain_idle(_: &mut Builder, d: &Directive, s: &mut Scope) -> Done {
+    let t = time_arg(d, &d.args[0])?;
+    match s.upstream(d)?.sticky.as_mut() {
+        Some(s) => s.drain_idle = t,
+        None => return err(&d.pos, "\"drain_idle\" needs \"sticky_route\" before it"),
+    }
     Ok(())
 }
 

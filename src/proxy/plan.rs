@@ -12,7 +12,7 @@ use crate::config::{access_allowed, BackendConf, Handler, Part, Settings, Status
 use crate::http::request::{header, headers_named, BodyKind, RequestMeta};
 use crate::http::uri::{self, UriError};
 use crate::runtime::Runtime;
-use crate::upstream::{now_ms, sticky};
+use crate::upstream::{now_ms, sessions, sticky};
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -75,6 +75,8 @@ pub(crate) struct ProxyPlan<'c> {
     pub(crate) sticky_peer: Option<usize>,
     /// The server the route named, usable or not (failover is counted against it).
     pub(crate) route_peer: Option<usize>,
+    /// The hash of the session id whose route picked `sticky_peer` (live-session counts).
+    pub(crate) session: Option<u64>,
 }
 
 /// Why pounce answers a request itself with an error.
@@ -162,13 +164,14 @@ pub(crate) fn plan<'c, 'r>(req: &httparse::Request<'_, 'r>, meta: &RequestMeta, 
         Handler::Proxy { .. } if conn.client_closed && !settings.proxy_ignore_client_abort => Action::Abandon,
         Handler::Proxy { upstream, backend } => {
             let ups = &rt.upstreams[*upstream];
-            let (mut sticky_peer, mut route_peer) = (None, None);
+            let (mut sticky_peer, mut route_peer, mut session) = (None, None, None);
             if let Some(st) = &ups.conf.sticky {
                 let now = now_ms();
                 let (mut usable, mut named) = (None, None);
-                sticky::for_each_route(path.as_bytes(), headers_named(req, "cookie"), st, |route| match ups.peer_for_route(route) {
+                sticky::for_each_route(path.as_bytes(), headers_named(req, "cookie"), st, |id, route| match ups.peer_for_route(route) {
                     Some(p) if ups.usable(p, now) => {
                         usable = Some(p);
+                        session = Some(sessions::hash(id));
                         ControlFlow::Break(())
                     }
                     Some(p) => {
@@ -183,7 +186,7 @@ pub(crate) fn plan<'c, 'r>(req: &httparse::Request<'_, 'r>, meta: &RequestMeta, 
                 sticky_peer = usable;
                 route_peer = usable.or(named);
             }
-            Action::Proxy(ProxyPlan { upstream: *upstream, backend, sticky_peer, route_peer })
+            Action::Proxy(ProxyPlan { upstream: *upstream, backend, sticky_peer, route_peer, session })
         }
         Handler::Return { code, text } => Action::Return { code: *code, text: text.as_deref() },
         Handler::Static { alias } => Action::Static { alias: alias.as_deref(), loc_path: loc.map_or("/", |i| srv.locations[i].path.as_str()) },
@@ -243,7 +246,10 @@ mod tests {
         with_plan(&rt, "GET /x HTTP/1.1\r\nHost: one.example\r\n\r\n", conn(), |p| {
             assert_eq!((p.server, p.loc), (0, Some(0)));
             assert!(p.keep_alive);
-            assert!(matches!(&p.action, Action::Proxy(ProxyPlan { upstream: 0, backend: BackendConf::Http, sticky_peer: None, route_peer: None })));
+            assert!(matches!(
+                &p.action,
+                Action::Proxy(ProxyPlan { upstream: 0, backend: BackendConf::Http, sticky_peer: None, route_peer: None, session: None })
+            ));
         });
         with_plan(&rt, "GET /hello HTTP/1.1\r\nHost: one.example\r\n\r\n", conn(), |p| {
             assert!(matches!(p.action, Action::Return { code: 200, text: Some(_) }));
@@ -293,7 +299,7 @@ mod tests {
     fn sticky_routes_and_force() {
         let rt = runtime(CONF);
         with_plan(&rt, "GET / HTTP/1.1\r\nHost: one.example\r\nCookie: JSESSIONID=X.b\r\n\r\n", conn(), |p| {
-            assert!(matches!(p.action, Action::Proxy(ProxyPlan { sticky_peer: Some(1), route_peer: Some(1), .. })));
+            assert!(matches!(p.action, Action::Proxy(ProxyPlan { sticky_peer: Some(1), route_peer: Some(1), session: Some(_), .. })));
         });
         rt.upstreams[0].peers[1].activation.store(activation::STOPPED, Relaxed);
         with_plan(&rt, "GET /;jsessionid=X.b HTTP/1.1\r\nHost: one.example\r\n\r\n", conn(), |p| {

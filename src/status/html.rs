@@ -124,7 +124,14 @@ fn upstream(o: &mut String, u: &UpstreamView, nonce: Option<&str>, action: &str)
         }
         let _ = write!(o, "<td class=\"l health\">{}</td>", health_cell(v));
         let _ = write!(o, "<td class=\"l check\">{}</td>", check_cell(v, u.health_check));
-        let _ = write!(o, "<td class=\"requests\">{}<br><small>{} in flight &middot; {} idle</small></td>", v.requests, v.in_flight, v.idle_connections);
+        let _ = write!(
+            o,
+            "<td class=\"requests\">{}<br><small>{} in flight &middot; {} idle</small>{}</td>",
+            v.requests,
+            v.in_flight,
+            v.idle_connections,
+            sessions_line(v, u.sticky.is_some())
+        );
         let _ = write!(o, "<td class=\"l responses\">{}</td>", responses_cell(v));
         let _ = write!(o, "<td class=\"l errors\">{}</td>", errors_cell(v));
         let _ = write!(o, "<td class=\"traffic\">{}<br>{}</td>", bytes(v.bytes_to), bytes(v.bytes_from));
@@ -133,6 +140,21 @@ fn upstream(o: &mut String, u: &UpstreamView, nonce: Option<&str>, action: &str)
         let _ = writeln!(o, "<td class=\"time\">last {}<br><small>avg {}</small></td></tr>", last, avg);
     }
     o.push_str("</table>\n");
+}
+
+/// Live sticky sessions, and for a disabled server whether it is drained.
+fn sessions_line(v: &ServerView, sticky: bool) -> String {
+    let drain = match (v.activation, v.drained) {
+        ("active", _) => String::new(),
+        (_, true) => " &middot; <b class=\"drained\">drained</b>".to_string(),
+        (_, false) => {
+            format!(" &middot; <span class=\"draining\">draining</span>{}", v.last_sticky_ms.map_or(String::new(), |a| format!(", last {} ago", age(a))))
+        }
+    };
+    if !sticky {
+        return if drain.is_empty() { drain } else { format!("<br><small>{}</small>", drain.trim_start_matches(" &middot; ")) };
+    }
+    format!("<br><small><span class=\"sessions\">{} sessions</span>{}</small>", v.live_sessions, drain)
 }
 
 /// Protocol, route, backup, and the weight in use when slow_start ramps it.

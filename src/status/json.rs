@@ -121,6 +121,13 @@ fn server(o: &mut String, v: &ServerView) {
     );
     let _ = write!(
         o,
+        "\"live_sessions\":{},\"last_sticky_request_age_seconds\":{},\"drained\":{},",
+        v.live_sessions,
+        opt_num(v.last_sticky_ms.map(|ms| decimal(ms, 3))),
+        v.drained
+    );
+    let _ = write!(
+        o,
         "\"in_flight\":{},\"requests\":{},\"failures\":{},\"failovers\":{},\"retries\":{},\"bytes_to_server\":{},\"bytes_from_server\":{},\"last_response_ms\":{},\"avg_response_ms\":{},\"idle_connections\":{},",
         v.in_flight,
         v.requests,

@@ -26,7 +26,7 @@ fn secs(us: u64) -> String {
 
 type ServerMetric = (&'static str, &'static str, &'static str, fn(&ServerView) -> String);
 
-const PER_SERVER: [ServerMetric; 16] = [
+const PER_SERVER: [ServerMetric; 18] = [
     ("pounce_upstream_server_up", "gauge", "1 when the server can take requests (health), 0 when it is down.", |v| u8::from(v.health == "up").to_string()),
     ("pounce_upstream_server_weight", "gauge", "Configured or manager-set weight.", |v| v.weight.to_string()),
     ("pounce_upstream_server_effective_weight", "gauge", "Weight in use now (ramped during slow_start).", |v| v.effective_weight.to_string()),
@@ -35,6 +35,10 @@ const PER_SERVER: [ServerMetric; 16] = [
         u8::from(v.activation == "disabled").to_string()
     }),
     ("pounce_upstream_server_stopped", "gauge", "1 when the activation state is stopped.", |v| u8::from(v.activation == "stopped").to_string()),
+    ("pounce_upstream_server_drained", "gauge", "1 when a disabled server has had no sticky request for drain_idle (safe to restart).", |v| {
+        u8::from(v.drained).to_string()
+    }),
+    ("pounce_upstream_server_live_sessions", "gauge", "Sticky sessions seen within sessions_window (an estimate).", |v| v.live_sessions.to_string()),
     ("pounce_upstream_server_in_flight", "gauge", "Requests in progress.", |v| v.in_flight.to_string()),
     ("pounce_upstream_server_requests_total", "counter", "Attempts sent to the server.", |v| v.requests.to_string()),
     (

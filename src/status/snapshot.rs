@@ -52,6 +52,11 @@ pub(crate) struct ServerView {
     /// The last failed attempt and how long ago (ms).
     pub(crate) last_failure: Option<(Outcome, u64)>,
     pub(crate) idle_connections: u32,
+    /// Sticky sessions seen within the window, the age of the last sticky request (ms), and
+    /// whether a disabled server is drained.
+    pub(crate) live_sessions: u64,
+    pub(crate) last_sticky_ms: Option<u64>,
+    pub(crate) drained: bool,
 }
 
 impl ServerView {
@@ -187,6 +192,12 @@ pub(crate) fn take(rt: &Runtime, access: StatusAccess) -> Snapshot {
                         last_check,
                         last_failure,
                         idle_connections: s.idle.load(Relaxed),
+                        live_sessions: u.live_sessions(i, now),
+                        last_sticky_ms: match s.last_sticky.load(Relaxed) {
+                            0 => None,
+                            t => Some(now.saturating_sub(t)),
+                        },
+                        drained: u.drained(i, now),
                     }
                 })
                 .collect(),

@@ -4,6 +4,7 @@
 
 pub(crate) mod keepalive;
 pub(crate) mod round_robin;
+pub(crate) mod sessions;
 pub(crate) mod stats;
 pub(crate) mod sticky;
 
@@ -76,6 +77,9 @@ pub(crate) struct PeerState {
     pub(crate) overridden: AtomicBool,
     /// Health-check details, failure causes, responses by class, response times.
     pub(crate) stats: stats::ServerStats,
+    /// Sticky sessions seen lately, and when the last sticky request came (ms; 0: never).
+    pub(crate) live: sessions::LiveSessions,
+    pub(crate) last_sticky: AtomicU64,
 }
 
 /// An upstream's configuration plus the shared state of its peers.
@@ -121,6 +125,30 @@ impl UpstreamState {
         }
         self.single()
             || !(p.max_fails > 0 && s.fails.load(Relaxed) >= p.max_fails && now.saturating_sub(s.checked.load(Relaxed)) <= p.fail_timeout.as_millis() as u64)
+    }
+
+    /// A sticky request of the session whose id hashes to `session` goes to `peer`.
+    pub(crate) fn record_sticky(&self, peer: usize, session: u64, now: u64) {
+        let Some(st) = &self.conf.sticky else { return };
+        let s = &self.peers[peer];
+        s.live.record(session, now, st.window.as_millis() as u64);
+        s.last_sticky.store(now, Relaxed);
+    }
+
+    /// Distinct sticky sessions that reached `peer` within the window (an estimate).
+    pub(crate) fn live_sessions(&self, peer: usize, now: u64) -> u64 {
+        self.conf.sticky.as_ref().map_or(0, |st| self.peers[peer].live.estimate(now, st.window.as_millis() as u64))
+    }
+
+    /// A disabled (draining) server no sticky request has reached for `drain_idle`: its
+    /// sessions are gone, it can be restarted.
+    pub(crate) fn drained(&self, peer: usize, now: u64) -> bool {
+        let s = &self.peers[peer];
+        if s.activation.load(Relaxed) == activation::ACTIVE {
+            return false;
+        }
+        let last = s.last_sticky.load(Relaxed);
+        self.conf.sticky.as_ref().is_none_or(|st| last == 0 || now.saturating_sub(last) >= st.drain_idle.as_millis() as u64)
     }
 
     /// May get requests that are not sticky to it (active, not disabled or stopped).

@@ -31,8 +31,9 @@ pub(crate) struct LiveSessions {
 }
 
 impl LiveSessions {
-    /// A request of session `id` reached the server at `now_ms`; `window_ms` is the window.
-    pub(crate) fn record(&self, id: &[u8], now_ms: u64, window_ms: u64) {
+    /// A request of a session (its id's `hash`) reached the server at `now_ms`; `window_ms` is
+    /// the window.
+    pub(crate) fn record(&self, h: u64, now_ms: u64, window_ms: u64) {
         let epoch = now_ms / (window_ms / SLOTS as u64).max(1) + 1;
         let slot = &self.slots[(epoch % SLOTS as u64) as usize];
         let held = slot.epoch.load(Relaxed);
@@ -42,7 +43,6 @@ impl LiveSessions {
                 r.store(0, Relaxed);
             }
         }
-        let h = hash(id);
         let register = (h as usize) & (REGISTERS - 1);
         let rank = ((h >> 8) | (1 << 55)).trailing_zeros() as u8 + 1;
         slot.registers[register].fetch_max(rank, Relaxed);
@@ -71,7 +71,7 @@ impl LiveSessions {
 }
 
 /// A 64-bit hash of a session id (FNV-1a, then a finalizer that spreads its bits).
-fn hash(id: &[u8]) -> u64 {
+pub(crate) fn hash(id: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in id {
         h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
@@ -96,8 +96,8 @@ mod tests {
             let s2 = LiveSessions::default();
             for i in 0..n {
                 let id = format!("{:032X}.tomcat1", i * 7919);
-                s2.record(id.as_bytes(), 1000, WINDOW);
-                s2.record(id.as_bytes(), 2000, WINDOW); // repeats do not count
+                s2.record(hash(id.as_bytes()), 1000, WINDOW);
+                s2.record(hash(id.as_bytes()), 2000, WINDOW); // repeats do not count
             }
             let e = s2.estimate(3000, WINDOW) as f64;
             let err = if n == 0 { e } else { (e - n as f64).abs() / n as f64 };
@@ -110,10 +110,10 @@ mod tests {
     fn sessions_age_out_of_the_window() {
         let s = LiveSessions::default();
         for i in 0..500u32 {
-            s.record(format!("old-{}", i).as_bytes(), 60_000, WINDOW);
+            s.record(hash(format!("old-{}", i).as_bytes()), 60_000, WINDOW);
         }
         for i in 0..50u32 {
-            s.record(format!("new-{}", i).as_bytes(), 25 * 60_000, WINDOW);
+            s.record(hash(format!("new-{}", i).as_bytes()), 25 * 60_000, WINDOW);
         }
         let both = s.estimate(26 * 60_000, WINDOW);
         assert!((450..=650).contains(&both), "within the window: {}", both);
@@ -121,7 +121,7 @@ mod tests {
         assert!((40..=60).contains(&later), "the old ones aged out: {}", later);
         assert_eq!(s.estimate(3 * WINDOW, WINDOW), 0, "everything aged out");
         // A slot reused after a whole window starts empty.
-        s.record(b"again", 3 * WINDOW, WINDOW);
+        s.record(hash(b"again"), 3 * WINDOW, WINDOW);
         assert_eq!(s.estimate(3 * WINDOW + 1, WINDOW), 1);
     }
 }

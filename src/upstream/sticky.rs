@@ -14,11 +14,17 @@ pub(crate) fn route_of(session_id: &[u8]) -> Option<&[u8]> {
 }
 
 /// Calls `f` with each candidate route in mod_jk's order until it breaks.
-pub(crate) fn for_each_route<'a>(target: &'a [u8], cookies: impl Iterator<Item = &'a [u8]>, sticky: &Sticky, mut f: impl FnMut(&'a [u8]) -> ControlFlow<()>) {
+/// `f` gets the session id and its route.
+pub(crate) fn for_each_route<'a>(
+    target: &'a [u8],
+    cookies: impl Iterator<Item = &'a [u8]>,
+    sticky: &Sticky,
+    mut f: impl FnMut(&'a [u8], &'a [u8]) -> ControlFlow<()>,
+) {
     let path = target.split(|&c| c == b'?').next().unwrap_or(b"");
     if let Some(id) = path_param(path, sticky.path_param.as_bytes()) {
         if let Some(r) = route_of(id) {
-            if f(r).is_break() {
+            if f(id, r).is_break() {
                 return;
             }
         }
@@ -28,7 +34,7 @@ pub(crate) fn for_each_route<'a>(target: &'a [u8], cookies: impl Iterator<Item =
         while let Some((id, after)) = next_cookie(rest, sticky.cookie.as_bytes()) {
             rest = after;
             if let Some(r) = route_of(id) {
-                if f(r).is_break() {
+                if f(id, r).is_break() {
                     return;
                 }
             }
@@ -86,12 +92,18 @@ mod tests {
     use super::*;
 
     fn sticky() -> Sticky {
-        Sticky { cookie: "JSESSIONID".into(), path_param: "jsessionid".into(), force: false }
+        Sticky {
+            cookie: "JSESSIONID".into(),
+            path_param: "jsessionid".into(),
+            force: false,
+            window: Sticky::DEFAULT_WINDOW,
+            drain_idle: Sticky::DEFAULT_DRAIN_IDLE,
+        }
     }
 
     fn all(target: &str, cookies: &[&str]) -> Vec<String> {
         let mut out = Vec::new();
-        for_each_route(target.as_bytes(), cookies.iter().map(|c| c.as_bytes()), &sticky(), |r| {
+        for_each_route(target.as_bytes(), cookies.iter().map(|c| c.as_bytes()), &sticky(), |_, r| {
             out.push(String::from_utf8_lossy(r).to_string());
             ControlFlow::Continue(())
         });

@@ -74,6 +74,8 @@ pub(crate) struct ProxyState {
     pub(crate) sticky_peer: Option<usize>,
     /// The server the request's route named, when the request had one that matched.
     pub(crate) route_peer: Option<usize>,
+    /// The session id's hash, recorded as a live session of the server its route picks.
+    pub(crate) session: Option<u64>,
     pub(crate) last_fail: Option<Fail>,
     /// The encoded request head, kept until the response starts so a retry can resend it.
     pub(crate) head: Option<Buf>,
@@ -88,13 +90,21 @@ pub(crate) struct ProxyState {
 }
 
 impl ProxyState {
-    pub(crate) fn new(upstream: usize, head: Buf, host: (usize, usize), sticky_peer: Option<usize>, route_peer: Option<usize>) -> ProxyState {
+    pub(crate) fn new(
+        upstream: usize,
+        head: Buf,
+        host: (usize, usize),
+        sticky_peer: Option<usize>,
+        route_peer: Option<usize>,
+        session: Option<u64>,
+    ) -> ProxyState {
         ProxyState {
             upstream,
             tried: 0,
             tries: 0,
             sticky_peer,
             route_peer,
+            session,
             last_fail: None,
             head_bytes: head.len() as u64,
             head: Some(head),

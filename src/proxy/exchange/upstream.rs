@@ -58,6 +58,9 @@ impl Exchange {
             let picked = match sticky {
                 Some(p) => {
                     px.tried |= 1u128 << p;
+                    if let Some(h) = px.session {
+                        ups.record_sticky(p, h, now);
+                    }
                     Some(p)
                 }
                 None => ctx.balancers[upstream].get(ups, &mut px.tried, now),

@@ -191,7 +191,7 @@ fn backend_head(ctx: &mut Ctx, cout: &mut Option<Buf>, rt: &Runtime, pp: &ProxyP
         ..*fr
     };
     match Adapter::for_request(pp.backend, fr.meta).encode_head(&fr, &mut head) {
-        Some(host) => Ok(ProxyState::new(pp.upstream, head, host, pp.sticky_peer, pp.route_peer)),
+        Some(host) => Ok(ProxyState::new(pp.upstream, head, host, pp.sticky_peer, pp.route_peer, pp.session)),
         None => {
             log::info!("client {}: request head too large to forward", fr.client);
             Err(431)
