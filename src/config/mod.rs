@@ -10,6 +10,7 @@
 mod builder;
 mod directives;
 mod lexer;
+mod logformat;
 mod parser;
 mod server;
 mod settings;
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use lexer::ConfError;
+pub use logformat::{AccessLogRef, Capture, Escape, LogFormat, LogPart, LogVar};
 
 /// Servers an upstream may have: a request's set of tried servers is one u128.
 pub const MAX_SERVERS: usize = 128;
@@ -64,6 +66,8 @@ pub struct Http {
     pub listens: Vec<Listen>,
     /// Access log files, opened once per worker; settings refer to them by index.
     pub access_logs: Vec<PathBuf>,
+    /// `log_format`s, `combined` first; settings refer to them by index.
+    pub log_formats: Vec<LogFormat>,
 }
 
 #[derive(Debug, Clone)]
@@ -416,7 +420,7 @@ macro_rules! settings {
 }
 
 settings! {
-    access_log: Option<usize> = None,
+    access_log: Option<AccessLogRef> = None,
     keepalive_timeout: Duration = Duration::from_secs(75),
     keepalive_requests: u32 = 1000,
     client_header_timeout: Duration = Duration::from_secs(60),

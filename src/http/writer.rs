@@ -24,11 +24,15 @@ pub struct ReqFacts<'a> {
     pub head: bool,
     pub minor: u8,
     pub keep_alive: bool,
-    /// Host the client asked for (for redirect rewriting).
+    /// The scheme and authority the client addressed (`http`, its Host): what redirects to
+    /// the backend are rewritten to.
+    pub scheme: &'a str,
     pub host: &'a [u8],
     /// Prefixes of redirect targets that point at the backend (`http://10.0.0.5:8080`).
     pub rewrite_from: [&'a [u8]; 2],
     pub rewrite: bool,
+    /// `Date` for responses that come without one (RFC 9110 §6.6.1: Tomcat's AJP connector
+    /// sends none).
     pub date: &'a str,
     /// `Via` value to add (proxy_via).
     pub via: Option<&'a str>,
@@ -41,6 +45,9 @@ pub struct ResponseWriter {
     pub status: u16,
     /// Body bytes written for the client (without chunk framing).
     pub body_bytes: u64,
+    /// Bytes of response heads written for the client (a `100 Continue` included): what
+    /// `$body_bytes_sent` leaves out of the bytes sent.
+    pub head_bytes: u64,
     pub started: bool,
     pub finished: bool,
 }
@@ -53,7 +60,7 @@ pub fn hop_by_hop(name: &[u8]) -> bool {
 
 impl ResponseWriter {
     pub fn new() -> ResponseWriter {
-        ResponseWriter { framing: OutFraming::None, keep_alive: false, status: 0, body_bytes: 0, started: false, finished: false }
+        ResponseWriter { framing: OutFraming::None, keep_alive: false, status: 0, body_bytes: 0, head_bytes: 0, started: false, finished: false }
     }
 
     /// Writes the status line and headers. `content_length` is the backend's declared body
@@ -80,10 +87,12 @@ impl ResponseWriter {
         };
         let mark = out.len();
         let mut ok = write!(out, "HTTP/1.1 {} {}\r\n", status, reason(status)).is_ok();
+        let mut dated = false;
         for (name, value) in headers {
             if !ok {
                 break;
             }
+            dated |= name.eq_ignore_ascii_case(b"date");
             let upgrade_kept = status == 101 && name.eq_ignore_ascii_case(b"upgrade");
             if (hop_by_hop(name) && !upgrade_kept) || (self.framing == OutFraming::Chunked && name.eq_ignore_ascii_case(b"content-length")) {
                 continue;
@@ -91,6 +100,9 @@ impl ResponseWriter {
             ok = out.put_all(name) && out.put_all(b": ");
             let is_redirect_header = name.eq_ignore_ascii_case(b"location") || name.eq_ignore_ascii_case(b"refresh");
             ok = ok && if facts.rewrite && is_redirect_header { put_rewritten(out, value, facts) } else { out.put_all(value) } && out.put_all(b"\r\n");
+        }
+        if !dated && !facts.date.is_empty() {
+            ok = ok && out.put_all(b"Date: ") && out.put_all(facts.date.as_bytes()) && out.put_all(b"\r\n");
         }
         if let Some(via) = facts.via {
             ok = ok && out.put_all(b"Via: ") && out.put_all(via.as_bytes()) && out.put_all(b"\r\n");
@@ -115,6 +127,7 @@ impl ResponseWriter {
             return false;
         }
         self.started = true;
+        self.head_bytes += (out.len() - mark) as u64;
         if self.framing == OutFraming::None || self.framing == OutFraming::Length(0) {
             self.finished = true;
         }
@@ -196,7 +209,8 @@ impl Default for ResponseWriter {
     }
 }
 
-/// Writes a Location/Refresh value with a backend prefix replaced by `http://<client host>`.
+/// Writes a Location/Refresh value with a backend prefix replaced by the scheme and authority
+/// the client addressed.
 fn put_rewritten(out: &mut Buf, value: &[u8], facts: &ReqFacts) -> bool {
     // Refresh: "5; url=http://…"; Location: the URL itself.
     let url_at = find_url(value);
@@ -206,7 +220,11 @@ fn put_rewritten(out: &mut Buf, value: &[u8], facts: &ReqFacts) -> bool {
             continue;
         }
         if url.len() >= from.len() && url[..from.len()].eq_ignore_ascii_case(from) && matches!(url.get(from.len()), None | Some(b'/') | Some(b'?')) {
-            return out.put_all(&value[..url_at]) && out.put_all(b"http://") && out.put_all(facts.host) && out.put_all(&url[from.len()..]);
+            return out.put_all(&value[..url_at])
+                && out.put_all(facts.scheme.as_bytes())
+                && out.put_all(b"://")
+                && out.put_all(facts.host)
+                && out.put_all(&url[from.len()..]);
         }
     }
     out.put_all(value)
@@ -229,10 +247,11 @@ mod tests {
             head: false,
             minor,
             keep_alive,
+            scheme: "http",
             host: b"front.example:8080",
             rewrite_from: [b"http://127.0.0.1:9000", b"http://backend"],
             rewrite: true,
-            date: "d",
+            date: "",
             via: None,
         }
     }

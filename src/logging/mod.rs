@@ -2,9 +2,17 @@
 //! env_logger, in nginx's line format).
 
 pub mod access;
+pub mod format;
 pub mod time;
 
 use std::io::Write;
+use std::sync::OnceLock;
+
+/// This process's id, read once (`getpid` is a system call).
+pub fn pid() -> u32 {
+    static PID: OnceLock<u32> = OnceLock::new();
+    *PID.get_or_init(std::process::id)
+}
 
 /// Sends the error log to `path` (stderr when None) at `level`. `RUST_LOG` overrides the level.
 pub fn init_error_log(path: Option<&std::path::Path>, level: log::LevelFilter) -> std::io::Result<()> {

@@ -223,7 +223,8 @@ impl Worker {
                     let entry = self.sessions.vacant_entry();
                     let key = entry.key();
                     let transport = ClientTransport::Plain(Plain::new(stream));
-                    let mut s = Session::new(key, transport, addr, local_port, listen_idx, self.ctx.now);
+                    let serial = self.ctx.next_serial();
+                    let mut s = Session::new(key, transport, addr, local_port, listen_idx, self.ctx.now, serial);
                     if let Err(e) = s.register(&mut self.ctx) {
                         log::error!("register client {}: {}", addr, e);
                         continue;
