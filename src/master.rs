@@ -1,15 +1,16 @@
-//! The master thread: owns the listening sockets, starts one worker per core, and turns
-//! signals into actions — SIGHUP reload, SIGQUIT graceful stop, SIGTERM/SIGINT fast stop.
-//! Signals are blocked in every thread and taken synchronously with sigtimedwait, so no
-//! handler runs inside a worker.
+//! The master thread: holds the pid file (locked), owns the listening sockets, starts one
+//! worker per core, and turns signals into actions — SIGHUP reload, SIGUSR1 reopen the logs,
+//! SIGQUIT graceful stop, SIGTERM/SIGINT fast stop. Signals are blocked in every thread and
+//! taken synchronously with sigtimedwait, so no handler runs inside a worker.
 
 use crate::config::{self, Config};
+use crate::pidfile::PidFile;
 use crate::runtime::Runtime;
 use crate::worker::{listener::bind_reuseport, Control, Worker, CMD_QUIT, CMD_RUN, CMD_STOP, WAKER};
 use mio::{Poll, Waker};
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::AtomicU8;
+use std::sync::atomic::{AtomicBool, AtomicU8};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -83,11 +84,11 @@ fn spawn_workers(rt: &Arc<Runtime>, per_worker: Vec<Vec<(TcpListener, usize)>>) 
 fn spawn_one(rt: &Arc<Runtime>, id: usize, listeners: Vec<(TcpListener, usize)>) -> std::io::Result<WorkerHandle> {
     let poll = Poll::new()?;
     let waker = Waker::new(poll.registry(), WAKER)?;
-    let control = Arc::new(Control { cmd: AtomicU8::new(CMD_RUN), waker });
     // The worker is built on its own thread (it holds thread-local handles); whether it
     // started comes back over a channel, so a reload with, say, an unwritable access log
     // fails here and the old generation keeps serving.
     let (tx, rx) = std::sync::mpsc::channel();
+    let control = Arc::new(Control { cmd: AtomicU8::new(CMD_RUN), reopen: AtomicBool::new(false), waker });
     let (rt2, control2) = (rt.clone(), control.clone());
     let thread = std::thread::Builder::new().name(format!("worker-{}", id)).spawn(move || match Worker::new(id, rt2, poll, listeners, control2) {
         Ok(w) => {
@@ -108,8 +109,31 @@ fn spawn_one(rt: &Arc<Runtime>, id: usize, listeners: Vec<(TcpListener, usize)>)
     }
 }
 
+/// What the master holds while pounce runs.
+struct Master {
+    /// Held (and at exit removed) for the master's whole life.
+    pid_file: Option<PidFile>,
+    sockets: Sockets,
+    generation: u64,
+    rt: Arc<Runtime>,
+    workers: Vec<WorkerHandle>,
+    /// Old generations draining after a reload, with their deadline.
+    retiring: Vec<(WorkerHandle, Instant)>,
+}
+
 /// Runs until stopped. Returns the process exit code.
 pub fn run(cfg: Config) -> i32 {
+    // The pid file first: a second pounce with the same file stops here, before it binds
+    // anything. A failed start below removes only the file this process holds.
+    let pid_file = match cfg.pid.as_deref().map(PidFile::acquire).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("pounce: {}", e);
+            log::error!("{}", e);
+            return 1;
+        }
+    };
+    crate::limits::check_open_files(&cfg, true);
     let mut sockets: Sockets = HashMap::new();
     let per_worker = match prepare_sockets(&cfg, &mut sockets) {
         Ok(p) => p,
@@ -119,18 +143,8 @@ pub fn run(cfg: Config) -> i32 {
             return 1;
         }
     };
-    if let Some(pid) = &cfg.pid {
-        if let Some(dir) = pid.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        if let Err(e) = std::fs::write(pid, format!("{}\n", std::process::id())) {
-            eprintln!("pounce: cannot write pid file \"{}\": {}", pid.display(), e);
-            return 1;
-        }
-    }
-    let mut generation = 1;
-    let mut rt = Arc::new(Runtime::new(cfg, generation));
-    let mut workers = match spawn_workers(&rt, per_worker) {
+    let rt = Arc::new(Runtime::new(cfg, 1));
+    let workers = match spawn_workers(&rt, per_worker) {
         Ok(w) => w,
         Err(e) => {
             eprintln!("pounce: cannot start workers: {}", e);
@@ -138,67 +152,100 @@ pub fn run(cfg: Config) -> i32 {
             return 1;
         }
     };
-    let mut retiring: Vec<(WorkerHandle, Instant)> = Vec::new();
     log::info!("pounce {} started: {} workers, {} listening addresses", env!("CARGO_PKG_VERSION"), workers.len(), rt.cfg.http.listens.len());
+    let mut m = Master { pid_file, sockets, generation: 1, rt, workers, retiring: Vec::new() };
     let code = loop {
-        let sig = wait_signal(Duration::from_millis(500));
-        match sig {
+        match wait_signal(Duration::from_millis(500)) {
             Some(libc::SIGHUP) => {
-                log::info!("reloading configuration ({})", rt.cfg.path.display());
-                match config::load(&rt.cfg.path, &rt.cfg.prefix) {
-                    Err(e) => log::error!("reload failed, keeping the running configuration: {}", e),
-                    Ok(new_cfg) => match prepare_sockets(&new_cfg, &mut sockets) {
-                        Err(e) => log::error!("reload failed, keeping the running configuration: {}", e),
-                        Ok(per_worker) => {
-                            let level = new_cfg.error_level;
-                            generation += 1;
-                            let new_rt = Arc::new(Runtime::new(new_cfg, generation));
-                            new_rt.inherit_overrides(&rt);
-                            match spawn_workers(&new_rt, per_worker) {
-                                Err(e) => log::error!("reload failed, keeping the running configuration: {}", e),
-                                Ok(new_workers) => {
-                                    log::set_max_level(level);
-                                    let deadline = Instant::now() + rt.cfg.worker_shutdown_timeout + Duration::from_secs(5);
-                                    for w in workers.drain(..) {
-                                        w.control.send(CMD_QUIT);
-                                        retiring.push((w, deadline));
-                                    }
-                                    workers = new_workers;
-                                    rt = new_rt;
-                                    retain_used_sockets(&rt.cfg, &mut sockets);
-                                    log::info!("configuration generation {} running", generation);
-                                }
-                            }
-                        }
-                    },
+                log::info!("reloading configuration ({})", m.rt.cfg.path.display());
+                if let Err(e) = m.reload() {
+                    log::error!("reload failed, keeping the running configuration: {}", e);
                 }
             }
+            Some(libc::SIGUSR1) => m.reopen_logs(),
             Some(libc::SIGQUIT) => {
                 log::info!("graceful shutdown requested");
-                for w in &workers {
+                for w in &m.workers {
                     w.control.send(CMD_QUIT);
                 }
                 // Close our copies so the kernel refuses new connections once workers close theirs.
-                sockets.clear();
-                let deadline = Instant::now() + rt.cfg.worker_shutdown_timeout + Duration::from_secs(5);
-                join_all(workers.drain(..).map(|w| (w, deadline)).chain(retiring.drain(..)).collect());
+                m.sockets.clear();
+                let deadline = Instant::now() + m.rt.cfg.worker_shutdown_timeout + Duration::from_secs(5);
+                join_all(m.workers.drain(..).map(|w| (w, deadline)).chain(m.retiring.drain(..)).collect());
                 break 0;
             }
             Some(libc::SIGTERM) | Some(libc::SIGINT) => {
                 log::info!("shutting down");
-                for w in workers.iter().chain(retiring.iter().map(|(w, _)| w)) {
+                for w in m.workers.iter().chain(m.retiring.iter().map(|(w, _)| w)) {
                     w.control.send(CMD_STOP);
                 }
                 let deadline = Instant::now() + Duration::from_secs(5);
-                join_all(workers.drain(..).map(|w| (w, deadline)).chain(retiring.drain(..)).collect());
+                join_all(m.workers.drain(..).map(|w| (w, deadline)).chain(m.retiring.drain(..)).collect());
                 break 0;
             }
             _ => {}
         }
-        // Old generations that finished draining, or overstayed.
+        m.tend_workers();
+    };
+    log::info!("exit");
+    drop(m);
+    code
+}
+
+impl Master {
+    /// SIGHUP: a new generation of workers on the configuration read again; the old one
+    /// drains. Err: why the running configuration stays.
+    fn reload(&mut self) -> Result<(), String> {
+        let new_cfg = config::load(&self.rt.cfg.path, &self.rt.cfg.prefix).map_err(|e| e.to_string())?;
+        let per_worker = prepare_sockets(&new_cfg, &mut self.sockets).map_err(|e| e.to_string())?;
+        // A new error_log is opened before anything changes, and used once the reload stands.
+        let error_log = new_cfg.error_log.clone();
+        if error_log != crate::logging::error_log_path() {
+            if let Some(p) = &error_log {
+                crate::logging::access::open_append(p).map_err(|e| format!("cannot open error log \"{}\": {}", p.display(), e))?;
+            }
+        }
+        if new_cfg.pid.as_deref() != self.pid_file.as_ref().map(PidFile::path) {
+            log::warn!("the \"pid\" path changed: that takes effect when pounce is restarted");
+        }
+        crate::limits::check_open_files(&new_cfg, false);
+        let level = new_cfg.error_level;
+        let new_rt = Arc::new(Runtime::new(new_cfg, self.generation + 1));
+        new_rt.inherit_overrides(&self.rt);
+        let new_workers = spawn_workers(&new_rt, per_worker).map_err(|e| e.to_string())?;
+        self.generation += 1;
+        switch_error_log(error_log.as_deref());
+        crate::logging::set_error_level(level);
+        let deadline = Instant::now() + self.rt.cfg.worker_shutdown_timeout + Duration::from_secs(5);
+        for w in self.workers.drain(..) {
+            w.control.send(CMD_QUIT);
+            self.retiring.push((w, deadline));
+        }
+        self.workers = new_workers;
+        self.rt = new_rt;
+        retain_used_sockets(&self.rt.cfg, &mut self.sockets);
+        log::info!("configuration generation {} running", self.generation);
+        Ok(())
+    }
+
+    /// SIGUSR1 (log rotation): the files were renamed; every log goes on in a new file at
+    /// its path — the error log here, the access logs in each worker, old generations too.
+    fn reopen_logs(&self) {
+        if let Err(e) = crate::logging::reopen_error_log() {
+            log::error!("cannot reopen the error log: {}", e);
+        }
+        log::info!("logs reopened");
+        for w in self.workers.iter().chain(self.retiring.iter().map(|(w, _)| w)) {
+            w.control.reopen_logs();
+        }
+    }
+
+    /// Joins old generations that finished draining (stopping those that overstayed), and
+    /// replaces a worker that died, as nginx's master respawns workers.
+    fn tend_workers(&mut self) {
         let now = Instant::now();
         let mut still = Vec::new();
-        for (w, deadline) in retiring.drain(..) {
+        for (w, deadline) in self.retiring.drain(..) {
             if w.thread.is_finished() {
                 let _ = w.thread.join();
             } else {
@@ -208,21 +255,21 @@ pub fn run(cfg: Config) -> i32 {
                 still.push((w, deadline));
             }
         }
-        retiring = still;
-        // A worker that died (a panic) is replaced, as nginx's master respawns workers.
-        for handle in workers.iter_mut() {
+        self.retiring = still;
+        for handle in self.workers.iter_mut() {
             if handle.thread.is_finished() {
                 let id = handle.id;
                 log::error!("worker {} exited unexpectedly; starting a new one", id);
-                let listeners: Vec<(TcpListener, usize)> = rt
+                let listeners: Vec<(TcpListener, usize)> = self
+                    .rt
                     .cfg
                     .http
                     .listens
                     .iter()
                     .enumerate()
-                    .filter_map(|(idx, l)| sockets.get(&(l.addr, id)).and_then(|s| s.try_clone().ok()).map(|s| (s, idx)))
+                    .filter_map(|(idx, l)| self.sockets.get(&(l.addr, id)).and_then(|s| s.try_clone().ok()).map(|s| (s, idx)))
                     .collect();
-                match spawn_one(&rt, id, listeners) {
+                match spawn_one(&self.rt, id, listeners) {
                     Ok(h) => {
                         let old = std::mem::replace(handle, h);
                         let _ = old.thread.join();
@@ -231,12 +278,18 @@ pub fn run(cfg: Config) -> i32 {
                 }
             }
         }
-    };
-    if let Some(pid) = &rt.cfg.pid {
-        let _ = std::fs::remove_file(pid);
     }
-    log::info!("exit");
-    code
+}
+
+/// The error log moves to the reloaded configuration's `error_log`.
+fn switch_error_log(path: Option<&std::path::Path>) {
+    if path.map(std::path::Path::to_path_buf) == crate::logging::error_log_path() {
+        return;
+    }
+    log::info!("error log moves to {}", path.map_or("stderr".to_string(), |p| p.display().to_string()));
+    if let Err(e) = crate::logging::set_error_log(path) {
+        log::error!("cannot open the new error log, keeping this one: {}", e);
+    }
 }
 
 fn retain_used_sockets(cfg: &Config, sockets: &mut Sockets) {
@@ -255,17 +308,17 @@ fn join_all(list: Vec<(WorkerHandle, Instant)>) {
     }
 }
 
-/// `pounce -s SIGNAL`: signals the master whose pid is in the pid file.
+/// `pounce -s SIGNAL`: signals the master whose pid is in the (locked) pid file.
 pub fn send_signal(cfg_pid: Option<&std::path::Path>, name: &str) -> Result<(), String> {
     let sig = match name {
         "stop" => libc::SIGTERM,
         "quit" => libc::SIGQUIT,
         "reload" => libc::SIGHUP,
-        _ => return Err(format!("invalid option: \"-s {}\" (use stop, quit, reload)", name)),
+        "reopen" => libc::SIGUSR1,
+        _ => return Err(format!("invalid option: \"-s {}\" (use stop, quit, reload, reopen)", name)),
     };
     let path = cfg_pid.ok_or("no pid file is configured (\"pid off\")")?;
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read pid file \"{}\": {}", path.display(), e))?;
-    let pid: i32 = text.trim().parse().map_err(|_| format!("invalid PID number \"{}\" in \"{}\"", text.trim(), path.display()))?;
+    let pid = crate::pidfile::running_pid(path)?;
     // SAFETY: kill(2) with a pid read from our pid file and a valid signal number.
     if unsafe { libc::kill(pid, sig) } != 0 {
         return Err(format!("kill({}, {}) failed: {}", pid, name, std::io::Error::last_os_error()));

@@ -94,7 +94,11 @@ impl ResponseWriter {
             }
             dated |= name.eq_ignore_ascii_case(b"date");
             let upgrade_kept = status == 101 && name.eq_ignore_ascii_case(b"upgrade");
-            if (hop_by_hop(name) && !upgrade_kept) || (self.framing == OutFraming::Chunked && name.eq_ignore_ascii_case(b"content-length")) {
+            // No Content-Length on a re-chunked body, nor on a status that never has a body:
+            // Tomcat's AJP connector sends `Content-Length: 0` with a 304, which RFC 9110
+            // §8.6 forbids unless it is the length a 200 would have (httpd drops it too).
+            let length_dropped = self.framing == OutFraming::Chunked || bodiless(status);
+            if (hop_by_hop(name) && !upgrade_kept) || (length_dropped && name.eq_ignore_ascii_case(b"content-length")) {
                 continue;
             }
             ok = out.put_all(name) && out.put_all(b": ");
@@ -281,6 +285,20 @@ mod tests {
         let s = String::from_utf8_lossy(out.data()).to_string();
         assert!(s.contains("Location: http://front.example:8080/next?a=1\r\n"), "{s}");
         assert!(s.contains("Connection: close\r\n"));
+    }
+
+    #[test]
+    fn date_added_when_missing_and_no_length_on_304() {
+        let mut out = Buf::standalone(1024);
+        let mut w = ResponseWriter::new();
+        let f = ReqFacts { date: "Sun, 06 Nov 1994 08:49:37 GMT", ..facts(1, true) };
+        let hs: [(&[u8], &[u8]); 2] = [(b"ETag", b"W/\"1\""), (b"Content-Length", b"0")];
+        assert!(w.head(&mut out, 304, hs.into_iter(), Some(0), &f));
+        assert_eq!(String::from_utf8_lossy(out.data()), "HTTP/1.1 304 Not Modified\r\nETag: W/\"1\"\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n");
+        let mut out = Buf::standalone(1024);
+        let hs: [(&[u8], &[u8]); 2] = [(b"date", b"x"), (b"Content-Length", b"2")];
+        assert!(ResponseWriter::new().head(&mut out, 200, hs.into_iter(), Some(2), &f));
+        assert_eq!(String::from_utf8_lossy(out.data()), "HTTP/1.1 200 OK\r\ndate: x\r\nContent-Length: 2\r\n\r\n", "the backend's Date is kept");
     }
 
     #[test]

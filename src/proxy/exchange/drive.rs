@@ -156,6 +156,17 @@ impl Exchange {
             // handshake): until then a failure can still be retried elsewhere.
             Phase::Connecting(_) | Phase::Handshake { .. } | Phase::Tunnel(_) | Phase::Done => {}
         }
+        if self.proxying() {
+            // A chunk that declares more than client_max_body_size gets 413 at once, as in
+            // nginx, not after its bytes have come (or while they wait for the backend).
+            let max_body = ctx.rt.location_settings(self.server, self.loc).client_max_body_size;
+            let pending = c.cin.as_ref().map_or(&[][..], |b| b.data());
+            if !self.body.is_done() && self.body.declared_ahead(pending) > max_body {
+                log::info!("client {}: a chunk of the request body declares more than client_max_body_size", c.peer);
+                self.keep_alive = false;
+                return self.abort_with(c, ctx, 413).map(|_| true);
+            }
+        }
         if !self.body.is_done() && c.transport.read_closed() && c.input_empty() {
             log::info!("client {}: closed the connection while sending the request body", c.peer);
             return Err(Closed::ByClient);

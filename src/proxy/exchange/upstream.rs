@@ -77,9 +77,20 @@ impl Exchange {
                     }
                     return Ok(());
                 }
-                // Out of buffers is this worker's trouble, not the server's: no failure counted.
+                // Out of buffers or of file descriptors is this process's trouble, not the
+                // server's: no failure counted.
                 Err(e) if e.kind() == io::ErrorKind::OutOfMemory => {
                     log::error!("buffer pool exhausted (worker_buffers), answering 503, client: {}", c.peer);
+                    ctx.balancers[upstream].free(ups, peer, false, now_ms());
+                    return self.respond_error(c, ctx, 503);
+                }
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    log::error!(
+                        "socket() for a connection to {} failed ({}): the open file limit is reached, answering 503, client: {}",
+                        ups.conf.servers[peer].addr,
+                        e,
+                        c.peer
+                    );
                     ctx.balancers[upstream].free(ups, peer, false, now_ms());
                     return self.respond_error(c, ctx, 503);
                 }
