@@ -13,6 +13,7 @@ run: build
 # backends and real Tomcat 10 (installed by scripts/tomcat.sh when missing).
 test:
 	scripts/tomcat.sh install
+	scripts/test-deps.sh
 	$(CARGO) test -- --test-threads=4
 
 lint:
