@@ -88,16 +88,16 @@ impl ResponseWriter {
         let mark = out.len();
         let mut ok = write!(out, "HTTP/1.1 {} {}\r\n", status, reason(status)).is_ok();
         let mut dated = false;
+        // No Content-Length on a re-chunked body, nor on a status that never has a body:
+        // Tomcat's AJP connector sends `Content-Length: 0` with a 304, which RFC 9110 §8.6
+        // forbids unless it is the length a 200 would have (httpd drops it too).
+        let length_dropped = self.framing == OutFraming::Chunked || bodiless(status);
         for (name, value) in headers {
             if !ok {
                 break;
             }
             dated |= name.eq_ignore_ascii_case(b"date");
             let upgrade_kept = status == 101 && name.eq_ignore_ascii_case(b"upgrade");
-            // No Content-Length on a re-chunked body, nor on a status that never has a body:
-            // Tomcat's AJP connector sends `Content-Length: 0` with a 304, which RFC 9110
-            // §8.6 forbids unless it is the length a 200 would have (httpd drops it too).
-            let length_dropped = self.framing == OutFraming::Chunked || bodiless(status);
             if (hop_by_hop(name) && !upgrade_kept) || (length_dropped && name.eq_ignore_ascii_case(b"content-length")) {
                 continue;
             }

@@ -10,8 +10,8 @@ pub trait ValueSource {
     fn value(&self, var: LogVar, out: &mut Vec<u8>) -> bool;
 }
 
-/// Appends one line (without its newline) to `out`; `scratch` holds each value before it is
-/// escaped.
+/// Appends one line (without its newline) to `out`. A value is written straight into `out`
+/// and escaped only if it has a byte that needs it (then by way of `scratch`).
 pub fn render(out: &mut Vec<u8>, scratch: &mut Vec<u8>, format: &LogFormat, values: &impl ValueSource) {
     for part in &format.parts {
         match part {
@@ -20,11 +20,36 @@ pub fn render(out: &mut Vec<u8>, scratch: &mut Vec<u8>, format: &LogFormat, valu
                 values.value(*v, out);
             }
             LogPart::Var(v) => {
-                scratch.clear();
-                let found = values.value(*v, scratch);
-                put_value(out, format.escape, found.then_some(&scratch[..]));
+                let start = out.len();
+                if !values.value(*v, out) {
+                    out.truncate(start);
+                    put_value(out, format.escape, None);
+                } else if needs_escaping(format.escape, &out[start..]) {
+                    scratch.clear();
+                    scratch.extend_from_slice(&out[start..]);
+                    out.truncate(start);
+                    put_value(out, format.escape, Some(scratch));
+                }
             }
         }
+    }
+}
+
+/// Bytes the default escaping writes as `\xXX`.
+fn escaped_by_default(c: u8) -> bool {
+    c == b'"' || c == b'\\' || !(0x20..0x7f).contains(&c)
+}
+
+/// Bytes JSON escaping changes.
+fn escaped_in_json(c: u8) -> bool {
+    c == b'"' || c == b'\\' || c < 0x20
+}
+
+fn needs_escaping(escape: Escape, v: &[u8]) -> bool {
+    match escape {
+        Escape::Default => v.iter().any(|&c| escaped_by_default(c)),
+        Escape::Json => v.iter().any(|&c| escaped_in_json(c)),
+        Escape::None => false,
     }
 }
 
@@ -47,11 +72,13 @@ const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 /// nginx's default log escaping: `"`, `\`, control bytes and bytes from 0x7f as `\xXX`.
 pub fn put_escaped(out: &mut Vec<u8>, v: &[u8]) {
-    for &c in v {
-        if c == b'"' || c == b'\\' || !(0x20..0x7f).contains(&c) {
-            out.extend_from_slice(&[b'\\', b'x', HEX[(c >> 4) as usize], HEX[(c & 15) as usize]]);
-        } else {
-            out.push(c);
+    for run in v.split_inclusive(|&c| escaped_by_default(c)) {
+        match run.split_last() {
+            Some((&c, head)) if escaped_by_default(c) => {
+                out.extend_from_slice(head);
+                out.extend_from_slice(&[b'\\', b'x', HEX[(c >> 4) as usize], HEX[(c & 15) as usize]]);
+            }
+            _ => out.extend_from_slice(run),
         }
     }
 }

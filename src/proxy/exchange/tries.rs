@@ -56,7 +56,8 @@ impl Tries {
     /// The current try is over after `took` (only its first end counts).
     pub(crate) fn end(&mut self, took: Duration) {
         if let Some(i) = self.last().filter(|&i| self.ms[i] == NO_TIME) {
-            self.ms[i] = took.as_millis().min(NO_TIME as u128 - 1) as u32;
+            let ms = took.as_secs().saturating_mul(1000).saturating_add(took.subsec_millis() as u64);
+            self.ms[i] = ms.min(NO_TIME as u64 - 1) as u32;
         }
     }
 

@@ -101,10 +101,26 @@ struct Line<'a> {
     now: Instant,
 }
 
+/// A decimal number, without `fmt`'s machinery (a log line has several).
+fn put_uint(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
 /// `1.234`: seconds with milliseconds, as nginx writes times.
 fn put_secs(out: &mut Vec<u8>, d: Duration) {
-    let ms = d.as_millis();
-    let _ = write!(out, "{}.{:03}", ms / 1000, ms % 1000);
+    put_uint(out, d.as_secs());
+    let ms = d.subsec_millis();
+    out.extend_from_slice(&[b'.', b'0' + (ms / 100) as u8, b'0' + (ms / 10 % 10) as u8, b'0' + (ms % 10) as u8]);
 }
 
 impl ValueSource for Line<'_> {
@@ -114,14 +130,11 @@ impl ValueSource for Line<'_> {
         let tries = ex.proxy.as_ref().map(|p| (p.upstream, &p.history)).filter(|(_, h)| !h.is_empty());
         match var {
             LogVar::Status => {
-                let _ = write!(out, "{:03}", self.status);
+                let st = self.status.min(999);
+                out.extend_from_slice(&[b'0' + (st / 100) as u8, b'0' + (st / 10 % 10) as u8, b'0' + (st % 10) as u8]);
             }
-            LogVar::BytesSent => {
-                let _ = write!(out, "{}", c.sent);
-            }
-            LogVar::BodyBytesSent => {
-                let _ = write!(out, "{}", c.sent.saturating_sub(ex.writer.head_bytes));
-            }
+            LogVar::BytesSent => put_uint(out, c.sent),
+            LogVar::BodyBytesSent => put_uint(out, c.sent.saturating_sub(ex.writer.head_bytes)),
             LogVar::RequestTime => put_secs(out, self.now.saturating_duration_since(ex.start)),
             LogVar::Msec => put_secs(out, Duration::from_millis(self.clock.unix_ms)),
             LogVar::TimeLocal => out.extend_from_slice(self.clock.log_time.as_bytes()),
@@ -138,31 +151,21 @@ impl ValueSource for Line<'_> {
             LogVar::RemoteAddr => {
                 let _ = write!(out, "{}", c.peer.ip());
             }
-            LogVar::RemotePort => {
-                let _ = write!(out, "{}", c.peer.port());
-            }
+            LogVar::RemotePort => put_uint(out, c.peer.port().into()),
             // pounce authenticates nobody.
             LogVar::RemoteUser => return false,
             LogVar::ServerName => {
                 let names = &self.rt.cfg.http.servers[ex.server].names;
                 out.extend_from_slice(names.first().map_or("", String::as_str).as_bytes());
             }
-            LogVar::ServerPort => {
-                let _ = write!(out, "{}", c.local_port);
-            }
+            LogVar::ServerPort => put_uint(out, c.local_port.into()),
             LogVar::ServerProtocol => {
                 let _ = write!(out, "HTTP/1.{}", ex.meta.minor);
             }
             LogVar::Scheme => out.extend_from_slice(b"http"),
-            LogVar::Connection => {
-                let _ = write!(out, "{}", c.serial);
-            }
-            LogVar::ConnectionRequests => {
-                let _ = write!(out, "{}", s.served + 1);
-            }
-            LogVar::Pid => {
-                let _ = write!(out, "{}", crate::logging::pid());
-            }
+            LogVar::Connection => put_uint(out, c.serial),
+            LogVar::ConnectionRequests => put_uint(out, u64::from(s.served) + 1),
+            LogVar::Pid => put_uint(out, crate::logging::pid().into()),
             LogVar::UpstreamAddr => {
                 let Some((ups, h)) = tries else { return false };
                 let servers = &self.rt.upstreams[ups].conf.servers;
@@ -176,9 +179,7 @@ impl ValueSource for Line<'_> {
                 for (i, t) in h.iter().enumerate() {
                     out.extend_from_slice(if i > 0 { b", " } else { b"" });
                     match t.status {
-                        Some(st) => {
-                            let _ = write!(out, "{}", st);
-                        }
+                        Some(st) => put_uint(out, st.into()),
                         None => out.push(b'-'),
                     }
                 }
@@ -202,4 +203,25 @@ impl ValueSource for Line<'_> {
 pub(super) fn cin_line(data: &[u8]) -> &[u8] {
     let end = data.iter().position(|&c| c == b'\r' || c == b'\n').unwrap_or(data.len()).min(1024);
     &data[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_times() {
+        let mut o = Vec::new();
+        for n in [0, 7, 10, 499, u64::MAX] {
+            o.clear();
+            put_uint(&mut o, n);
+            assert_eq!(o, n.to_string().as_bytes());
+        }
+        o.clear();
+        put_secs(&mut o, Duration::from_micros(61_042_999));
+        assert_eq!(o, b"61.042");
+        o.clear();
+        put_secs(&mut o, Duration::ZERO);
+        assert_eq!(o, b"0.000");
+    }
 }

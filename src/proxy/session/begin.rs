@@ -85,15 +85,16 @@ impl Session {
             self.log.capture(&rt.cfg.http.log_formats[al.format].captures, &head);
         }
         self.client.sent = 0;
-        let mut default_host = StackText::<320>::new();
-        if header(&req, "host").is_none() {
-            put_default_host(&mut default_host, &srv.names, local_port, || self.client.transport.local_addr());
-        }
-        let fr = ForwardRequest {
-            default_host: std::str::from_utf8(default_host.as_bytes()).unwrap_or(""),
-            uri: plan.route_path,
-            ..ForwardRequest::new(&req, &meta, peer, local_port, server_name, settings)
+        // Made only for the rare request without Host (its buffer is not even zeroed otherwise).
+        let made: StackText<320>;
+        let default_host = match header(&req, "host") {
+            Some(_) => server_name,
+            None => {
+                made = default_host(&srv.names, local_port, || self.client.transport.local_addr());
+                std::str::from_utf8(made.as_bytes()).unwrap_or("")
+            }
         };
+        let fr = ForwardRequest { default_host, uri: plan.route_path, ..ForwardRequest::new(&req, &meta, peer, local_port, server_name, settings) };
         let mut ex = Exchange::new(now, plan.server, plan.loc, meta, plan.keep_alive);
         if plan.reads_body {
             ex = ex.expect_body();
@@ -192,8 +193,9 @@ fn render<'c>(parts: &'c [Part], fr: &ForwardRequest) -> Cow<'c, str> {
 /// What stands for Host when the client sent none: the server's first plain name (no
 /// wildcard, no `_`, which backends may refuse), else the address the client connected to;
 /// with the port unless it is 80.
-fn put_default_host(out: &mut StackText<320>, names: &[String], port: u16, local: impl FnOnce() -> std::io::Result<SocketAddr>) {
+fn default_host(names: &[String], port: u16, local: impl FnOnce() -> std::io::Result<SocketAddr>) -> StackText<320> {
     use std::fmt::Write as _;
+    let mut out = StackText::new();
     let plain = |n: &&String| !n.is_empty() && !n.starts_with('.') && n.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-');
     let _ = match (names.iter().find(plain), local()) {
         (Some(name), _) => write!(out, "{}", name),
@@ -204,6 +206,7 @@ fn put_default_host(out: &mut StackText<320>, names: &[String], port: u16, local
     if port != 80 {
         let _ = write!(out, ":{}", port);
     }
+    out
 }
 
 /// Encodes the request for its backend into a pooled buffer, kept for retries. The response

@@ -139,6 +139,11 @@ impl Session {
                 }
             };
             progress |= self.client.write(ctx)?;
+            if matches!(&self.phase, ClientPhase::Exchange(ex) if ex.is_done()) && !self.client.output_pending() {
+                // Its last bytes just went: over now, not one loop pass later.
+                self.finish(ctx);
+                progress = true;
+            }
             if matches!(self.phase, ClientPhase::Closing) && !self.client.output_pending() {
                 self.start_lingering(ctx)?;
                 progress = true;
