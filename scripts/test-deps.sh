@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What `make test` needs beyond cargo, installed with apt-get when it is missing: Debian's
 # tomcat10 (the tests against real Tomcat), chromium and chromium-driver (the status page's
-# browser test). Without them those tests would only say SKIPPED (and fail in CI).
+# browser test), logrotate (the packaging test). Without them those tests would only say SKIPPED (and fail in CI).
 #   scripts/test-deps.sh            install what is missing (as root, or through sudo)
 #   scripts/test-deps.sh --check    only list what is missing; exit 1 if anything is
 set -euo pipefail
@@ -11,6 +11,7 @@ need=()
 [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || need+=(chromium)
 [ -x "${CHROMEDRIVER:-/usr/bin/chromedriver}" ] || need+=(chromium-driver)
 command -v python3 >/dev/null || need+=(python3)
+{ command -v logrotate >/dev/null || [ -x /usr/sbin/logrotate ]; } || need+=(logrotate)
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0

@@ -44,6 +44,9 @@ impl ClientIo for Replay<'_> {
         Ok(self.data.len().saturating_sub(self.at))
     }
     fn shutdown_write(&self) {}
+    fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        Ok(std::net::SocketAddr::from(([127, 0, 0, 1], 443)))
+    }
 }
 
 /// The TLS listener of a configuration with a certificate made once by the `openssl`

@@ -9,8 +9,10 @@ pub(crate) mod files;
 #[cfg(fuzzing)]
 pub mod fuzzing;
 pub mod http;
+pub mod limits;
 pub mod logging;
 pub mod master;
+pub mod pidfile;
 pub(crate) mod proxy;
 pub(crate) mod reactor;
 pub(crate) mod runtime;

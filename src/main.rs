@@ -1,10 +1,8 @@
-//! Command line: `pounce [-c FILE] [-p PREFIX] [-t] [-s stop|quit|reload] [-V] [-h]`.
+//! Command line: `pounce [-c FILE] [-p PREFIX] [-t | -T] [-s stop|quit|reload|reopen] [-V] [-h]`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-fn usage(opts: &getopts::Options) -> String {
-    opts.usage("Usage: pounce [-c FILE] [-p PREFIX] [-t] [-s stop|quit|reload] [-V] [-h]")
-}
+const USAGE: &str = "Usage: pounce [-c FILE] [-p PREFIX] [-t | -T] [-s stop|quit|reload|reopen] [-V] [-h]";
 
 fn main() {
     std::process::exit(run());
@@ -15,19 +13,20 @@ fn run() -> i32 {
     let mut opts = getopts::Options::new();
     opts.optopt("c", "", "configuration file (default: PREFIX/conf/pounce.conf)", "FILE");
     opts.optopt("p", "", "prefix for relative paths (default: current directory)", "PREFIX");
-    opts.optflag("t", "", "test the configuration and exit");
-    opts.optopt("s", "", "send a signal to the running master: stop, quit, reload", "SIGNAL");
+    opts.optflag("t", "", "test the configuration (and that every log file can be opened) and exit");
+    opts.optflag("T", "", "as -t, then print every configuration file read, includes resolved");
+    opts.optopt("s", "", "send a signal to the running master: stop, quit, reload, reopen", "SIGNAL");
     opts.optflag("V", "", "print the version and exit");
     opts.optflag("h", "", "print this help and exit");
     let m = match opts.parse(&args) {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("pounce: {}\n{}", e, usage(&opts));
+            eprintln!("pounce: {}\n{}", e, opts.usage(USAGE));
             return 2;
         }
     };
     if m.opt_present("h") {
-        print!("{}", usage(&opts));
+        print!("{}", opts.usage(USAGE));
         return 0;
     }
     if m.opt_present("V") {
@@ -35,7 +34,7 @@ fn run() -> i32 {
         return 0;
     }
     if !m.free.is_empty() {
-        eprintln!("pounce: unexpected argument \"{}\"\n{}", m.free[0], usage(&opts));
+        eprintln!("pounce: unexpected argument \"{}\"\n{}", m.free[0], opts.usage(USAGE));
         return 2;
     }
     let prefix = match m.opt_str("p") {
@@ -43,24 +42,20 @@ fn run() -> i32 {
         None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
     };
     let conf = m.opt_str("c").map_or_else(|| prefix.join("conf/pounce.conf"), PathBuf::from);
-    let cfg = match pounce::config::load(&conf, &prefix) {
+    let (test, dump) = (m.opt_present("t"), m.opt_present("T"));
+    let loaded = if dump { pounce::config::load_with_sources(&conf, &prefix) } else { pounce::config::load(&conf, &prefix).map(|c| (c, Vec::new())) };
+    let (cfg, sources) = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{}", e);
-            if m.opt_present("t") {
+            if test || dump {
                 eprintln!("pounce: configuration file {} test failed", conf.display());
             }
             return 1;
         }
     };
-    if m.opt_present("t") {
-        if let Err(e) = pounce::master::check(&cfg) {
-            eprintln!("pounce: {}", e);
-            eprintln!("pounce: configuration file {} test failed", conf.display());
-            return 1;
-        }
-        println!("pounce: configuration file {} test is successful", conf.display());
-        return 0;
+    if test || dump {
+        return test_config(&cfg, &conf, dump.then_some(&sources[..]));
     }
     if let Some(sig) = m.opt_str("s") {
         return match pounce::master::send_signal(cfg.pid.as_deref(), &sig) {
@@ -77,4 +72,39 @@ fn run() -> i32 {
     }
     pounce::master::block_signals();
     pounce::master::run(cfg)
+}
+
+/// `-t` and `-T`: the configuration is valid; so is every log file it names (opened, and
+/// created if missing, as pounce will at start). `-T` then prints every file read, as
+/// `nginx -T` does (the success line goes to stderr then, so stdout is the configuration).
+fn test_config(cfg: &pounce::config::Config, conf: &Path, sources: Option<&[pounce::config::Source]>) -> i32 {
+    let logs = cfg.error_log.iter().map(|p| ("error log", p)).chain(cfg.http.access_logs.iter().map(|p| ("access log", p)));
+    for (what, path) in logs {
+        if let Err(e) = pounce::logging::access::open_append(path) {
+            eprintln!("pounce: cannot open {} \"{}\": {}", what, path.display(), e);
+            eprintln!("pounce: configuration file {} test failed", conf.display());
+            return 1;
+        }
+    }
+    // Certificates and keys load, and pair up, as they will at start.
+    if let Err(e) = pounce::master::check(cfg) {
+        eprintln!("pounce: {}", e);
+        eprintln!("pounce: configuration file {} test failed", conf.display());
+        return 1;
+    }
+    let ok = format!("pounce: configuration file {} test is successful", conf.display());
+    match sources {
+        None => println!("{}", ok),
+        Some(files) => {
+            eprintln!("{}", ok);
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            for (path, text) in files {
+                let _ = writeln!(out, "# configuration file {}:", path.display());
+                let _ = out.write_all(text);
+                let _ = writeln!(out, "{}", if text.ends_with(b"\n") { "" } else { "\n" });
+            }
+        }
+    }
+    0
 }

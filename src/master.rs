@@ -1,17 +1,18 @@
-//! The master thread: owns the listening sockets, starts one worker per core, and turns
-//! signals into actions — SIGHUP reload, SIGQUIT graceful stop, SIGTERM/SIGINT fast stop.
+//! The master thread: holds the pid file (locked), owns the listening sockets, starts one
+//! worker per core, and turns signals into actions — SIGHUP reload, SIGUSR1 reopen the logs,
+//! SIGQUIT graceful stop, SIGTERM/SIGINT fast stop. Signals are blocked in every thread and
+//! taken synchronously with sigtimedwait, so no handler runs inside a worker.
 //! It also carries what outlives a generation: each reload's result, and the counters of the
 //! generations still finishing, moved into the running one.
-//! Signals are blocked in every thread and taken synchronously with sigtimedwait, so no
-//! handler runs inside a worker.
 
 use crate::config::{self, Config};
+use crate::pidfile::PidFile;
 use crate::runtime::{reloads, Runtime};
 use crate::worker::{listener::bind_reuseport, Control, Worker, CMD_QUIT, CMD_RUN, CMD_STOP, WAKER};
 use mio::{Poll, Waker};
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::AtomicU8;
+use std::sync::atomic::{AtomicBool, AtomicU8};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -75,7 +76,7 @@ pub fn prepare_sockets(cfg: &Config, sockets: &mut Sockets) -> std::io::Result<V
 }
 
 fn spawn_workers(rt: &Arc<Runtime>, per_worker: Vec<Vec<(TcpListener, usize)>>) -> std::io::Result<Vec<WorkerHandle>> {
-    let mut out: Vec<WorkerHandle> = Vec::new();
+    let mut out = Vec::new();
     for (id, listeners) in per_worker.into_iter().enumerate() {
         match spawn_one(rt, id, listeners) {
             Ok(w) => out.push(w),
@@ -90,25 +91,6 @@ fn spawn_workers(rt: &Arc<Runtime>, per_worker: Vec<Vec<(TcpListener, usize)>>) 
         }
     }
     Ok(out)
-}
-
-/// A reload: the configuration read and checked again, and its generation's workers started
-/// on the same sockets. On any error the running generation is left as it is.
-fn start_generation(rt: &Runtime, sockets: &mut Sockets, generation: u64) -> Result<(Arc<Runtime>, Vec<WorkerHandle>), String> {
-    let new_cfg = config::load(&rt.cfg.path, &rt.cfg.prefix).map_err(|e| e.to_string())?;
-    let per_worker = prepare_sockets(&new_cfg, sockets).map_err(|e| e.to_string())?;
-    let new_rt = Arc::new(Runtime::build(new_cfg, generation, Some(rt))?);
-    new_rt.inherit_overrides(rt);
-    new_rt.inherit_worker_totals(rt);
-    // The counters move before the new workers serve, so their page never shows zeros.
-    new_rt.absorb_counters(rt);
-    match spawn_workers(&new_rt, per_worker) {
-        Ok(workers) => Ok((new_rt, workers)),
-        Err(e) => {
-            rt.absorb_counters(&new_rt);
-            Err(e.to_string())
-        }
-    }
 }
 
 /// Moves what the finishing generations counted into the running one; forgets those whose
@@ -127,11 +109,11 @@ fn absorb_finishing(rt: &Runtime, finishing: &mut Vec<Arc<Runtime>>) {
 fn spawn_one(rt: &Arc<Runtime>, id: usize, listeners: Vec<(TcpListener, usize)>) -> std::io::Result<WorkerHandle> {
     let poll = Poll::new()?;
     let waker = Waker::new(poll.registry(), WAKER)?;
-    let control = Arc::new(Control { cmd: AtomicU8::new(CMD_RUN), waker });
     // The worker is built on its own thread (it holds thread-local handles); whether it
     // started comes back over a channel, so a reload with, say, an unwritable access log
     // fails here and the old generation keeps serving.
     let (tx, rx) = std::sync::mpsc::channel();
+    let control = Arc::new(Control { cmd: AtomicU8::new(CMD_RUN), reopen: AtomicBool::new(false), waker });
     let (rt2, control2) = (rt.clone(), control.clone());
     let thread = std::thread::Builder::new().name(format!("worker-{}", id)).spawn(move || match Worker::new(id, rt2, poll, listeners, control2) {
         Ok(w) => {
@@ -152,6 +134,20 @@ fn spawn_one(rt: &Arc<Runtime>, id: usize, listeners: Vec<(TcpListener, usize)>)
     }
 }
 
+/// What the master holds while pounce runs.
+struct Master {
+    /// Held (and at exit removed) for the master's whole life.
+    pid_file: Option<PidFile>,
+    sockets: Sockets,
+    generation: u64,
+    rt: Arc<Runtime>,
+    workers: Vec<WorkerHandle>,
+    /// Old generations draining after a reload, with their deadline.
+    retiring: Vec<(WorkerHandle, Instant)>,
+    /// Runtimes of older generations whose workers are still finishing.
+    finishing: Vec<Arc<Runtime>>,
+}
+
 /// Runs until stopped. Returns the process exit code.
 pub fn run(cfg: Config) -> i32 {
     if let Err(e) = crate::status::init_nonce() {
@@ -159,6 +155,17 @@ pub fn run(cfg: Config) -> i32 {
         log::error!("{}", e);
         return 1;
     }
+    // The pid file first: a second pounce with the same file stops here, before it binds
+    // anything. A failed start below removes only the file this process holds.
+    let pid_file = match cfg.pid.as_deref().map(PidFile::acquire).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("pounce: {}", e);
+            log::error!("{}", e);
+            return 1;
+        }
+    };
+    crate::limits::check_open_files(&cfg, true);
     let mut sockets: Sockets = HashMap::new();
     let per_worker = match prepare_sockets(&cfg, &mut sockets) {
         Ok(p) => p,
@@ -168,17 +175,7 @@ pub fn run(cfg: Config) -> i32 {
             return 1;
         }
     };
-    if let Some(pid) = &cfg.pid {
-        if let Some(dir) = pid.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        if let Err(e) = std::fs::write(pid, format!("{}\n", std::process::id())) {
-            eprintln!("pounce: cannot write pid file \"{}\": {}", pid.display(), e);
-            return 1;
-        }
-    }
-    let mut generation = 1;
-    let mut rt = match Runtime::build(cfg, generation, None) {
+    let rt = match Runtime::build(cfg, 1, None) {
         Ok(rt) => Arc::new(rt),
         Err(e) => {
             eprintln!("pounce: {}", e);
@@ -186,7 +183,7 @@ pub fn run(cfg: Config) -> i32 {
             return 1;
         }
     };
-    let mut workers = match spawn_workers(&rt, per_worker) {
+    let workers = match spawn_workers(&rt, per_worker) {
         Ok(w) => w,
         Err(e) => {
             eprintln!("pounce: cannot start workers: {}", e);
@@ -194,63 +191,114 @@ pub fn run(cfg: Config) -> i32 {
             return 1;
         }
     };
-    let mut retiring: Vec<(WorkerHandle, Instant)> = Vec::new();
-    // Runtimes of older generations whose workers are still finishing.
-    let mut finishing: Vec<Arc<Runtime>> = Vec::new();
     log::info!("pounce {} started: {} workers, {} listening addresses", env!("CARGO_PKG_VERSION"), workers.len(), rt.cfg.http.listens.len());
+    let mut m = Master { pid_file, sockets, generation: 1, rt, workers, retiring: Vec::new(), finishing: Vec::new() };
     let code = loop {
-        let sig = wait_signal(Duration::from_millis(500));
-        match sig {
+        match wait_signal(Duration::from_millis(500)) {
             Some(libc::SIGHUP) => {
-                log::info!("reloading configuration ({})", rt.cfg.path.display());
-                match start_generation(&rt, &mut sockets, generation + 1) {
+                log::info!("reloading configuration ({})", m.rt.cfg.path.display());
+                match m.reload() {
+                    Ok(()) => reloads().record(Ok(())),
                     Err(e) => {
                         log::error!("reload failed, keeping the running configuration: {}", e);
                         reloads().record(Err(&e));
                     }
-                    Ok((new_rt, new_workers)) => {
-                        generation += 1;
-                        log::set_max_level(new_rt.cfg.error_level);
-                        let deadline = Instant::now() + rt.cfg.worker_shutdown_timeout + Duration::from_secs(5);
-                        for w in workers.drain(..) {
-                            w.control.send(CMD_QUIT);
-                            retiring.push((w, deadline));
-                        }
-                        workers = new_workers;
-                        finishing.push(std::mem::replace(&mut rt, new_rt));
-                        absorb_finishing(&rt, &mut finishing);
-                        retain_used_sockets(&rt.cfg, &mut sockets);
-                        reloads().record(Ok(()));
-                        log::info!("configuration generation {} running", generation);
-                    }
                 }
             }
+            Some(libc::SIGUSR1) => m.reopen_logs(),
             Some(libc::SIGQUIT) => {
                 log::info!("graceful shutdown requested");
-                for w in &workers {
+                for w in &m.workers {
                     w.control.send(CMD_QUIT);
                 }
                 // Close our copies so the kernel refuses new connections once workers close theirs.
-                sockets.clear();
-                let deadline = Instant::now() + rt.cfg.worker_shutdown_timeout + Duration::from_secs(5);
-                join_all(workers.drain(..).map(|w| (w, deadline)).chain(retiring.drain(..)).collect());
+                m.sockets.clear();
+                let deadline = Instant::now() + m.rt.cfg.worker_shutdown_timeout + Duration::from_secs(5);
+                join_all(m.workers.drain(..).map(|w| (w, deadline)).chain(m.retiring.drain(..)).collect());
                 break 0;
             }
             Some(libc::SIGTERM) | Some(libc::SIGINT) => {
                 log::info!("shutting down");
-                for w in workers.iter().chain(retiring.iter().map(|(w, _)| w)) {
+                for w in m.workers.iter().chain(m.retiring.iter().map(|(w, _)| w)) {
                     w.control.send(CMD_STOP);
                 }
                 let deadline = Instant::now() + Duration::from_secs(5);
-                join_all(workers.drain(..).map(|w| (w, deadline)).chain(retiring.drain(..)).collect());
+                join_all(m.workers.drain(..).map(|w| (w, deadline)).chain(m.retiring.drain(..)).collect());
                 break 0;
             }
             _ => {}
         }
-        // Old generations that finished draining, or overstayed.
+        m.tend_workers();
+    };
+    log::info!("exit");
+    drop(m);
+    code
+}
+
+impl Master {
+    /// SIGHUP: a new generation of workers on the configuration read again; the old one
+    /// drains. Err: why the running configuration stays.
+    fn reload(&mut self) -> Result<(), String> {
+        let new_cfg = config::load(&self.rt.cfg.path, &self.rt.cfg.prefix).map_err(|e| e.to_string())?;
+        let per_worker = prepare_sockets(&new_cfg, &mut self.sockets).map_err(|e| e.to_string())?;
+        // A new error_log is opened before anything changes, and used once the reload stands.
+        let error_log = new_cfg.error_log.clone();
+        if error_log != crate::logging::error_log_path() {
+            if let Some(p) = &error_log {
+                crate::logging::access::open_append(p).map_err(|e| format!("cannot open error log \"{}\": {}", p.display(), e))?;
+            }
+        }
+        if new_cfg.pid.as_deref() != self.pid_file.as_ref().map(PidFile::path) {
+            log::warn!("the \"pid\" path changed: that takes effect when pounce is restarted");
+        }
+        crate::limits::check_open_files(&new_cfg, false);
+        let level = new_cfg.error_level;
+        let new_rt = Arc::new(Runtime::build(new_cfg, self.generation + 1, Some(&self.rt))?);
+        new_rt.inherit_overrides(&self.rt);
+        new_rt.inherit_worker_totals(&self.rt);
+        // The counters move before the new workers serve, so their page never shows zeros.
+        new_rt.absorb_counters(&self.rt);
+        let new_workers = match spawn_workers(&new_rt, per_worker) {
+            Ok(w) => w,
+            Err(e) => {
+                self.rt.absorb_counters(&new_rt);
+                return Err(e.to_string());
+            }
+        };
+        self.generation += 1;
+        switch_error_log(error_log.as_deref());
+        crate::logging::set_error_level(level);
+        let deadline = Instant::now() + self.rt.cfg.worker_shutdown_timeout + Duration::from_secs(5);
+        for w in self.workers.drain(..) {
+            w.control.send(CMD_QUIT);
+            self.retiring.push((w, deadline));
+        }
+        self.workers = new_workers;
+        self.finishing.push(std::mem::replace(&mut self.rt, new_rt));
+        absorb_finishing(&self.rt, &mut self.finishing);
+        retain_used_sockets(&self.rt.cfg, &mut self.sockets);
+        log::info!("configuration generation {} running", self.generation);
+        Ok(())
+    }
+
+    /// SIGUSR1 (log rotation): the files were renamed; every log goes on in a new file at
+    /// its path — the error log here, the access logs in each worker, old generations too.
+    fn reopen_logs(&self) {
+        if let Err(e) = crate::logging::reopen_error_log() {
+            log::error!("cannot reopen the error log: {}", e);
+        }
+        log::info!("logs reopened");
+        for w in self.workers.iter().chain(self.retiring.iter().map(|(w, _)| w)) {
+            w.control.reopen_logs();
+        }
+    }
+
+    /// Joins old generations that finished draining (stopping those that overstayed), and
+    /// replaces a worker that died, as nginx's master respawns workers.
+    fn tend_workers(&mut self) {
         let now = Instant::now();
         let mut still = Vec::new();
-        for (w, deadline) in retiring.drain(..) {
+        for (w, deadline) in self.retiring.drain(..) {
             if w.thread.is_finished() {
                 let _ = w.thread.join();
             } else {
@@ -260,22 +308,22 @@ pub fn run(cfg: Config) -> i32 {
                 still.push((w, deadline));
             }
         }
-        retiring = still;
-        absorb_finishing(&rt, &mut finishing);
-        // A worker that died (a panic) is replaced, as nginx's master respawns workers.
-        for handle in workers.iter_mut() {
+        self.retiring = still;
+        absorb_finishing(&self.rt, &mut self.finishing);
+        for handle in self.workers.iter_mut() {
             if handle.thread.is_finished() {
                 let id = handle.id;
                 log::error!("worker {} exited unexpectedly; starting a new one", id);
-                let listeners: Vec<(TcpListener, usize)> = rt
+                let listeners: Vec<(TcpListener, usize)> = self
+                    .rt
                     .cfg
                     .http
                     .listens
                     .iter()
                     .enumerate()
-                    .filter_map(|(idx, l)| sockets.get(&(l.addr, id)).and_then(|s| s.try_clone().ok()).map(|s| (s, idx)))
+                    .filter_map(|(idx, l)| self.sockets.get(&(l.addr, id)).and_then(|s| s.try_clone().ok()).map(|s| (s, idx)))
                     .collect();
-                match spawn_one(&rt, id, listeners) {
+                match spawn_one(&self.rt, id, listeners) {
                     Ok(h) => {
                         let old = std::mem::replace(handle, h);
                         let _ = old.thread.join();
@@ -284,12 +332,18 @@ pub fn run(cfg: Config) -> i32 {
                 }
             }
         }
-    };
-    if let Some(pid) = &rt.cfg.pid {
-        let _ = std::fs::remove_file(pid);
     }
-    log::info!("exit");
-    code
+}
+
+/// The error log moves to the reloaded configuration's `error_log`.
+fn switch_error_log(path: Option<&std::path::Path>) {
+    if path.map(std::path::Path::to_path_buf) == crate::logging::error_log_path() {
+        return;
+    }
+    log::info!("error log moves to {}", path.map_or("stderr".to_string(), |p| p.display().to_string()));
+    if let Err(e) = crate::logging::set_error_log(path) {
+        log::error!("cannot open the new error log, keeping this one: {}", e);
+    }
 }
 
 fn retain_used_sockets(cfg: &Config, sockets: &mut Sockets) {
@@ -313,17 +367,17 @@ pub fn check(cfg: &Config) -> Result<(), String> {
     crate::tls::Tls::build(cfg, None).map(|_| ())
 }
 
-/// `pounce -s SIGNAL`: signals the master whose pid is in the pid file.
+/// `pounce -s SIGNAL`: signals the master whose pid is in the (locked) pid file.
 pub fn send_signal(cfg_pid: Option<&std::path::Path>, name: &str) -> Result<(), String> {
     let sig = match name {
         "stop" => libc::SIGTERM,
         "quit" => libc::SIGQUIT,
         "reload" => libc::SIGHUP,
-        _ => return Err(format!("invalid option: \"-s {}\" (use stop, quit, reload)", name)),
+        "reopen" => libc::SIGUSR1,
+        _ => return Err(format!("invalid option: \"-s {}\" (use stop, quit, reload, reopen)", name)),
     };
     let path = cfg_pid.ok_or("no pid file is configured (\"pid off\")")?;
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read pid file \"{}\": {}", path.display(), e))?;
-    let pid: i32 = text.trim().parse().map_err(|_| format!("invalid PID number \"{}\" in \"{}\"", text.trim(), path.display()))?;
+    let pid = crate::pidfile::running_pid(path)?;
     // SAFETY: kill(2) with a pid read from our pid file and a valid signal number.
     if unsafe { libc::kill(pid, sig) } != 0 {
         return Err(format!("kill({}, {}) failed: {}", pid, name, std::io::Error::last_os_error()));

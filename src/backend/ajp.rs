@@ -6,7 +6,7 @@
 
 use super::ajp_codec::*;
 use super::http::{connection_listed, connection_names_headers, put_template};
-use super::{BackendError, ForwardRequest, Handshake, HostSpan, Protocol, RetryMask, Step};
+use super::{BackendError, ForwardRequest, Handshake, Protocol, RetryMask, Step};
 use crate::buffer::{Buf, StackText};
 use crate::config::BackendConf;
 use crate::http::request::{header, host_name, BodyKind};
@@ -72,7 +72,7 @@ fn dropped(name: &[u8]) -> bool {
 
 impl AjpAdapter {
     /// Encodes FORWARD_REQUEST (§3): coded headers, then the attributes.
-    fn encode_forward(&mut self, fr: &ForwardRequest, out: &mut Buf) -> Option<HostSpan> {
+    fn encode_forward(&mut self, fr: &ForwardRequest, out: &mut Buf) -> Option<()> {
         let req = fr.req;
         let method = req.method?;
         let target = req.path?;
@@ -83,10 +83,10 @@ impl AjpAdapter {
         let sets = &fr.settings.proxy_set_header;
         let is_set = |name: &str| sets.iter().any(|h| h.name.eq_ignore_ascii_case(name));
         let host_header = header(req, "host");
-        let server_name: &[u8] = host_header.map(host_name).unwrap_or(fr.server_name.as_bytes());
+        // Without a Host (HTTP/1.0), the server's name or address: never empty, or Tomcat
+        // builds its redirects to `http://:PORT/`.
+        let server_name: &[u8] = host_header.map(host_name).unwrap_or(host_name(fr.default_host.as_bytes()));
         let ip = StackText::<64>::of(fr.client.ip());
-        let mut host: HostSpan = (0, 0);
-        let mark = out.len();
         let mut w = PacketWriter::begin(out);
         let code = method_code(method);
         w.u8(FORWARD_REQUEST).u8(code.unwrap_or(0xFF));
@@ -111,9 +111,6 @@ impl AjpAdapter {
                 Some(c) => w.u16(c),
                 None => w.string(Some(name)),
             };
-            if name.eq_ignore_ascii_case(b"host") {
-                host = (w.offset() + 2 - mark, h.value.len());
-            }
             w.string(Some(h.value));
             count += 1;
         }
@@ -132,9 +129,6 @@ impl AjpAdapter {
             w.u8(0);
             if !ok {
                 return None;
-            }
-            if h.name.eq_ignore_ascii_case("host") {
-                host = (start - mark, len);
             }
             count += 1;
         }
@@ -175,11 +169,7 @@ impl AjpAdapter {
             w.u8(attr::STORED_METHOD).string(Some(method.as_bytes()));
         }
         w.u8(attr::ARE_DONE);
-        if !w.finish(self.packet_size) {
-            return None;
-        }
-        // The span is relative to the packet start; callers index the buffer from its start.
-        Some((host.0 + mark, host.1))
+        w.finish(self.packet_size).then_some(())
     }
 }
 
@@ -205,8 +195,8 @@ impl Protocol for AjpAdapter {
         Ok(Handshake::Pending)
     }
 
-    fn encode_head(&mut self, fr: &ForwardRequest, out: &mut Buf) -> Option<HostSpan> {
-        self.encode_forward(fr, out)
+    fn encode_head(&mut self, fr: &ForwardRequest, out: &mut Buf) -> bool {
+        self.encode_forward(fr, out).is_some()
     }
 
     fn body_credit(&self) -> usize {
@@ -388,7 +378,7 @@ mod tests {
             rewrite_from: [b"", b""],
             rewrite: false,
             scheme: "http",
-            date: "d",
+            date: "",
             via: None,
             add_headers: &[],
         }
@@ -407,7 +397,7 @@ mod tests {
         };
         let mut out = Buf::standalone(8192);
         let mut a = AjpAdapter::new(meta.body, 8192);
-        a.encode_head(&fr, &mut out).expect("fits");
+        assert!(a.encode_head(&fr, &mut out), "fits");
         out.data().to_vec()
     }
 

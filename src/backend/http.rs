@@ -2,7 +2,7 @@
 //! and the proxy headers added, re-frames chunked request bodies, and parses the backend's
 //! response (Content-Length, chunked or close-delimited) into the client's response.
 
-use super::{BackendError, ForwardRequest, Handshake, HostSpan, Protocol, RetryMask, Step};
+use super::{BackendError, ForwardRequest, Handshake, Protocol, RetryMask, Step};
 use crate::buffer::Buf;
 use crate::config::{Part, Var};
 use crate::http::chunked::{size_line, ChunkedDecoder};
@@ -82,7 +82,7 @@ pub fn put_var(out: &mut Buf, var: Var, fr: &ForwardRequest) -> bool {
                 let name = host_name(h);
                 name.iter().all(|&c| out.put_all(&[c.to_ascii_lowercase()]))
             }
-            None => out.put_all(fr.server_name.as_bytes()),
+            None => out.put_all(host_name(fr.default_host.as_bytes())),
         },
         Var::HttpHost => out.put_all(header(req, "host").unwrap_or(b"")),
         Var::RemoteAddr => write!(out, "{}", fr.client.ip()).is_ok(),
@@ -99,7 +99,7 @@ pub fn put_var(out: &mut Buf, var: Var, fr: &ForwardRequest) -> bool {
             ok && write!(out, "{}", fr.client.ip()).is_ok()
         }
         Var::RequestUri => out.put_all(path.as_bytes()),
-        Var::Uri => out.put_all(path.split('?').next().unwrap_or("").as_bytes()),
+        Var::Uri => out.put_all(fr.uri),
         Var::Args => out.put_all(path.split_once('?').map_or("", |(_, a)| a).as_bytes()),
         Var::RequestMethod => out.put_all(req.method.unwrap_or("GET").as_bytes()),
         Var::SslProtocol | Var::SslCipher | Var::SslClientCert | Var::SslClientEscapedCert | Var::SslClientSDn => put_tls_var(out, var, fr),
@@ -159,18 +159,19 @@ impl Protocol for HttpAdapter {
         Ok(Handshake::Done)
     }
 
-    fn encode_head(&mut self, fr: &ForwardRequest, out: &mut Buf) -> Option<HostSpan> {
+    fn encode_head(&mut self, fr: &ForwardRequest, out: &mut Buf) -> bool {
         let req = fr.req;
+        let (Some(method), Some(path)) = (req.method, req.path) else { return false };
         let sets = &fr.settings.proxy_set_header;
         let is_set = |name: &str| sets.iter().any(|h| h.name.eq_ignore_ascii_case(name));
-        let mut ok = out.put_all(req.method?.as_bytes()) && out.put_all(b" ") && out.put_all(req.path?.as_bytes()) && out.put_all(b" HTTP/1.1\r\nHost: ");
-        let host_start = out.len();
+        let mut ok = out.put_all(method.as_bytes()) && out.put_all(b" ") && out.put_all(path.as_bytes()) && out.put_all(b" HTTP/1.1\r\nHost: ");
+        // Without a Host from the client (HTTP/1.0), the server's name or address: never the
+        // upstream's name, which a backend may refuse (Tomcat answers 400 to `tomcats_http`).
         ok = ok
             && match sets.iter().find(|h| h.name.eq_ignore_ascii_case("host")) {
                 Some(h) => put_template(out, &h.value, fr),
-                None => out.put_all(header(req, "host").map(trim).unwrap_or(fr.proxy_host.as_bytes())),
+                None => out.put_all(header(req, "host").map(trim).unwrap_or(fr.default_host.as_bytes())),
             };
-        let host = (host_start, out.len() - host_start);
         ok = ok && out.put_all(b"\r\n");
         let listed = connection_names_headers(req);
         for h in req.headers.iter() {
@@ -226,7 +227,7 @@ impl Protocol for HttpAdapter {
                 BodyKind::Chunked => out.put_all(b"Transfer-Encoding: chunked\r\n"),
             } && (fr.keepalive || fr.meta.upgrade || out.put_all(b"Connection: close\r\n"))
                 && out.put_all(b"\r\n");
-        ok.then_some(host)
+        ok
     }
 
     fn body_credit(&self) -> usize {
@@ -428,7 +429,7 @@ mod tests {
         };
         let mut out = Buf::standalone(4096);
         let mut a = HttpAdapter::new(meta.method, meta.body, meta.upgrade);
-        a.encode_head(&fr, &mut out).expect("fits");
+        assert!(a.encode_head(&fr, &mut out), "fits");
         String::from_utf8_lossy(out.data()).to_string()
     }
 
@@ -470,7 +471,7 @@ mod tests {
             rewrite_from: [b"", b""],
             rewrite: false,
             scheme: "http",
-            date: "d",
+            date: "",
             via: None,
             add_headers: &[],
         }

@@ -28,8 +28,13 @@ pub struct ForwardRequest<'a, 'b> {
     pub client: SocketAddr,
     pub local_port: u16,
     pub server_name: &'a str,
+    /// What stands for Host when the client sent none (HTTP/1.0): the server's name, or the
+    /// address the client connected to, with the port unless it is 80.
+    pub default_host: &'a str,
+    /// The normalized path (`$uri`); the raw target is `req.path` (`$request_uri`).
+    pub uri: &'a [u8],
     pub settings: &'a Settings,
-    /// Name of the upstream (`$proxy_host`, and Host when the client sent none).
+    /// Name of the upstream (`$proxy_host`).
     pub proxy_host: &'a str,
     /// The upstream keeps idle connections: do not ask the backend to close.
     pub keepalive: bool,
@@ -55,7 +60,8 @@ impl ForwardRequest<'_, '_> {
 
 impl<'a, 'b> ForwardRequest<'a, 'b> {
     /// The request as the client sent it; the upstream's fields (`proxy_host`, `keepalive`,
-    /// `backend`, `route`) are neutral until the proxy path sets them.
+    /// `backend`, `route`) are neutral until the proxy path sets them, `default_host` is the
+    /// server's name and `uri` the raw path until the session sets them.
     pub fn new(
         req: &'a httparse::Request<'a, 'b>,
         meta: &'a RequestMeta,
@@ -64,12 +70,15 @@ impl<'a, 'b> ForwardRequest<'a, 'b> {
         server_name: &'a str,
         settings: &'a Settings,
     ) -> Self {
+        let uri = crate::http::uri::path_of(req.path.unwrap_or("/").as_bytes());
         ForwardRequest {
             req,
             meta,
             client,
             local_port,
             server_name,
+            default_host: server_name,
+            uri,
             settings,
             proxy_host: "",
             keepalive: false,
@@ -79,9 +88,6 @@ impl<'a, 'b> ForwardRequest<'a, 'b> {
         }
     }
 }
-
-/// Where the client's Host value sits inside the encoded request (for redirect rewriting).
-pub type HostSpan = (usize, usize);
 
 /// One step of response decoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,8 +130,8 @@ pub trait Protocol {
     fn begin_handshake(&mut self, out: &mut Buf) -> Option<Duration>;
     /// Backend bytes while the handshake is in progress (`eof`: the backend closed).
     fn handshake_input(&mut self, input: &mut Buf, eof: bool) -> Result<Handshake, BackendError>;
-    /// Encodes the request head; `None` when it does not fit in one buffer.
-    fn encode_head(&mut self, fr: &ForwardRequest, out: &mut Buf) -> Option<HostSpan>;
+    /// Encodes the request head; false when it does not fit in one buffer.
+    fn encode_head(&mut self, fr: &ForwardRequest, out: &mut Buf) -> bool;
     /// Body bytes the backend will take now (AJP sends body only when asked).
     fn body_credit(&self) -> usize;
     /// Frames request body bytes into `out`; returns how many of `data` were taken.
@@ -206,7 +212,7 @@ impl Protocol for Adapter {
     fn handshake_input(&mut self, input: &mut Buf, eof: bool) -> Result<Handshake, BackendError> {
         dispatch!(self, a => a.handshake_input(input, eof))
     }
-    fn encode_head(&mut self, fr: &ForwardRequest, out: &mut Buf) -> Option<HostSpan> {
+    fn encode_head(&mut self, fr: &ForwardRequest, out: &mut Buf) -> bool {
         dispatch!(self, a => a.encode_head(fr, out))
     }
     fn body_credit(&self) -> usize {

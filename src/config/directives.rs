@@ -4,7 +4,7 @@
 
 use super::builder::ctx::{EVENTS, HTTP, LOCATION, MAIN, SERVER, SETTINGS, UPSTREAM};
 use super::builder::{Args, Args::*, Row, Set};
-use super::{server, settings, ssl, top, upstream};
+use super::{logformat, server, settings, ssl, top, upstream};
 
 const fn simple(name: &'static str, ctx: u8, args: Args, set: Set) -> Row {
     Row { name, ctx, args, block: false, set }
@@ -29,7 +29,8 @@ pub(super) const TABLE: &[Row] = &[
     simple("multi_accept",              EVENTS,              Any,          top::ignored),
     simple("accept_mutex",              EVENTS,              Any,          top::ignored),
     // settings inherited http → server → location (settings.rs)
-    simple("access_log",                SETTINGS,            Range(1, 2),  settings::access_log),
+    simple("access_log",                SETTINGS,            Range(1, 2),  logformat::access_log),
+    simple("log_format",                HTTP,                AtLeast(2),   logformat::log_format),
     simple("keepalive_timeout",         SETTINGS,            Range(1, 2),  settings::keepalive_timeout),
     simple("keepalive_requests",        SETTINGS,            Exactly(1),   settings::keepalive_requests),
     simple("client_header_timeout",     SETTINGS,            Exactly(1),   settings::client_header_timeout),

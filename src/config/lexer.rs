@@ -154,81 +154,113 @@ fn utf8(w: Vec<u8>, pos: &Pos) -> Result<String, ConfError> {
     String::from_utf8(w).or_else(|_| err(pos, "invalid UTF-8 in configuration"))
 }
 
-/// Reads and parses `path`; `include` directives are resolved against `prefix`.
-pub(super) fn parse_file(path: &Path, prefix: &Path) -> Result<Vec<Directive>, ConfError> {
-    parse_file_at(path, prefix, None, 0)
+/// A configuration file as it was read (for `pounce -T`).
+pub type Source = (PathBuf, Vec<u8>);
+
+/// How files are read: where relative `include` paths start, and whether to keep the text
+/// of every file read.
+struct Reader<'s> {
+    /// The directory of the main configuration file: relative `include` paths are resolved
+    /// against it, at any depth, as nginx resolves them against its conf prefix.
+    conf_dir: PathBuf,
+    sources: Option<&'s mut Vec<Source>>,
 }
 
-fn parse_file_at(path: &Path, prefix: &Path, from: Option<&Pos>, depth: usize) -> Result<Vec<Directive>, ConfError> {
-    let text = std::fs::read(path).map_err(|e| ConfError { pos: from.cloned(), msg: format!("cannot open \"{}\": {}", path.display(), e) })?;
-    parse_text_at(&text, path, prefix, depth)
+/// The directory of the main configuration file, made absolute.
+fn conf_dir(path: &Path) -> PathBuf {
+    let dir = path.parent().unwrap_or(Path::new(""));
+    if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir().map(|cwd| cwd.join(dir)).unwrap_or_else(|_| dir.to_path_buf())
+    }
+}
+
+/// Reads and parses `path`, with its includes; `sources` receives the text of every file read.
+pub(super) fn parse_file(path: &Path, sources: Option<&mut Vec<Source>>) -> Result<Vec<Directive>, ConfError> {
+    let mut r = Reader { conf_dir: conf_dir(path), sources };
+    r.parse_file_at(path, None, 0)
 }
 
 /// Parses configuration text that was read from `path` (named in error messages).
-pub(super) fn parse_text(text: &[u8], path: &Path, prefix: &Path) -> Result<Vec<Directive>, ConfError> {
-    parse_text_at(text, path, prefix, 0)
+pub(super) fn parse_text(text: &[u8], path: &Path) -> Result<Vec<Directive>, ConfError> {
+    let mut r = Reader { conf_dir: conf_dir(path), sources: None };
+    r.parse_text_at(text, path, 0)
 }
 
-fn parse_text_at(text: &[u8], path: &Path, prefix: &Path, depth: usize) -> Result<Vec<Directive>, ConfError> {
-    let mut lx = Lexer { src: text, i: 0, line: 1, file: Arc::from(path.display().to_string()) };
-    parse_block(&mut lx, prefix, false, depth)
+impl Reader<'_> {
+    fn parse_file_at(&mut self, path: &Path, from: Option<&Pos>, depth: usize) -> Result<Vec<Directive>, ConfError> {
+        let text = std::fs::read(path).map_err(|e| ConfError { pos: from.cloned(), msg: format!("cannot open \"{}\": {}", path.display(), e) })?;
+        self.parse_text_at(&text, path, depth)
+    }
+
+    fn parse_text_at(&mut self, text: &[u8], path: &Path, depth: usize) -> Result<Vec<Directive>, ConfError> {
+        // In reading order: a file before the files it includes.
+        if let Some(s) = self.sources.as_deref_mut() {
+            s.push((path.to_path_buf(), text.to_vec()));
+        }
+        let mut lx = Lexer { src: text, i: 0, line: 1, file: Arc::from(path.display().to_string()) };
+        self.parse_block(&mut lx, false, depth)
+    }
 }
 
-/// Parses directives up to a closing `}` (when `nested`) or the end of the input.
-fn parse_block(lx: &mut Lexer, prefix: &Path, nested: bool, depth: usize) -> Result<Vec<Directive>, ConfError> {
-    let mut out = Vec::new();
-    let mut words: Vec<String> = Vec::new();
-    let mut start: Option<Pos> = None;
-    loop {
-        let Some((tok, pos)) = lx.next()? else {
-            if !words.is_empty() {
-                return err(&lx.pos(), "unexpected end of file, expecting \";\" or \"}\"");
-            }
-            if nested {
-                return err(&lx.pos(), "unexpected end of file, expecting \"}\"");
-            }
-            return Ok(out);
-        };
-        match tok {
-            Tok::Word(w) => {
-                if start.is_none() {
-                    start = Some(pos);
-                }
-                words.push(w);
-            }
-            Tok::Semi => {
-                let Some(p) = start.take() else { return err(&pos, "unexpected \";\"") };
-                let name = words.remove(0);
-                let args = std::mem::take(&mut words);
-                if name == "include" {
-                    if args.len() != 1 {
-                        return err(&p, "invalid number of arguments in \"include\" directive");
-                    }
-                    if depth > 16 {
-                        return err(&p, "include nesting too deep");
-                    }
-                    for file in expand_glob(&resolve(prefix, &args[0]), &p)? {
-                        out.extend(parse_file_at(&file, prefix, Some(&p), depth + 1)?);
-                    }
-                } else {
-                    out.push(Directive { name, args, pos: p, block: None });
-                }
-            }
-            Tok::Open => {
-                let Some(p) = start.take() else { return err(&pos, "unexpected \"{\"") };
-                let name = words.remove(0);
-                let args = std::mem::take(&mut words);
-                let block = parse_block(lx, prefix, true, depth)?;
-                out.push(Directive { name, args, pos: p, block: Some(block) });
-            }
-            Tok::Close => {
+impl Reader<'_> {
+    /// Parses directives up to a closing `}` (when `nested`) or the end of the input.
+    fn parse_block(&mut self, lx: &mut Lexer, nested: bool, depth: usize) -> Result<Vec<Directive>, ConfError> {
+        let mut out = Vec::new();
+        let mut words: Vec<String> = Vec::new();
+        let mut start: Option<Pos> = None;
+        loop {
+            let Some((tok, pos)) = lx.next()? else {
                 if !words.is_empty() {
-                    return err(&pos, "unexpected \"}\", expecting \";\"");
+                    return err(&lx.pos(), "unexpected end of file, expecting \";\" or \"}\"");
                 }
-                if !nested {
-                    return err(&pos, "unexpected \"}\"");
+                if nested {
+                    return err(&lx.pos(), "unexpected end of file, expecting \"}\"");
                 }
                 return Ok(out);
+            };
+            match tok {
+                Tok::Word(w) => {
+                    if start.is_none() {
+                        start = Some(pos);
+                    }
+                    words.push(w);
+                }
+                Tok::Semi => {
+                    let Some(p) = start.take() else { return err(&pos, "unexpected \";\"") };
+                    let name = words.remove(0);
+                    let args = std::mem::take(&mut words);
+                    if name == "include" {
+                        if args.len() != 1 {
+                            return err(&p, "invalid number of arguments in \"include\" directive");
+                        }
+                        if depth > 16 {
+                            return err(&p, "include nesting too deep");
+                        }
+                        for file in expand_glob(&resolve(&self.conf_dir, &args[0]), &p)? {
+                            out.extend(self.parse_file_at(&file, Some(&p), depth + 1)?);
+                        }
+                    } else {
+                        out.push(Directive { name, args, pos: p, block: None });
+                    }
+                }
+                Tok::Open => {
+                    let Some(p) = start.take() else { return err(&pos, "unexpected \"{\"") };
+                    let name = words.remove(0);
+                    let args = std::mem::take(&mut words);
+                    let block = self.parse_block(lx, true, depth)?;
+                    out.push(Directive { name, args, pos: p, block: Some(block) });
+                }
+                Tok::Close => {
+                    if !words.is_empty() {
+                        return err(&pos, "unexpected \"}\", expecting \";\"");
+                    }
+                    if !nested {
+                        return err(&pos, "unexpected \"}\"");
+                    }
+                    return Ok(out);
+                }
             }
         }
     }
@@ -277,7 +309,7 @@ mod tests {
 
     fn parse_str(s: &str) -> Result<Vec<Directive>, ConfError> {
         let mut lx = Lexer { src: s.as_bytes(), i: 0, line: 1, file: Arc::from("t.conf") };
-        parse_block(&mut lx, Path::new("."), false, 0)
+        Reader { conf_dir: PathBuf::from("."), sources: None }.parse_block(&mut lx, false, 0)
     }
 
     #[test]

@@ -10,6 +10,7 @@
 mod builder;
 mod directives;
 mod lexer;
+mod logformat;
 mod parser;
 mod server;
 mod settings;
@@ -24,20 +25,29 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use lexer::ConfError;
+pub use lexer::{ConfError, Source};
+pub use logformat::{AccessLogRef, Capture, Escape, LogFormat, LogPart, LogVar};
 
 /// Servers an upstream may have: a request's set of tried servers is one u128.
 pub const MAX_SERVERS: usize = 128;
 
-/// Loads and validates the configuration at `path`, relative paths resolved against `prefix`.
+/// Loads and validates the configuration at `path`. Relative paths in it are resolved
+/// against `prefix`, except `include`s: those against the directory of `path`, as nginx does.
 pub fn load(path: &Path, prefix: &Path) -> Result<Config, ConfError> {
-    let tree = lexer::parse_file(path, prefix)?;
+    let tree = lexer::parse_file(path, None)?;
     parser::build(tree, path, prefix)
+}
+
+/// As `load`, and every file read with its text, the main one first (`pounce -T`).
+pub fn load_with_sources(path: &Path, prefix: &Path) -> Result<(Config, Vec<Source>), ConfError> {
+    let mut sources = Vec::new();
+    let tree = lexer::parse_file(path, Some(&mut sources))?;
+    Ok((parser::build(tree, path, prefix)?, sources))
 }
 
 /// Validates configuration text as if it had been read from `path` (the fuzz target's entry).
 pub fn load_text(text: &[u8], path: &Path, prefix: &Path) -> Result<Config, ConfError> {
-    let tree = lexer::parse_text(text, path, prefix)?;
+    let tree = lexer::parse_text(text, path)?;
     parser::build(tree, path, prefix)
 }
 
@@ -65,6 +75,8 @@ pub struct Http {
     pub listens: Vec<Listen>,
     /// Access log files, opened once per worker; settings refer to them by index.
     pub access_logs: Vec<PathBuf>,
+    /// `log_format`s, `combined` first; settings refer to them by index.
+    pub log_formats: Vec<LogFormat>,
 }
 
 #[derive(Debug, Clone)]
@@ -455,7 +467,7 @@ macro_rules! settings {
 }
 
 settings! {
-    access_log: Option<usize> = None,
+    access_log: Option<AccessLogRef> = None,
     keepalive_timeout: Duration = Duration::from_secs(75),
     keepalive_requests: u32 = 1000,
     client_header_timeout: Duration = Duration::from_secs(60),

@@ -21,7 +21,7 @@ pub(super) fn build(tree: Vec<Directive>, path: &Path, prefix: &Path) -> Result<
             error_log: None,
             error_level: log::LevelFilter::Error,
             pid: Some(resolve(prefix, "logs/pounce.pid")),
-            http: Http::default(),
+            http: Http { log_formats: logformat::builtin(), ..Http::default() },
         },
         upstream_pos: Vec::new(),
         pending_proxy: Vec::new(),

@@ -8,27 +8,6 @@ use super::{next, HeaderSet, Via};
 
 type Done = Result<(), ConfError>;
 
-pub(super) fn access_log(b: &mut Builder, d: &Directive, s: &mut Scope) -> Done {
-    let a = &d.args;
-    let log = if a[0] == "off" {
-        None
-    } else {
-        if let Some(fmt) = a.get(1) {
-            if fmt != "combined" && fmt != "upstream" {
-                return err(&d.pos, format!("unknown log format \"{}\" (pounce writes \"combined\" with upstream fields)", fmt));
-            }
-        }
-        let path = resolve(&b.prefix, &a[0]);
-        let logs = &mut b.cfg.http.access_logs;
-        Some(logs.iter().position(|l| *l == path).unwrap_or_else(|| {
-            logs.push(path);
-            logs.len() - 1
-        }))
-    };
-    s.patch(d)?.access_log = Some(log);
-    Ok(())
-}
-
 pub(super) fn keepalive_timeout(_: &mut Builder, d: &Directive, s: &mut Scope) -> Done {
     s.patch(d)?.keepalive_timeout = Some(time_arg(d, &d.args[0])?);
     Ok(())

@@ -83,8 +83,9 @@ pub(super) fn http(b: &mut Builder, d: &Directive, _: &mut Scope) -> Done {
     let mut http = HttpScope::default();
     // Upstream blocks first, so proxy_pass may name one defined later in the file; server
     // blocks last, so they inherit every http setting wherever it is written.
-    b.walk(list, &mut Scope::Http(&mut http), |d| d.name == "upstream")?;
-    b.walk(list, &mut Scope::Http(&mut http), |d| d.name != "upstream" && d.name != "server")?;
+    // Log formats likewise, so access_log may name one written further down.
+    b.walk(list, &mut Scope::Http(&mut http), |d| d.name == "upstream" || d.name == "log_format")?;
+    b.walk(list, &mut Scope::Http(&mut http), |d| !matches!(d.name.as_str(), "upstream" | "log_format" | "server"))?;
     http.settings = http.patch.over(&Settings::default());
     b.walk(list, &mut Scope::Http(&mut http), |d| d.name == "server")
 }

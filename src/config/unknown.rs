@@ -58,7 +58,6 @@ const NGINX: &[(&str, &str)] = &[
     ("port_in_redirect", ""),
     ("resolver", ""),
     ("resolver_timeout", ""),
-    ("log_format", "access_log writes the combined format with upstream fields"),
     ("log_not_found", ""),
     ("log_subrequest", ""),
     ("open_file_cache*", ""),

@@ -96,9 +96,17 @@ pub(super) fn resolve_addr(d: &Directive, s: &str, default_port: Option<u16>) ->
 }
 
 /// Splits a `proxy_set_header` value into literal text and `$variables` (`${name}` too).
-pub(super) fn template(d: &Directive, s: &str) -> Result<Vec<Part>, ConfError> {
-    let mut parts = Vec::new();
-    let mut lit = String::new();
+/// A piece of a text with variables: literal text or a variable's name.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Piece<'s> {
+    Lit(&'s str),
+    Var(&'s str),
+}
+
+/// Splits `s` into literal text and `$name` / `${name}` variables (names of letters, digits
+/// and `_`), as nginx's script compiler reads them.
+pub(super) fn split_template<'s>(d: &Directive, s: &'s str) -> Result<Vec<Piece<'s>>, ConfError> {
+    let mut out = Vec::new();
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -107,7 +115,7 @@ pub(super) fn template(d: &Directive, s: &str) -> Result<Vec<Part>, ConfError> {
             while i < b.len() && b[i] != b'$' {
                 i += 1;
             }
-            lit.push_str(&s[start..i]);
+            out.push(Piece::Lit(&s[start..i]));
             continue;
         }
         i += 1;
@@ -121,15 +129,25 @@ pub(super) fn template(d: &Directive, s: &str) -> Result<Vec<Part>, ConfError> {
             }
             (&s[start..i], i)
         };
-        let var = Var::by_name(name).map_or_else(|| err(&d.pos, format!("unknown \"{}\" variable", name)), Ok)?;
-        if !lit.is_empty() {
-            parts.push(Part::Lit(std::mem::take(&mut lit)));
+        if name.is_empty() {
+            return err(&d.pos, format!("invalid variable name in \"{}\"", s));
         }
-        parts.push(Part::Var(var));
+        out.push(Piece::Var(name));
         i = next;
     }
-    if !lit.is_empty() {
-        parts.push(Part::Lit(lit));
+    Ok(out)
+}
+
+pub(super) fn template(d: &Directive, s: &str) -> Result<Vec<Part>, ConfError> {
+    let mut parts: Vec<Part> = Vec::new();
+    for piece in split_template(d, s)? {
+        match piece {
+            Piece::Lit(l) => match parts.last_mut() {
+                Some(Part::Lit(prev)) => prev.push_str(l),
+                _ => parts.push(Part::Lit(l.to_string())),
+            },
+            Piece::Var(name) => parts.push(Part::Var(Var::by_name(name).map_or_else(|| err(&d.pos, format!("unknown \"{}\" variable", name)), Ok)?)),
+        }
     }
     Ok(parts)
 }

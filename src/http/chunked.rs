@@ -44,6 +44,8 @@ pub struct ChunkedDecoder {
     st: St,
     /// Size of the chunk being read, then bytes left of it.
     remaining: u64,
+    /// The sizes of every chunk whose size line was read (what the body will be at least).
+    declared: u64,
     ext_len: usize,
     trailer_len: usize,
 }
@@ -56,11 +58,27 @@ impl Default for ChunkedDecoder {
 
 impl ChunkedDecoder {
     pub fn new() -> Self {
-        ChunkedDecoder { st: St::Size { digits: 0 }, remaining: 0, ext_len: 0, trailer_len: 0 }
+        ChunkedDecoder { st: St::Size { digits: 0 }, remaining: 0, declared: 0, ext_len: 0, trailer_len: 0 }
     }
 
     pub fn is_done(&self) -> bool {
         self.st == St::Done
+    }
+
+    /// The payload the chunk sizes read so far announce: a limit can refuse a body as soon
+    /// as a chunk declares too much, before its bytes come (nginx does).
+    pub fn declared(&self) -> u64 {
+        self.declared
+    }
+
+    /// `declared` once the size line at the start of `input` (if any) is read, without
+    /// consuming anything.
+    pub fn declared_ahead(&self, input: &[u8]) -> u64 {
+        let mut peek = self.clone();
+        match peek.decode(input, 0) {
+            Ok(_) => peek.declared,
+            Err(_) => self.declared,
+        }
     }
 
     /// Decodes from `input`, yielding at most `limit` payload bytes. Returns the number of
@@ -111,6 +129,7 @@ impl ChunkedDecoder {
                         return Err(ChunkError::BadLineEnd);
                     }
                     i += 1;
+                    self.declared = self.declared.saturating_add(self.remaining);
                     self.st = if self.remaining == 0 { St::TrailerStart } else { St::Data };
                 }
                 St::Data => {
@@ -239,6 +258,18 @@ mod tests {
         for bad in [&b"-5\r\nhello\r\n0\r\n\r\n"[..], b"+5\r\n", b" 5\r\n", b"5\nhello\r\n", b"5\r\nhelloXX", b"11111111111111111\r\n", b"\r\n", b"z\r\n"] {
             assert!(decode_all(bad, 100, 100).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[test]
+    fn declared_sizes_are_known_before_the_data() {
+        let mut d = ChunkedDecoder::new();
+        let input = b"5\r\nhello\r\n6400000\r\nxx";
+        assert_eq!(d.declared_ahead(input), 5, "one size line at a time");
+        let (used, _) = d.decode(input, 100).expect("valid");
+        assert_eq!(d.declared(), 5);
+        assert_eq!(d.declared_ahead(&input[used..]), 5 + 0x6400000, "the next chunk's size, nothing consumed");
+        assert_eq!(d.declared(), 5);
+        assert_eq!(d.declared_ahead(b"zz"), 5, "an invalid line announces nothing");
     }
 
     #[test]

@@ -77,6 +77,9 @@ pub enum Parse<'b, 'h> {
     Done(httparse::Request<'h, 'b>, RequestMeta),
     /// Answer with this status and close.
     Reject(u16, &'static str),
+    /// An HTTP/1.x request with x above 1: to be served as HTTP/1.1 (RFC 9112 §2.6) once the
+    /// minor version digit at this offset reads `1`.
+    Downgrade(usize),
 }
 
 pub fn empty_headers() -> [httparse::Header<'static>; MAX_HEADERS] {
@@ -96,6 +99,11 @@ pub fn parse<'b, 'h>(buf: &'b [u8], headers: &'h mut [httparse::Header<'b>], max
         }
         Err(httparse::Error::TooManyHeaders) => return Parse::Reject(431, "too many request headers"),
         Err(httparse::Error::Version) => {
+            match later_minor(buf) {
+                Some(Some(at)) => return Parse::Downgrade(at),
+                Some(None) if buf.len() < max_head => return Parse::Partial,
+                _ => {}
+            }
             // "PRI * HTTP/2.0" (an HTTP/2 preface) and any HTTP/2+ request line.
             return if buf.starts_with(b"PRI * HTTP/2") || looks_like_other_version(buf) {
                 Parse::Reject(505, "HTTP version not supported")
@@ -236,8 +244,21 @@ fn memchr_nl(b: &[u8]) -> bool {
     b.contains(&b'\n')
 }
 
-/// A request line that names a well-formed HTTP version other than 1.0 and 1.1
-/// (`HTTP/2`, `HTTP/3.0`, `HTTP/1.2`): 505 rather than 400.
+/// For a request line ending in `HTTP/1.2` … `HTTP/1.9`: the offset of its minor digit
+/// (`Some(None)`: the line may be that, but has not ended yet).
+#[allow(clippy::option_option)]
+fn later_minor(buf: &[u8]) -> Option<Option<usize>> {
+    let line_end = buf.iter().position(|&c| c == b'\r' || c == b'\n');
+    let line = &buf[..line_end.unwrap_or(buf.len())];
+    let sp = line.iter().rposition(|&c| c == b' ')?;
+    match &line[sp + 1..] {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', m] if (b'2'..=b'9').contains(m) => Some(line_end.map(|e| e - 1)),
+        _ => None,
+    }
+}
+
+/// A request line that names a well-formed HTTP version other than 1.x (`HTTP/2`,
+/// `HTTP/3.0`): 505 rather than 400.
 fn looks_like_other_version(buf: &[u8]) -> bool {
     let line_end = buf.iter().position(|&c| c == b'\r' || c == b'\n').unwrap_or(buf.len());
     let line = &buf[..line_end];
@@ -316,7 +337,20 @@ mod tests {
             Parse::Partial => 0,
             Parse::Done(..) => 200,
             Parse::Reject(s, _) => s,
+            Parse::Downgrade(_) => 101,
         }
+    }
+
+    #[test]
+    fn later_minor_versions_are_served_as_1_1() {
+        let mut raw = b"GET / HTTP/1.2\r\nHost: a\r\n\r\n".to_vec();
+        let mut h = empty_headers();
+        let Parse::Downgrade(at) = parse(&raw, &mut h, MAX_HEAD) else { panic!("HTTP/1.2 is 1.1") };
+        raw[at] = b'1';
+        let mut h = empty_headers();
+        assert!(matches!(parse(&raw, &mut h, MAX_HEAD), Parse::Done(_, m) if m.minor == 1));
+        assert_eq!(status_of(b"GET / HTTP/1.9\nHost: a\n\n"), 101);
+        assert_eq!(status_of(b"GET / HTTP/1.2"), 0, "an incomplete line waits");
     }
 
     #[test]
@@ -345,7 +379,7 @@ mod tests {
         assert_eq!(status_of(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 505);
         assert_eq!(status_of(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 505);
         assert_eq!(status_of(b"GET / HTTP/3.0\r\nHost: a\r\n\r\n"), 505);
-        assert_eq!(status_of(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n"), 505);
+        assert_eq!(status_of(b"GET / HTTP/1.10\r\nHost: a\r\n\r\n"), 400);
         assert_eq!(status_of(b"GET / HTTP/1.x\r\nHost: a\r\n\r\n"), 400);
         assert_eq!(status_of(b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
         assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"), 400);

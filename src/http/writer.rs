@@ -25,13 +25,15 @@ pub struct ReqFacts<'a> {
     pub head: bool,
     pub minor: u8,
     pub keep_alive: bool,
-    /// Host the client asked for (for redirect rewriting).
+    /// The scheme and authority the client addressed (`http`, its Host): what redirects to
+    /// the backend are rewritten to.
+    pub scheme: &'a str,
     pub host: &'a [u8],
     /// Prefixes of redirect targets that point at the backend (`http://10.0.0.5:8080`).
     pub rewrite_from: [&'a [u8]; 2],
     pub rewrite: bool,
-    /// The client's scheme (`http`, or `https` on TLS): rewritten redirects use it.
-    pub scheme: &'a str,
+    /// `Date` for responses that come without one (RFC 9110 §6.6.1: Tomcat's AJP connector
+    /// sends none).
     pub date: &'a str,
     /// `Via` value to add (proxy_via).
     pub via: Option<&'a str>,
@@ -46,6 +48,9 @@ pub struct ResponseWriter {
     pub status: u16,
     /// Body bytes written for the client (without chunk framing).
     pub body_bytes: u64,
+    /// Bytes of response heads written for the client (a `100 Continue` included): what
+    /// `$body_bytes_sent` leaves out of the bytes sent.
+    pub head_bytes: u64,
     pub started: bool,
     pub finished: bool,
 }
@@ -58,7 +63,7 @@ pub fn hop_by_hop(name: &[u8]) -> bool {
 
 impl ResponseWriter {
     pub fn new() -> ResponseWriter {
-        ResponseWriter { framing: OutFraming::None, keep_alive: false, status: 0, body_bytes: 0, started: false, finished: false }
+        ResponseWriter { framing: OutFraming::None, keep_alive: false, status: 0, body_bytes: 0, head_bytes: 0, started: false, finished: false }
     }
 
     /// Writes the status line and headers. `content_length` is the backend's declared body
@@ -85,17 +90,26 @@ impl ResponseWriter {
         };
         let mark = out.len();
         let mut ok = write!(out, "HTTP/1.1 {} {}\r\n", status, reason(status)).is_ok();
+        let mut dated = false;
+        // No Content-Length on a re-chunked body, nor on a status that never has a body:
+        // Tomcat's AJP connector sends `Content-Length: 0` with a 304, which RFC 9110 §8.6
+        // forbids unless it is the length a 200 would have (httpd drops it too).
+        let length_dropped = self.framing == OutFraming::Chunked || bodiless(status);
         for (name, value) in headers {
             if !ok {
                 break;
             }
+            dated |= name.eq_ignore_ascii_case(b"date");
             let upgrade_kept = status == 101 && name.eq_ignore_ascii_case(b"upgrade");
-            if (hop_by_hop(name) && !upgrade_kept) || (self.framing == OutFraming::Chunked && name.eq_ignore_ascii_case(b"content-length")) {
+            if (hop_by_hop(name) && !upgrade_kept) || (length_dropped && name.eq_ignore_ascii_case(b"content-length")) {
                 continue;
             }
             ok = out.put_all(name) && out.put_all(b": ");
             let is_redirect_header = name.eq_ignore_ascii_case(b"location") || name.eq_ignore_ascii_case(b"refresh");
             ok = ok && if facts.rewrite && is_redirect_header { put_rewritten(out, value, facts) } else { out.put_all(value) } && out.put_all(b"\r\n");
+        }
+        if !dated && !facts.date.is_empty() {
+            ok = ok && out.put_all(b"Date: ") && out.put_all(facts.date.as_bytes()) && out.put_all(b"\r\n");
         }
         if let Some(via) = facts.via {
             ok = ok && out.put_all(b"Via: ") && out.put_all(via.as_bytes()) && out.put_all(b"\r\n");
@@ -121,6 +135,7 @@ impl ResponseWriter {
             return false;
         }
         self.started = true;
+        self.head_bytes += (out.len() - mark) as u64;
         if self.framing == OutFraming::None || self.framing == OutFraming::Length(0) {
             self.finished = true;
         }
@@ -202,8 +217,8 @@ impl Default for ResponseWriter {
     }
 }
 
-/// Writes a Location/Refresh value with a backend prefix replaced by the client's scheme and
-/// host (`https://` for a TLS client).
+/// Writes a Location/Refresh value with a backend prefix replaced by the scheme and authority
+/// the client addressed (`https://` for a TLS client).
 fn put_rewritten(out: &mut Buf, value: &[u8], facts: &ReqFacts) -> bool {
     // Refresh: "5; url=http://…"; Location: the URL itself.
     let url_at = find_url(value);
@@ -240,11 +255,11 @@ mod tests {
             head: false,
             minor,
             keep_alive,
+            scheme: "http",
             host: b"front.example:8080",
             rewrite_from: [b"http://127.0.0.1:9000", b"http://backend"],
             rewrite: true,
-            scheme: "http",
-            date: "d",
+            date: "",
             via: None,
             add_headers: &[],
         }
@@ -275,6 +290,20 @@ mod tests {
         let s = String::from_utf8_lossy(out.data()).to_string();
         assert!(s.contains("Location: http://front.example:8080/next?a=1\r\n"), "{s}");
         assert!(s.contains("Connection: close\r\n"));
+    }
+
+    #[test]
+    fn date_added_when_missing_and_no_length_on_304() {
+        let mut out = Buf::standalone(1024);
+        let mut w = ResponseWriter::new();
+        let f = ReqFacts { date: "Sun, 06 Nov 1994 08:49:37 GMT", ..facts(1, true) };
+        let hs: [(&[u8], &[u8]); 2] = [(b"ETag", b"W/\"1\""), (b"Content-Length", b"0")];
+        assert!(w.head(&mut out, 304, hs.into_iter(), Some(0), &f));
+        assert_eq!(String::from_utf8_lossy(out.data()), "HTTP/1.1 304 Not Modified\r\nETag: W/\"1\"\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n");
+        let mut out = Buf::standalone(1024);
+        let hs: [(&[u8], &[u8]); 2] = [(b"date", b"x"), (b"Content-Length", b"2")];
+        assert!(ResponseWriter::new().head(&mut out, 200, hs.into_iter(), Some(2), &f));
+        assert_eq!(String::from_utf8_lossy(out.data()), "HTTP/1.1 200 OK\r\ndate: x\r\nContent-Length: 2\r\n\r\n", "the backend's Date is kept");
     }
 
     #[test]

@@ -28,6 +28,15 @@ impl ReqBody {
         matches!(self, ReqBody::Done)
     }
 
+    /// What a chunked body's size lines announce, the next one in `pending` included (0 for
+    /// other bodies: their length was checked against the limit up front).
+    pub(crate) fn declared_ahead(&self, pending: &[u8]) -> u64 {
+        match self {
+            ReqBody::Chunked(dec) => dec.declared_ahead(pending),
+            _ => 0,
+        }
+    }
+
     /// Moves body bytes from `cin` into `sink`, never more than the sink can take at that
     /// moment (its room is asked afresh each step: an AJP sink takes one packet per ask).
     /// Returns `(input bytes used, payload bytes moved)`.

@@ -25,11 +25,15 @@ pub(crate) struct Client {
     /// Last time the client sent bytes, and when writing to it last blocked.
     pub(crate) t_read: Instant,
     pub(crate) t_wblock: Instant,
+    /// Bytes handed to the socket since the current request began (`$bytes_sent`).
+    pub(crate) sent: u64,
+    /// The connection's serial number (`$connection`), unique in the process.
+    pub(crate) serial: u64,
 }
 
 impl Client {
     pub(crate) fn new(key: usize, transport: ClientTransport, peer: SocketAddr, local_port: u16, listen: usize, now: Instant) -> Client {
-        Client { key, transport, peer, local_port, listen, cin: None, cout: None, t_read: now, t_wblock: now }
+        Client { key, transport, peer, local_port, listen, cin: None, cout: None, t_read: now, t_wblock: now, sent: 0, serial: 0 }
     }
 
     /// Reads what the client sent into `cin` (taking a buffer when needed; `stash` holds a
@@ -89,6 +93,7 @@ impl Client {
                 Ok(0) => return Err(Closed::ByClient),
                 Ok(n) => {
                     cout.consume(n);
+                    self.sent += n as u64;
                     progress = true;
                     if !self.transport.can_write() {
                         self.t_wblock = ctx.now;
@@ -102,6 +107,13 @@ impl Client {
             }
         }
         Ok(progress)
+    }
+
+    /// Sends part of a file straight to the socket (after what `cout` holds).
+    pub(crate) fn send_file(&mut self, file: &mut crate::files::FileBody) -> io::Result<u64> {
+        let sent = self.transport.send_file(file)?;
+        self.sent += sent;
+        Ok(sent)
     }
 
     /// Makes sure there is a `cout` to write an answer into.

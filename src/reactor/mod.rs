@@ -63,6 +63,18 @@ pub(crate) struct Ctx {
     pub(crate) accepted: u64,
     last_publish: Instant,
     pub(crate) id: usize,
+    /// Connection serial numbers this worker may hand out (taken from the process's counter
+    /// a block at a time).
+    serials: std::ops::Range<u64>,
+}
+
+/// The next block of connection serial numbers, for any worker of any generation.
+fn serial_block() -> std::ops::Range<u64> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const BLOCK: u64 = 1024;
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let start = NEXT.fetch_add(BLOCK, Ordering::Relaxed);
+    start..start + BLOCK
 }
 
 impl Ctx {
@@ -88,7 +100,18 @@ impl Ctx {
             draining: false,
             backends: Slab::new(),
             rt: Rc::new(rt),
+            serials: 0..0,
         }
+    }
+
+    /// A serial number for a new client connection (`$connection`).
+    pub(crate) fn next_serial(&mut self) -> u64 {
+        if self.serials.is_empty() {
+            self.serials = serial_block();
+        }
+        let n = self.serials.start;
+        self.serials.start += 1;
+        n
     }
 
     /// Registers a new backend connection for `session`; returns its id.

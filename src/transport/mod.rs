@@ -50,6 +50,11 @@ impl ClientTransport {
         };
     }
 
+    /// The address the client connected to (a system call: only when it is needed).
+    pub(crate) fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        dispatch!(self, t => t.local_addr())
+    }
+
     /// Takes note of what epoll reported.
     pub(crate) fn on_event(&mut self, ev: &Event) {
         dispatch!(self, t => t.on_event(ev))

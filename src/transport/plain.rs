@@ -24,6 +24,10 @@ impl Plain {
         &mut self.stream
     }
 
+    pub(super) fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.stream.local_addr()
+    }
+
     pub(super) fn on_event(&mut self, ev: &Event) {
         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
             self.readable = true;

@@ -27,6 +27,8 @@ pub(crate) trait ClientIo: Read + Write {
     /// Bytes waiting to be read (FIONREAD).
     fn available(&self) -> io::Result<usize>;
     fn shutdown_write(&self);
+    /// The address the client connected to.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
 }
 
 impl ClientIo for mio::net::TcpStream {
@@ -44,6 +46,9 @@ impl ClientIo for mio::net::TcpStream {
     }
     fn shutdown_write(&self) {
         let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        mio::net::TcpStream::local_addr(self)
     }
 }
 
@@ -95,6 +100,10 @@ impl<S: ClientIo> TlsConn<S> {
 
     pub(crate) fn io_mut(&mut self) -> &mut S {
         &mut self.io
+    }
+
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.local_addr()
     }
 
     pub(crate) fn on_event(&mut self, ev: &Event) {

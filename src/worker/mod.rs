@@ -15,7 +15,7 @@ use crate::transport::{ClientTransport, Plain, TlsConn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,12 +31,19 @@ pub(crate) const CMD_STOP: u8 = 2;
 
 pub(crate) struct Control {
     pub(crate) cmd: AtomicU8,
+    /// The access logs are to be reopened (SIGUSR1): set by the master, taken by the worker.
+    pub(crate) reopen: AtomicBool,
     pub(crate) waker: Waker,
 }
 
 impl Control {
     pub(crate) fn send(&self, cmd: u8) {
         self.cmd.store(cmd, Ordering::Release);
+        let _ = self.waker.wake();
+    }
+
+    pub(crate) fn reopen_logs(&self) {
+        self.reopen.store(true, Ordering::Release);
         let _ = self.waker.wake();
     }
 }
@@ -53,6 +60,9 @@ pub(crate) struct Worker {
     ctx: Ctx,
     control: Arc<Control>,
     accept_retry: bool,
+    /// accept() failures not reported yet, and when the last report was written.
+    accept_errors: u64,
+    accept_error_logged: Option<Instant>,
     /// The active health checks this worker runs.
     probes: Vec<health::Probe>,
 }
@@ -80,7 +90,18 @@ impl Worker {
         }
         let probes = health::probes_for(&rt, id, rt.cfg.worker_processes, Instant::now());
         let ctx = Ctx::new(id, rt, registry, access);
-        Ok(Worker { id, poll, listeners: mio_listeners, sessions: Slab::with_capacity(1024), ctx, control, accept_retry: false, probes })
+        Ok(Worker {
+            id,
+            poll,
+            listeners: mio_listeners,
+            sessions: Slab::with_capacity(1024),
+            ctx,
+            control,
+            accept_retry: false,
+            accept_errors: 0,
+            accept_error_logged: None,
+            probes,
+        })
     }
 
     pub(crate) fn run(mut self) {
@@ -161,6 +182,11 @@ impl Worker {
                     }
                 }
             }
+            if self.control.reopen.load(Ordering::Relaxed) && self.control.reopen.swap(false, Ordering::AcqRel) {
+                for log in &mut self.ctx.access {
+                    log.reopen();
+                }
+            }
             match self.control.cmd.load(Ordering::Acquire) {
                 CMD_STOP => break,
                 CMD_QUIT if !self.ctx.draining => {
@@ -226,7 +252,8 @@ impl Worker {
                         Some(tls) => ClientTransport::Tls(Box::new(TlsConn::new(stream, addr, tls.clone()))),
                         None => ClientTransport::Plain(Plain::new(stream)),
                     };
-                    let mut s = Session::new(key, transport, addr, local_port, listen_idx, self.ctx.now);
+                    let serial = self.ctx.next_serial();
+                    let mut s = Session::new(key, transport, addr, local_port, listen_idx, self.ctx.now, serial);
                     if let Err(e) = s.register(&mut self.ctx) {
                         log::error!("register client {}: {}", addr, e);
                         continue;
@@ -237,8 +264,15 @@ impl Worker {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted || e.kind() == std::io::ErrorKind::ConnectionAborted => {}
                 Err(e) => {
-                    // EMFILE and friends: try again shortly rather than spin.
-                    log::error!("accept() failed: {}", e);
+                    // EMFILE and friends: try again shortly rather than spin; said once a
+                    // second at most.
+                    self.accept_errors += 1;
+                    if self.accept_error_logged.is_none_or(|t| self.ctx.now.duration_since(t) >= Duration::from_secs(1)) {
+                        let more = if self.accept_errors > 1 { format!(" ({} times since the last report)", self.accept_errors) } else { String::new() };
+                        log::error!("accept() failed: {}{}", e, more);
+                        self.accept_error_logged = Some(self.ctx.now);
+                        self.accept_errors = 0;
+                    }
                     self.accept_retry = true;
                     break;
                 }

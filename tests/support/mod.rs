@@ -119,6 +119,12 @@ impl Pounce {
     /// pounce exits with "bind() failed" and is started again on other ports. Any other exit
     /// fails at once, with what `pounce -t` says about the configuration.
     pub fn start(conf: &Conf) -> Pounce {
+        Pounce::start_with(conf, |_| {})
+    }
+
+    /// As `start`, with `prepare` applied to the command first (an environment variable, a
+    /// `pre_exec` that lowers a limit, ...).
+    pub fn start_with(conf: &Conf, prepare: impl Fn(&mut Command)) -> Pounce {
         let text = conf.to_string();
         let dir = TempDir::new("pounce");
         let path = dir.0.join("pounce.conf");
@@ -129,16 +135,10 @@ impl Pounce {
             }
             std::fs::write(&path, fill_ports(&text, port, status_port)).expect("write conf");
             let _ = std::fs::remove_file(dir.0.join("logs/error.log"));
-            let mut child = Command::new(BIN)
-                .arg("-p")
-                .arg(&dir.0)
-                .arg("-c")
-                .arg(&path)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .expect("spawn pounce");
+            let mut cmd = Command::new(BIN);
+            cmd.arg("-p").arg(&dir.0).arg("-c").arg(&path).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
+            prepare(&mut cmd);
+            let mut child = cmd.spawn().expect("spawn pounce");
             if wait_serving(&mut child, port, &dir.0) {
                 return Pounce { child, dir, port, status_port, conf: path, stopped: std::cell::Cell::new(false) };
             }

@@ -19,9 +19,10 @@ impl Exchange {
         let rt = ctx.rt.clone();
         let extra = &self.settings(&rt).add_header;
         let cout = c.ensure_cout(ctx)?;
-        if !write_simple(cout, code, text, keep, head_only, &ctx.clock.http_date, extra) {
-            return Err(Closed::ByUs);
-        }
+        let mark = cout.len();
+        let Some(head) = write_simple(cout, code, text, keep, head_only, &ctx.clock.http_date, extra) else { return Err(Closed::ByUs) };
+        self.writer.head_bytes += head as u64;
+        self.writer.body_bytes = (cout.len() - mark - head) as u64;
         self.writer.status = code;
         self.writer.started = true;
         self.writer.finished = true;
@@ -40,6 +41,7 @@ impl Exchange {
         let keep = self.keep_alive && !ctx.draining;
         self.keep_alive = keep;
         let cout = c.ensure_cout(ctx)?;
+        let mark = cout.len();
         use std::fmt::Write as _;
         let mut ok = head_start(cout, file.status, &ctx.clock.http_date)
             && write!(cout, "Content-Type: {}\r\nLast-Modified: {}\r\nETag: {}\r\nAccept-Ranges: bytes\r\n", file.content_type, file.last_modified, file.etag)
@@ -57,6 +59,7 @@ impl Exchange {
         if !(ok && head_end(cout, keep)) {
             return Err(Closed::ByUs);
         }
+        self.writer.head_bytes += (cout.len() - mark) as u64;
         self.writer.status = file.status;
         self.writer.started = true;
         self.writer.keep_alive = keep;

@@ -86,7 +86,10 @@ impl Exchange {
                             c.cout = ctx.pool.get();
                         }
                         if let Some(cout) = c.cout.as_mut() {
-                            cout.put_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+                            const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+                            if cout.put_all(CONTINUE) {
+                                self.writer.head_bytes += CONTINUE.len() as u64;
+                            }
                             progress = true;
                         }
                     }
@@ -152,6 +155,17 @@ impl Exchange {
             // handshake): until then a failure can still be retried elsewhere.
             Phase::Connecting(_) | Phase::Handshake { .. } | Phase::Tunnel(_) | Phase::Done => {}
         }
+        if self.proxying() {
+            // A chunk that declares more than client_max_body_size gets 413 at once, as in
+            // nginx, not after its bytes have come (or while they wait for the backend).
+            let max_body = ctx.rt.location_settings(self.server, self.loc).client_max_body_size;
+            let pending = c.cin.as_ref().map_or(&[][..], |b| b.data());
+            if !self.body.is_done() && self.body.declared_ahead(pending) > max_body {
+                log::info!("client {}: a chunk of the request body declares more than client_max_body_size", c.peer);
+                self.keep_alive = false;
+                return self.abort_with(c, ctx, 413).map(|_| true);
+            }
+        }
         if !self.body.is_done() && c.transport.read_closed() && c.input_empty() {
             log::info!("client {}: closed the connection while sending the request body", c.peer);
             return Err(Closed::ByClient);
@@ -200,7 +214,7 @@ impl Exchange {
         let mut progress = false;
         let io: std::io::Result<()> = (|| {
             if let Phase::SendingHead { up, sent } = &mut self.phase {
-                let head = self.proxy.as_ref().and_then(|p| p.head.as_ref()).map_or(&[][..], |h| h.data());
+                let head = self.proxy.as_ref().map_or(&[][..], |p| p.head());
                 let n = up.write(&head[*sent..], now)?;
                 *sent += n;
                 progress |= n > 0;
@@ -245,16 +259,12 @@ impl Exchange {
         }
         let Some(cout) = c.cout.as_mut() else { return Ok(false) };
         let Some(px) = self.proxy.as_mut() else { return Ok(false) };
-        let host = match &px.head {
-            Some(h) => &h.data()[px.host.0..px.host.0 + px.host.1],
-            None => &b""[..],
-        };
         let [r1, r2] = &ups.rewrite[up.peer];
         let facts = ReqFacts {
             head: self.meta.method == request::Method::Head,
             minor: self.meta.minor,
             keep_alive: self.keep_alive && !ctx.draining,
-            host,
+            host: px.authority(),
             rewrite_from: [r1.as_bytes(), r2.as_bytes()],
             rewrite: settings.proxy_redirect,
             scheme: if c.transport.tls_info().is_some() { "https" } else { "http" },
@@ -270,13 +280,11 @@ impl Exchange {
         }
         let progress = before != (up.bin.len(), cout.len()) || self.writer.started != was_started;
         if self.writer.started && !was_started {
-            px.upstream_status = self.writer.status;
+            px.history.set_status(self.writer.status);
             let t = ctx.now.duration_since(up.t_start);
-            px.upstream_time = Some(t);
             ups.peers[up.peer].record_response(self.writer.status, t);
             // The kept head is only needed for retries, which are over now.
             px.head = None;
-            px.host = (0, 0);
         }
         if self.writer.started && matches!(self.phase, Phase::AwaitingResponse(_)) {
             if let Some(up) = self.take_upconn(Phase::Done) {
@@ -285,12 +293,7 @@ impl Exchange {
         }
         match step {
             Ok(Step::Blocked) => Ok(progress),
-            Ok(Step::RetryStatus(status)) => {
-                if let Some(px) = self.proxy.as_mut() {
-                    px.upstream_status = status;
-                }
-                self.upstream_failed(c, ctx, Fail::Status(status), "").map(|_| true)
-            }
+            Ok(Step::RetryStatus(status)) => self.upstream_failed(c, ctx, Fail::Status(status), "").map(|_| true),
             Ok(Step::Done { .. }) if self.writer.status == 101 => {
                 // Switching protocols: from now on bytes are copied both ways as they are.
                 self.keep_alive = false;
@@ -300,12 +303,6 @@ impl Exchange {
                 Ok(true)
             }
             Ok(Step::Done { reusable }) => {
-                let elapsed = self.upconn().map(|up| ctx.now.duration_since(up.t_start));
-                if let Some(px) = self.proxy.as_mut() {
-                    if px.upstream_time.is_none() {
-                        px.upstream_time = elapsed;
-                    }
-                }
                 self.response_complete(ctx, reusable);
                 Ok(true)
             }
@@ -318,12 +315,8 @@ impl Exchange {
     /// the whole request went out too); an unfinished request body is read and dropped (a
     /// backend that answers early, as nginx discards a body it does not need).
     fn response_complete(&mut self, ctx: &mut Ctx, reusable: bool) {
-        let traffic = self.traffic();
         let body_done = self.body_done();
-        if let Some(up) = self.take_upconn(Phase::Done) {
-            let how = if body_done { Release::Done { reusable } } else { Release::Close };
-            up.release(ctx, how, traffic);
-        }
+        self.release_upconn(ctx, if body_done { Release::Done { reusable } } else { Release::Close });
         self.phase = if body_done { Phase::Done } else { Phase::Discarding };
     }
 
@@ -374,7 +367,7 @@ impl Exchange {
                 if !c.transport.can_write() || c.output_pending() {
                     return Ok(false);
                 }
-                match c.transport.send_file(file) {
+                match c.send_file(file) {
                     Ok(sent) => {
                         self.writer.body_bytes += sent;
                         (sent > 0, file.remaining == 0)
@@ -416,6 +409,7 @@ impl Exchange {
         let keep = self.keep_alive && !ctx.draining;
         self.keep_alive = keep;
         let cout = c.ensure_cout(ctx)?;
+        let mark = cout.len();
         use crate::http::status::{added_headers, head_end, head_start};
         use std::fmt::Write as _;
         let mut ok = head_start(cout, resp.status, &ctx.clock.http_date)
@@ -434,6 +428,7 @@ impl Exchange {
         if !(ok && head_end(cout, keep)) {
             return Err(Closed::ByUs);
         }
+        self.writer.head_bytes += (cout.len() - mark) as u64;
         self.writer.status = resp.status;
         self.writer.started = true;
         self.writer.keep_alive = keep;

@@ -7,10 +7,12 @@
 
 mod answer;
 mod drive;
+mod tries;
 mod upstream;
 mod waits;
 
 pub(crate) use answer::{static_answer, StaticAnswer, StaticConditions};
+pub(crate) use tries::Tries;
 
 use super::body::ReqBody;
 use super::fail::Fail;
@@ -22,7 +24,7 @@ use crate::http::request::RequestMeta;
 use crate::http::writer::ResponseWriter;
 use crate::reactor::Ctx;
 use crate::upstream::UpstreamState;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Where an exchange is.
 pub(crate) enum Phase {
@@ -77,23 +79,23 @@ pub(crate) struct ProxyState {
     /// The session id's hash, recorded as a live session of the server its route picks.
     pub(crate) session: Option<u64>,
     pub(crate) last_fail: Option<Fail>,
-    /// The encoded request head, kept until the response starts so a retry can resend it.
+    /// The encoded request head (its first `head_len` bytes), kept until the response starts
+    /// so a retry can resend it; behind it, the client's authority (`authority`).
     pub(crate) head: Option<Buf>,
-    /// Where the client's Host value sits inside `head` (for redirect rewriting).
-    pub(crate) host: (usize, usize),
-    /// Size of the encoded head (traffic accounting; `head` goes early).
-    pub(crate) head_bytes: u64,
-    /// For the access log.
-    pub(crate) peers_used: PeerList,
-    pub(crate) upstream_status: u16,
-    pub(crate) upstream_time: Option<Duration>,
+    pub(crate) head_len: u32,
+    /// Where the authority the client addressed sits in `head` (its Host, or the server's
+    /// name or address): what `proxy_redirect` rewrites backend URLs to.
+    pub(crate) authority: (u32, u32),
+    /// For the access log: every server tried, with its status and time.
+    pub(crate) history: Tries,
 }
 
 impl ProxyState {
     pub(crate) fn new(
         upstream: usize,
         head: Buf,
-        host: (usize, usize),
+        head_len: usize,
+        authority: (usize, usize),
         sticky_peer: Option<usize>,
         route_peer: Option<usize>,
         session: Option<u64>,
@@ -102,39 +104,26 @@ impl ProxyState {
             upstream,
             tried: 0,
             tries: 0,
+            history: Tries::default(),
             sticky_peer,
             route_peer,
             session,
             last_fail: None,
-            head_bytes: head.len() as u64,
             head: Some(head),
-            host,
-            peers_used: PeerList::default(),
-            upstream_status: 0,
-            upstream_time: None,
+            head_len: head_len as u32,
+            authority: (authority.0 as u32, authority.1 as u32),
         }
     }
-}
 
-/// The servers tried for one request, for `$upstream_addr` (no allocation).
-#[derive(Default, Clone, Copy)]
-pub(crate) struct PeerList {
-    items: [u8; 8],
-    len: u8,
-}
+    /// The encoded request head.
+    pub(crate) fn head(&self) -> &[u8] {
+        self.head.as_ref().map_or(&[][..], |h| &h.data()[..(self.head_len as usize).min(h.len())])
+    }
 
-impl PeerList {
-    pub(crate) fn push(&mut self, p: usize) {
-        if (self.len as usize) < self.items.len() {
-            self.items[self.len as usize] = p as u8;
-            self.len += 1;
-        }
-    }
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &u8> {
-        self.items[..self.len as usize].iter()
+    /// The client's authority, while the head is kept.
+    pub(crate) fn authority(&self) -> &[u8] {
+        let (at, len) = (self.authority.0 as usize, self.authority.1 as usize);
+        self.head.as_ref().and_then(|h| h.data().get(at..at + len)).unwrap_or(b"")
     }
 }
 
@@ -196,14 +185,6 @@ impl Exchange {
     }
 
     /// The backend connection, in the phases that have one.
-    pub(crate) fn upconn(&self) -> Option<&UpConn> {
-        match &self.phase {
-            Phase::Connecting(up) | Phase::AwaitingResponse(up) | Phase::Streaming(up) | Phase::Tunnel(up) => Some(up),
-            Phase::Handshake { up, .. } | Phase::SendingHead { up, .. } => Some(up),
-            _ => None,
-        }
-    }
-
     pub(crate) fn upconn_mut(&mut self) -> Option<&mut UpConn> {
         match &mut self.phase {
             Phase::Connecting(up) | Phase::AwaitingResponse(up) | Phase::Streaming(up) | Phase::Tunnel(up) => Some(up),
@@ -275,16 +256,24 @@ impl Exchange {
 
     /// Bytes moved for the server's traffic counters.
     pub(crate) fn traffic(&self) -> (u64, u64) {
-        let head = self.proxy.as_ref().map_or(0, |p| p.head_bytes);
+        let head = self.proxy.as_ref().map_or(0, |p| p.head_len as u64);
         (head + self.body_taken, self.writer.body_bytes)
+    }
+
+    /// Lets go of the backend connection, if the phase has one, ending the current try.
+    pub(crate) fn release_upconn(&mut self, ctx: &mut Ctx, how: Release) {
+        let traffic = self.traffic();
+        if let Some(up) = self.take_upconn(Phase::Done) {
+            if let Some(px) = self.proxy.as_mut() {
+                px.history.end(ctx.now.duration_since(up.t_start));
+            }
+            up.release(ctx, how, traffic);
+        }
     }
 
     /// Ends the exchange where it stands (the client left or the connection closes): a
     /// backend connection is closed, never pooled; nothing is counted against the server.
     pub(crate) fn teardown(mut self, ctx: &mut Ctx) {
-        let traffic = self.traffic();
-        if let Some(up) = self.take_upconn(Phase::Done) {
-            up.release(ctx, Release::Close, traffic);
-        }
+        self.release_upconn(ctx, Release::Close);
     }
 }

@@ -73,12 +73,27 @@ impl Exchange {
                 return self.respond_error(c, ctx, status);
             };
             px.tries += 1;
-            px.peers_used.push(peer);
             match self.open(c, ctx, peer, self.reuse_check()) {
-                Ok(()) => return Ok(()),
-                // Out of buffers is this worker's trouble, not the server's: no failure counted.
+                Ok(()) => {
+                    if let Some(px) = self.proxy.as_mut() {
+                        px.history.start(peer);
+                    }
+                    return Ok(());
+                }
+                // Out of buffers or of file descriptors is this process's trouble, not the
+                // server's: no failure counted.
                 Err(e) if e.kind() == io::ErrorKind::OutOfMemory => {
                     log::error!("buffer pool exhausted (worker_buffers), answering 503, client: {}", c.peer);
+                    ctx.balancers[upstream].free(ups, peer, false, now_ms());
+                    return self.respond_error(c, ctx, 503);
+                }
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    log::error!(
+                        "socket() for a connection to {} failed ({}): the open file limit is reached, answering 503, client: {}",
+                        ups.conf.servers[peer].addr,
+                        e,
+                        c.peer
+                    );
                     ctx.balancers[upstream].free(ups, peer, false, now_ms());
                     return self.respond_error(c, ctx, 503);
                 }
@@ -94,6 +109,9 @@ impl Exchange {
                     ctx.balancers[upstream].free(ups, peer, true, now_ms());
                     if let Some(px) = self.proxy.as_mut() {
                         px.last_fail = Some(Fail::Error);
+                        px.history.start(peer);
+                        px.history.set_status(Fail::Error.status());
+                        px.history.end(std::time::Duration::ZERO);
                     }
                     if settings.proxy_next_upstream & next::ERROR == 0 {
                         return self.respond_error(c, ctx, 502);
@@ -130,9 +148,11 @@ impl Exchange {
         // A pooled connection the backend had closed: not the server's fault, resend at once
         // (a non-idempotent request only if it was not written: the server may have died on it).
         let stale = up.reused && kind == Fail::Error && !crate::backend::Protocol::response_started(&up.adapter) && self.may_resend(settings, sent);
+        let took = ctx.now.duration_since(up.t_start);
         if stale {
             log::debug!("upstream {}: pooled connection was closed, resending on a new one", addr);
             up.release(ctx, Release::Stale, (0, 0));
+            // The same try goes on, on a new connection.
             return match self.open(c, ctx, peer, None) {
                 Ok(()) => Ok(()),
                 Err(e) => {
@@ -140,6 +160,8 @@ impl Exchange {
                     ctx.balancers[upstream].free(ups, peer, true, now_ms());
                     if let Some(px) = self.proxy.as_mut() {
                         px.last_fail = Some(Fail::Error);
+                        px.history.set_status(Fail::Error.status());
+                        px.history.end(took);
                     }
                     self.connect(c, ctx)
                 }
@@ -152,6 +174,15 @@ impl Exchange {
         }
         if let Some(px) = self.proxy.as_mut() {
             px.last_fail = Some(kind);
+            // A status that moved the request on is the try's; other failures count as the
+            // answer they would give (502, 504), as nginx logs them.
+            if !self.writer.started {
+                px.history.set_status(match kind {
+                    Fail::Status(s) => s,
+                    k => k.status(),
+                });
+            }
+            px.history.end(took);
         }
         if self.writer.started {
             // Part of the response already went out: the client must see the truncation.
@@ -170,10 +201,7 @@ impl Exchange {
     /// pounce answers `status` in place of the backend: any backend connection is released
     /// without blame, and a request body half taken means the connection cannot be kept.
     pub(crate) fn respond_error(&mut self, c: &mut Client, ctx: &mut Ctx, status: u16) -> Res<()> {
-        let traffic = self.traffic();
-        if let Some(up) = self.take_upconn(Phase::Done) {
-            up.release(ctx, Release::Close, traffic);
-        }
+        self.release_upconn(ctx, Release::Close);
         if let Some(px) = self.proxy.as_mut() {
             px.head = None;
         }

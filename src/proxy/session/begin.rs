@@ -3,13 +3,13 @@
 //! first (the plan, the encoded backend head, a rendered `return` text, a static file's
 //! answer); then the head leaves `cin` and the exchange starts.
 
-use super::access::{cin_line, request_log_fields};
+use super::access::{cin_line, HeadView};
 use super::{ClientPhase, Session};
 use crate::backend::http::put_template;
 use crate::backend::{Adapter, ForwardRequest, Protocol};
-use crate::buffer::Buf;
+use crate::buffer::{Buf, StackText};
 use crate::config::Part;
-use crate::http::request::{self, header, Parse, RequestMeta};
+use crate::http::request::{self, header, Method, Parse, RequestMeta};
 use crate::proxy::exchange::{static_answer, Exchange, Phase, ProxyState, StaticAnswer, StaticConditions, StatusReq};
 use crate::proxy::plan::{self, Action, ConnFacts, ProxyPlan, Refusal};
 use crate::proxy::{Closed, Res};
@@ -47,11 +47,28 @@ impl Session {
         let (req, meta) = match request::parse(cin.data(), &mut headers, request::MAX_HEAD) {
             Parse::Partial if self.client.transport.read_closed() => return Err(Closed::ByUs),
             Parse::Partial => return Ok(false),
+            Parse::Downgrade(at) => {
+                // HTTP/1.2 and later 1.x: served as HTTP/1.1 (RFC 9112 §2.6); read again.
+                if let Some(cin) = self.client.cin.as_mut() {
+                    cin.data_mut()[at] = b'1';
+                }
+                return Ok(true);
+            }
             Parse::Reject(status, why) => {
                 log::info!("client {}: {} while reading request, answering {}", self.client.peer, why, status);
-                self.log.fill(cin_line(cin.data()), b"", b"");
+                let line = cin_line(cin.data());
                 let server = rt.cfg.http.listens[self.client.listen].default_server;
-                let ex = Exchange::new(now, server, None, RequestMeta::placeholder(), false);
+                if let Some(al) = rt.cfg.http.servers[server].settings.access_log {
+                    let server_name = rt.cfg.http.servers[server].names.first().map_or("", String::as_str);
+                    self.log.capture(&rt.cfg.http.log_formats[al.format].captures, &HeadView { req: None, line, uri: b"", server_name });
+                }
+                let mut meta = RequestMeta::placeholder();
+                if line.starts_with(b"HEAD ") {
+                    // An error answer to HEAD has no body either.
+                    meta.method = Method::Head;
+                }
+                self.client.sent = 0;
+                let ex = Exchange::new(now, server, None, meta, false);
                 return self.start(ctx, Start::Answer(ex, status, None), 0).map(|_| true);
             }
             Parse::Done(req, meta) => (req, meta),
@@ -61,13 +78,28 @@ impl Session {
             ConnFacts { listen: self.client.listen, peer, served: self.served, client_closed: self.client.transport.peer_closed(), draining: ctx.draining };
         let plan = plan::plan(&req, &meta, conn, &rt, &mut self.path_scratch);
         let settings = plan.settings;
-        if settings.access_log.is_some() {
-            let (line, referer, ua) = request_log_fields(&req, cin.data());
-            self.log.fill(line, referer, ua);
-        }
         let srv = &rt.cfg.http.servers[plan.server];
         let server_name = srv.names.first().map_or("", |s| s.as_str());
-        let fr = ForwardRequest { tls: self.client.transport.tls_info(), ..ForwardRequest::new(&req, &meta, peer, local_port, server_name, settings) };
+        if let Some(al) = settings.access_log {
+            let head = HeadView { req: Some(&req), line: cin_line(cin.data()), uri: plan.route_path, server_name };
+            self.log.capture(&rt.cfg.http.log_formats[al.format].captures, &head);
+        }
+        self.client.sent = 0;
+        // Made only for the rare request without Host (its buffer is not even zeroed otherwise).
+        let made: StackText<320>;
+        let default_host = match header(&req, "host") {
+            Some(_) => server_name,
+            None => {
+                made = default_host(&srv.names, local_port, || self.client.transport.local_addr());
+                std::str::from_utf8(made.as_bytes()).unwrap_or("")
+            }
+        };
+        let fr = ForwardRequest {
+            default_host,
+            tls: self.client.transport.tls_info(),
+            uri: plan.route_path,
+            ..ForwardRequest::new(&req, &meta, peer, local_port, server_name, settings)
+        };
         let mut ex = Exchange::new(now, plan.server, plan.loc, meta, plan.keep_alive);
         if plan.reads_body {
             ex = ex.expect_body();
@@ -169,6 +201,25 @@ fn render<'c>(parts: &'c [Part], fr: &ForwardRequest) -> Cow<'c, str> {
     }
 }
 
+/// What stands for Host when the client sent none: the server's first plain name (no
+/// wildcard, no `_`, which backends may refuse), else the address the client connected to;
+/// with the port unless it is 80.
+fn default_host(names: &[String], port: u16, local: impl FnOnce() -> std::io::Result<SocketAddr>) -> StackText<320> {
+    use std::fmt::Write as _;
+    let mut out = StackText::new();
+    let plain = |n: &&String| !n.is_empty() && !n.starts_with('.') && n.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-');
+    let _ = match (names.iter().find(plain), local()) {
+        (Some(name), _) => write!(out, "{}", name),
+        (None, Ok(SocketAddr::V6(a))) => write!(out, "[{}]", a.ip()),
+        (None, Ok(a)) => write!(out, "{}", a.ip()),
+        (None, Err(_)) => write!(out, "localhost"),
+    };
+    if port != 80 {
+        let _ = write!(out, ":{}", port);
+    }
+    out
+}
+
 /// Encodes the request for its backend into a pooled buffer, kept for retries. The response
 /// buffer is taken now and the backend's two must be there: an exchange that starts can
 /// always finish, so a full pool answers 503 instead of stalling half-way. Err: the status
@@ -190,13 +241,16 @@ fn backend_head(ctx: &mut Ctx, cout: &mut Option<Buf>, rt: &Runtime, pp: &ProxyP
         route: pp.sticky_peer.and_then(|p| ups.conf.servers[p].route.as_deref()),
         ..*fr
     };
-    match Adapter::for_request(pp.backend, fr.meta).encode_head(&fr, &mut head) {
-        Some(host) => Ok(ProxyState::new(pp.upstream, head, host, pp.sticky_peer, pp.route_peer, pp.session)),
-        None => {
-            log::info!("client {}: request head too large to forward", fr.client);
-            Err(431)
-        }
+    if !Adapter::for_request(pp.backend, fr.meta).encode_head(&fr, &mut head) {
+        log::info!("client {}: request head too large to forward", fr.client);
+        return Err(431);
     }
+    // Behind the head, the authority the client addressed, for redirect rewriting (left
+    // empty in the rare head that fills the buffer: then nothing is rewritten).
+    let head_len = head.len();
+    let authority = header(fr.req, "host").map_or(fr.default_host.as_bytes(), request::trim);
+    let span = if head.put_all(authority) { (head_len, authority.len()) } else { (0, 0) };
+    Ok(ProxyState::new(pp.upstream, head, head_len, span, pp.sticky_peer, pp.route_peer, pp.session))
 }
 
 /// The error-log line of a refusal.

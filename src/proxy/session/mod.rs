@@ -66,11 +66,13 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(key: usize, transport: ClientTransport, peer: SocketAddr, local_port: u16, listen: usize, now: Instant) -> Session {
+    pub(crate) fn new(key: usize, transport: ClientTransport, peer: SocketAddr, local_port: u16, listen: usize, now: Instant, serial: u64) -> Session {
+        let mut client = Client::new(key, transport, peer, local_port, listen, now);
+        client.serial = serial;
         Session {
             key,
             timer: TimerSlot::default(),
-            client: Client::new(key, transport, peer, local_port, listen, now),
+            client,
             phase: ClientPhase::ReadingHead { since: None },
             served: 0,
             idle_since: now,
@@ -118,7 +120,9 @@ impl Session {
                 ClientPhase::ReadingHead { .. } => self.begin(ctx)?,
                 ClientPhase::Exchange(ex) => {
                     let moved = ex.drive(&mut self.client, ctx)?;
-                    if ex.is_done() {
+                    // Over once its response has all gone to the socket: only then is it
+                    // logged (with the bytes sent), and only then is the next request read.
+                    if ex.is_done() && !self.client.output_pending() {
                         self.finish(ctx);
                     }
                     moved || matches!(self.phase, ClientPhase::ReadingHead { .. } | ClientPhase::Closing)
@@ -135,6 +139,11 @@ impl Session {
                 }
             };
             progress |= self.client.write(ctx)?;
+            if matches!(&self.phase, ClientPhase::Exchange(ex) if ex.is_done()) && !self.client.output_pending() {
+                // Its last bytes just went: over now, not one loop pass later.
+                self.finish(ctx);
+                progress = true;
+            }
             if matches!(self.phase, ClientPhase::Closing) && !self.client.output_pending() {
                 self.start_lingering(ctx)?;
                 progress = true;
@@ -154,7 +163,8 @@ impl Session {
         Ok(())
     }
 
-    /// The exchange is complete: log it, then wait for the next request or close.
+    /// The exchange is complete and its response is out: log it, then wait for the next
+    /// request or close.
     fn finish(&mut self, ctx: &mut Ctx) {
         let ClientPhase::Exchange(ex) = std::mem::replace(&mut self.phase, ClientPhase::Closing) else { return };
         self.write_access_log(ctx, &ex, ex.writer.status);
@@ -193,8 +203,9 @@ impl Session {
     }
 
     /// Releases everything this session holds. Called once, when it is removed: a request
-    /// still in progress is logged (499 when the client left before its response was
-    /// complete) and its backend connection closed, never pooled.
+    /// still in progress is logged — 499 when the client left before its response had all
+    /// gone to the socket, even if it was complete in `cout` — and its backend connection
+    /// closed, never pooled.
     pub(crate) fn close(mut self, ctx: &mut Ctx, cause: Closed) {
         if let ClientPhase::Exchange(ex) = std::mem::replace(&mut self.phase, ClientPhase::Closing) {
             let tunnel = matches!(ex.phase, Phase::Tunnel(_));

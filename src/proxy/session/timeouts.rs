@@ -61,7 +61,8 @@ impl Session {
                     return Err(Closed::ByUs);
                 }
                 log::info!("client {} timed out while reading request headers", self.client.peer);
-                self.log.fill(b"-", b"", b"");
+                self.log.clear();
+                self.client.sent = 0;
                 let server = ctx.rt.cfg.http.listens[self.client.listen].default_server;
                 let mut ex = Exchange::new(ctx.now, server, None, RequestMeta::placeholder(), false);
                 let r = ex.answer(&mut self.client, ctx, 408, None);
