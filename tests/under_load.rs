@@ -25,8 +25,10 @@ fn main() {
         return;
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let tests: [(&str, fn()); 3] = [
+    let tests: [(&str, fn()); 5] = [
         ("dying_backends_kill_and_freeze_under_load", dying_backends_kill_and_freeze_under_load),
+        ("frozen_server_found_by_silence_costs_no_get", frozen_server_found_by_silence_costs_no_get),
+        ("frozen_server_found_by_health_check_costs_no_get", frozen_server_found_by_health_check_costs_no_get),
         ("reload_with_a_changed_upstream_under_load", reload_with_a_changed_upstream_under_load),
         ("graceful_stop_under_load", graceful_stop_under_load),
     ];
@@ -243,6 +245,107 @@ fn dying_backends_kill_and_freeze_under_load() {
     assert!(says("timed out"), "the log says the frozen server timed out");
     assert!(says("health check"), "the log has the health checks' verdicts");
     a.kill();
+}
+
+/// How a frozen server is to be found.
+#[derive(Clone, Copy, PartialEq)]
+enum Finder {
+    /// `frozen_timeout`: no byte from it while requests wait.
+    Silence,
+    /// An active check times out.
+    HealthCheck,
+}
+
+fn frozen_server_found_by_silence_costs_no_get() {
+    frozen_server_costs_no_get(Finder::Silence);
+}
+
+fn frozen_server_found_by_health_check_costs_no_get() {
+    frozen_server_costs_no_get(Finder::HealthCheck);
+}
+
+/// One of two servers is SIGSTOPped under load (its kernel still takes connections and
+/// requests: nothing fails, requests just wait) and resumed later. With a read timeout far
+/// beyond the bound, only the frozen-server watch can answer the GETs waiting on it in time.
+fn frozen_server_costs_no_get(finder: Finder) {
+    let dir = TempDir::new("frozen");
+    let (log_a, log_b) = (dir.0.join("a.log"), dir.0.join("b.log"));
+    let (port_a, port_b) = (free_port(), free_port());
+    let a = BackendProcess::start(port_a, "a", &log_a, 5);
+    let _b = BackendProcess::start(port_b, "b", &log_b, 5);
+    let watch = match finder {
+        Finder::Silence => "frozen_timeout 1s;",
+        Finder::HealthCheck => "health_check interval=500ms timeout=400ms fails=1 passes=1 uri=/health;",
+    };
+    let p = Pounce::start(
+        &Conf::new()
+            .workers(2)
+            .http("proxy_read_timeout 20s;")
+            .upstream(
+                Upstream::new("app")
+                    .server(format!("127.0.0.1:{} max_fails=1 fail_timeout=3s", port_a))
+                    .server(format!("127.0.0.1:{} max_fails=1 fail_timeout=3s", port_b))
+                    .line("keepalive 32;")
+                    .line(watch),
+            )
+            .server(Server::new().location(Location::new("/").proxy_pass("http://app"))),
+    );
+    let clients = 16;
+    let load = Load::start(p.port, clients, Mix { post_every: 5, stop_on_refused: false });
+    let phases = ["warm", "a frozen", "a resumed"];
+    std::thread::sleep(phase_secs(2));
+    load.set_phase(1);
+    a.signal(libc::SIGSTOP);
+    let addr_a = format!("127.0.0.1:{}", port_a);
+    let health = |what: &str| p.harness_status().map(|j| status::server_in(&j, &addr_a).get(what).str().to_string()).unwrap_or_default();
+    let shown_down = eventually(Duration::from_secs(3), || health("health") == "down");
+    let reason = health("down_reason");
+    std::thread::sleep(phase_secs(4));
+    load.set_phase(2);
+    a.signal(libc::SIGCONT);
+    let shown_up = eventually(Duration::from_secs(8), || health("health") == "up");
+    std::thread::sleep(phase_secs(2));
+    let tally = load.finish();
+
+    let total = tally.count(None, None, |_| true);
+    let get_errors = tally.count(None, Some("GET"), |o| !outcome_is(o, &[200]));
+    let post_errors = tally.count(None, Some("POST"), |o| !outcome_is(o, &[200]));
+    let executed = executed(&[&log_a, &log_b]);
+    let twice: Vec<_> = executed.iter().filter(|(_, &n)| n > 1).collect();
+    let log = p.error_log();
+    println!("{} requests by {} clients:\n{}", total, clients, tally.report(&phases));
+    println!(
+        "GET errors: {}, slowest GET {} ms; POST errors: {}; POSTs executed twice: {}; a shown down: {} ({}), up again: {}",
+        get_errors,
+        tally.slowest_get.as_millis(),
+        post_errors,
+        twice.len(),
+        shown_down,
+        reason,
+        shown_up
+    );
+    let story: Vec<&str> = log.lines().filter(|l| l.contains("[error]") || l.contains("[warn]")).collect();
+    for l in story.iter().take(12) {
+        println!("  log: {}", l);
+    }
+    assert!(total > 500, "the load ran");
+    assert_eq!(get_errors, 0, "every GET is answered 200");
+    assert!(tally.slowest_get < Duration::from_millis(2500), "every GET within 2.5 s: the slowest took {:?}", tally.slowest_get);
+    // A POST waiting on the frozen server is not sent again: it waits (proxy_read_timeout is
+    // longer than the freeze) and is answered when the server resumes.
+    assert_eq!(post_errors, 0, "POSTs are answered once the server resumes");
+    assert!(twice.is_empty(), "a POST was executed twice: {:?}", twice);
+    assert!(shown_down, "the frozen server is shown down");
+    assert_eq!(reason, if finder == Finder::Silence { "frozen" } else { "health_check" });
+    assert!(shown_up, "and up again after it resumes");
+    assert!(tally.count(Some(2), Some("GET"), |o| outcome_is(o, &[200])) > 0, "serving at the end");
+    let says = |s: &str| log.contains(s);
+    match finder {
+        Finder::Silence => assert!(says("stopped answering") && says("answers again"), "the log tells the freeze and the return"),
+        Finder::HealthCheck => assert!(says("is down") && says("is up again"), "the log tells the checks' verdicts"),
+    }
+    assert!(says("sent to other servers"), "the log tells how many requests moved");
+    assert!(story.len() <= 12, "a few lines tell the story, not one per request: {}", story.len());
 }
 
 fn reload_with_a_changed_upstream_under_load() {

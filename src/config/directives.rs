@@ -81,6 +81,7 @@ pub(super) const TABLE: &[Row] = &[
     simple("sessions_window",           UPSTREAM,            Exactly(1),   upstream::sessions_window),
     simple("drain_idle",                UPSTREAM,            Exactly(1),   upstream::drain_idle),
     simple("health_check",              UPSTREAM,            Any,          upstream::health_check),
+    simple("frozen_timeout",            UPSTREAM,            Exactly(1),   upstream::frozen_timeout),
     // server and location blocks (server.rs); `location` in a location says nesting is unsupported
     block("server",                     HTTP,                Exactly(0),   server::server),
     simple("listen",                    SERVER,              AtLeast(1),   server::listen),

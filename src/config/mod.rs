@@ -155,6 +155,9 @@ pub struct Upstream {
     pub health_check: Option<HealthCheck>,
     /// What its locations speak to it (active checks use it: AJP gets CPING).
     pub protocol: BackendProtocol,
+    /// `frozen_timeout`: a server that has sent nothing for this long while requests wait on
+    /// it is taken out and its waiting requests sent elsewhere (None: off).
+    pub frozen_timeout: Option<Duration>,
 }
 
 impl Upstream {
@@ -171,6 +174,7 @@ impl Upstream {
             sticky: None,
             health_check: None,
             protocol: BackendProtocol::Http,
+            frozen_timeout: None,
         }
     }
 }

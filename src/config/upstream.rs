@@ -1,10 +1,11 @@
 //! The `upstream NAME { ... }` block and its directives: servers, keep-alive, balancing,
-//! sticky sessions and active health checks.
+//! sticky sessions, active health checks and frozen-server detection.
 
 use super::builder::{inner, Builder, Scope};
 use super::lexer::{err, ConfError, Directive};
 use super::values::{num_arg, on_off, resolve_addr, time_arg};
 use super::{Balance, HealthCheck, Peer, Sticky, Upstream, MAX_SERVERS};
+use std::time::Duration;
 
 type Done = Result<(), ConfError>;
 
@@ -65,6 +66,20 @@ pub(super) fn keepalive(_: &mut Builder, d: &Directive, s: &mut Scope) -> Done {
 
 pub(super) fn keepalive_timeout(_: &mut Builder, d: &Directive, s: &mut Scope) -> Done {
     s.upstream(d)?.keepalive_timeout = time_arg(d, &d.args[0])?;
+    Ok(())
+}
+
+/// `frozen_timeout TIME|off;`: how long a server may send nothing at all while requests
+/// wait on it before it counts as frozen.
+pub(super) fn frozen_timeout(_: &mut Builder, d: &Directive, s: &mut Scope) -> Done {
+    let t = match d.args[0].as_str() {
+        "off" => None,
+        a => Some(time_arg(d, a)?),
+    };
+    if t.is_some_and(|t| t < Duration::from_millis(100)) {
+        return err(&d.pos, "\"frozen_timeout\" must be at least 100ms (or off)");
+    }
+    s.upstream(d)?.frozen_timeout = t;
     Ok(())
 }
 

@@ -12,13 +12,16 @@ pub(crate) enum Fail {
     Timeout,
     InvalidHeader,
     Status(u16),
+    /// The server went out for its health (a failed check, a freeze) while the request
+    /// waited on it: a timeout, seen early.
+    Frozen,
 }
 
 impl Fail {
     pub(crate) fn bit(self) -> u16 {
         match self {
             Fail::Error | Fail::Handshake => next::ERROR,
-            Fail::Timeout => next::TIMEOUT,
+            Fail::Timeout | Fail::Frozen => next::TIMEOUT,
             Fail::InvalidHeader => next::INVALID_HEADER,
             Fail::Status(s) => match s {
                 500 => next::HTTP_500,
@@ -36,7 +39,7 @@ impl Fail {
     /// The status the client gets when no retry is left.
     pub(crate) fn status(self) -> u16 {
         match self {
-            Fail::Timeout => 504,
+            Fail::Timeout | Fail::Frozen => 504,
             _ => 502,
         }
     }

@@ -34,6 +34,8 @@ pub(crate) struct UpConn {
     pub(crate) t_io: Instant,
     /// Requests served on this connection before this one.
     requests: u32,
+    /// Its upstream watches for frozen servers: what arrives is noted (`frozen_timeout`).
+    watched: bool,
     /// How far the connection got: what a failure is called on the status page.
     reach: Reach,
 }
@@ -123,6 +125,7 @@ impl UpConn {
             t_start: ctx.now,
             t_io: ctx.now,
             requests,
+            watched: ups.conf.frozen_timeout.is_some(),
             reach: if connected { Reach::Connected } else { Reach::Connecting },
         };
         Ok((up, connected))
@@ -169,6 +172,7 @@ impl UpConn {
             Fail::Timeout if self.reach == Reach::Connected => Cause::Timeout,
             Fail::Timeout => Cause::ConnectTimeout,
             Fail::Handshake => Cause::Cping,
+            Fail::Frozen => Cause::Frozen,
             Fail::InvalidHeader => Cause::InvalidResponse,
             Fail::Error => match self.reach {
                 Reach::Refused => Cause::Refused,
@@ -216,11 +220,14 @@ impl UpConn {
 
     /// Reads backend bytes into `bin` until it is full or the socket is drained; true when
     /// something arrived (or the end of the stream).
-    pub(crate) fn fill_in(&mut self, now: Instant) -> io::Result<bool> {
+    pub(crate) fn fill_in(&mut self, ctx: &Ctx) -> io::Result<bool> {
         let before = (self.bin.len(), self.sock.eof);
         self.sock.read_into(&mut self.bin)?;
         if self.bin.len() != before.0 {
-            self.t_io = now;
+            self.t_io = ctx.now;
+            if self.watched {
+                ctx.rt.upstreams[self.upstream].heard_from(self.peer, ctx.now_ms);
+            }
         }
         Ok((self.bin.len(), self.sock.eof) != before)
     }

@@ -55,6 +55,8 @@ pub(crate) struct Ctx {
     pub(crate) access: Vec<AccessLog>,
     pub(crate) clock: Clock,
     pub(crate) now: Instant,
+    /// `now` on the shared millisecond clock (`upstream::now_ms`).
+    pub(crate) now_ms: u64,
     pub(crate) draining: bool,
     /// Every open backend connection of this worker, by id (its token).
     pub(crate) backends: Slab<Owner>,
@@ -97,6 +99,7 @@ impl Ctx {
             access,
             clock: Clock::new(),
             now,
+            now_ms: crate::upstream::ms_at(now),
             draining: false,
             backends: Slab::new(),
             rt: Rc::new(rt),

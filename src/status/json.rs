@@ -121,10 +121,11 @@ fn server(o: &mut String, v: &ServerView) {
     );
     let _ = write!(
         o,
-        "\"live_sessions\":{},\"last_sticky_request_age_seconds\":{},\"drained\":{},",
+        "\"live_sessions\":{},\"last_sticky_request_age_seconds\":{},\"drained\":{},\"frozen_times\":{},",
         v.live_sessions,
         opt_num(v.last_sticky_ms.map(|ms| decimal(ms, 3))),
-        v.drained
+        v.drained,
+        v.frozen_times
     );
     let _ = write!(
         o,

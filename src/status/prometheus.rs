@@ -26,7 +26,7 @@ fn secs(us: u64) -> String {
 
 type ServerMetric = (&'static str, &'static str, &'static str, fn(&ServerView) -> String);
 
-const PER_SERVER: [ServerMetric; 18] = [
+const PER_SERVER: [ServerMetric; 19] = [
     ("pounce_upstream_server_up", "gauge", "1 when the server can take requests (health), 0 when it is down.", |v| u8::from(v.health == "up").to_string()),
     ("pounce_upstream_server_weight", "gauge", "Configured or manager-set weight.", |v| v.weight.to_string()),
     ("pounce_upstream_server_effective_weight", "gauge", "Weight in use now (ramped during slow_start).", |v| v.effective_weight.to_string()),
@@ -47,6 +47,9 @@ const PER_SERVER: [ServerMetric; 18] = [
         "Failed attempts that count against the server (errors, timeouts, invalid responses, retried 5xx).",
         |v| v.failures.to_string(),
     ),
+    ("pounce_upstream_server_frozen_total", "counter", "Times the server was declared frozen (nothing from it for frozen_timeout while requests waited).", |v| {
+        v.frozen_times.to_string()
+    }),
     ("pounce_upstream_server_retries_total", "counter", "Failed attempts after which the request went on to another try.", |v| v.retries.to_string()),
     ("pounce_upstream_server_failovers_total", "counter", "Requests whose sticky route named this server but that went elsewhere.", |v| {
         v.failovers.to_string()

@@ -21,7 +21,7 @@ pub(crate) struct ServerView {
     pub(crate) activation: &'static str,
     /// "up" or "down".
     pub(crate) health: &'static str,
-    /// Why it is down: "health_check", "passive" or "" when up.
+    /// Why it is down: "health_check", "frozen", "passive" or "" when up.
     pub(crate) down_reason: &'static str,
     /// How long it has been down (ms), and what took it down.
     pub(crate) down_since_ms: Option<u64>,
@@ -57,6 +57,8 @@ pub(crate) struct ServerView {
     pub(crate) live_sessions: u64,
     pub(crate) last_sticky_ms: Option<u64>,
     pub(crate) drained: bool,
+    /// Times it was declared frozen (`frozen_timeout`).
+    pub(crate) frozen_times: u64,
 }
 
 impl ServerView {
@@ -133,16 +135,25 @@ pub(crate) fn take(rt: &Runtime, access: StatusAccess) -> Snapshot {
                     let s = &u.peers[i];
                     let st = &s.stats;
                     let hc_down = s.hc_down.load(Relaxed);
+                    let frozen_until = s.frozen_until.load(Relaxed);
+                    let frozen = !hc_down && frozen_until > now;
                     let checked = s.checked.load(Relaxed);
                     let passive_down = !u.single()
                         && c.max_fails > 0
                         && s.fails.load(Relaxed) >= c.max_fails
                         && now.saturating_sub(checked) <= c.fail_timeout.as_millis() as u64;
-                    let down_for_ms = if passive_down { (checked + c.fail_timeout.as_millis() as u64).saturating_sub(now) } else { 0 };
+                    let passive_down = passive_down && !frozen;
+                    let down_for_ms = match (frozen, passive_down) {
+                        (true, _) => frozen_until.saturating_sub(now),
+                        (_, true) => (checked + c.fail_timeout.as_millis() as u64).saturating_sub(now),
+                        _ => 0,
+                    };
                     let last_check = st.last_check(now);
                     let last_failure = st.last_failure(now);
                     let (down_since_ms, down_cause) = if hc_down {
                         (Some(now.saturating_sub(st.hc_down_since.load(Relaxed))), last_check.as_ref().map(|c| c.outcome))
+                    } else if frozen {
+                        (Some(now.saturating_sub(st.frozen_since.load(Relaxed))), Some(Outcome::failed(Cause::Frozen)))
                     } else if passive_down {
                         let since = match st.passive_down_since.load(Relaxed) {
                             0 => checked,
@@ -163,9 +174,11 @@ pub(crate) fn take(rt: &Runtime, access: StatusAccess) -> Snapshot {
                         config_weight: c.weight,
                         effective_weight: u.weight(i, now),
                         activation: activation::name(s.activation.load(Relaxed)),
-                        health: if hc_down || passive_down { "down" } else { "up" },
+                        health: if hc_down || frozen || passive_down { "down" } else { "up" },
                         down_reason: if hc_down {
                             "health_check"
+                        } else if frozen {
+                            "frozen"
                         } else if passive_down {
                             "passive"
                         } else {
@@ -198,6 +211,7 @@ pub(crate) fn take(rt: &Runtime, access: StatusAccess) -> Snapshot {
                             t => Some(now.saturating_sub(t)),
                         },
                         drained: u.drained(i, now),
+                        frozen_times: st.frozen_times.load(Relaxed),
                     }
                 })
                 .collect(),

@@ -2,6 +2,7 @@
 //! weights and counters, as atomics), the per-worker balancer, sticky routes, and the
 //! per-worker pool of idle backend connections.
 
+pub(crate) mod frozen;
 pub(crate) mod keepalive;
 pub(crate) mod round_robin;
 pub(crate) mod sessions;
@@ -36,8 +37,13 @@ const TRAFFIC_DECAY_MS: u64 = 60_000;
 /// Milliseconds on a monotonic clock shared by every worker (health times are compared
 /// across threads, so they cannot be per-worker `Instant`s stored in atomics).
 pub(crate) fn now_ms() -> u64 {
+    ms_at(Instant::now())
+}
+
+/// `t` on the `now_ms` clock (a worker converts the time it already read).
+pub(crate) fn ms_at(t: Instant) -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+    t.saturating_duration_since(*START.get_or_init(Instant::now)).as_millis() as u64 + 1
 }
 
 /// What every worker sees of one peer. Races between workers are benign: like nginx with a
@@ -80,6 +86,10 @@ pub(crate) struct PeerState {
     /// Sticky sessions seen lately, and when the last sticky request came (ms; 0: never).
     pub(crate) live: sessions::LiveSessions,
     pub(crate) last_sticky: AtomicU64,
+    /// When a byte last came from it (ms; watched only with `frozen_timeout`), and until
+    /// when it is out as frozen (0: it is not).
+    pub(crate) heard: AtomicU64,
+    pub(crate) frozen_until: AtomicU64,
 }
 
 /// An upstream's configuration plus the shared state of its peers.
@@ -116,15 +126,15 @@ impl UpstreamState {
         UpstreamState { conf, peers, rewrite, last_decay: AtomicU64::new(now_ms()) }
     }
 
-    /// Passive health (nginx's fail window), active health and activation allow requests.
+    /// Activation and health allow requests: active health always, passive health (nginx's
+    /// fail window) and a freeze unless it is the only server (nginx: then it is always
+    /// tried).
     pub(crate) fn usable(&self, peer: usize, now: u64) -> bool {
-        let p = &self.conf.servers[peer];
         let s = &self.peers[peer];
         if s.activation.load(Relaxed) == activation::STOPPED || s.hc_down.load(Relaxed) {
             return false;
         }
-        self.single()
-            || !(p.max_fails > 0 && s.fails.load(Relaxed) >= p.max_fails && now.saturating_sub(s.checked.load(Relaxed)) <= p.fail_timeout.as_millis() as u64)
+        self.single() || !self.failing(peer, now)
     }
 
     /// A sticky request of the session whose id hashes to `session` goes to `peer`.

@@ -24,11 +24,23 @@ pub(crate) enum Cause {
     InvalidResponse,
     /// A status that counts as a failure (a `proxy_next_upstream` 5xx, a check's non-2xx/3xx).
     Status,
+    /// The server stopped answering (`frozen_timeout`, or a request moved off a server that
+    /// went down while it waited).
+    Frozen,
 }
 
 impl Cause {
-    pub(crate) const ALL: [Cause; 8] =
-        [Cause::Refused, Cause::ConnectError, Cause::ConnectTimeout, Cause::Timeout, Cause::Cping, Cause::Reset, Cause::InvalidResponse, Cause::Status];
+    pub(crate) const ALL: [Cause; 9] = [
+        Cause::Refused,
+        Cause::ConnectError,
+        Cause::ConnectTimeout,
+        Cause::Timeout,
+        Cause::Cping,
+        Cause::Reset,
+        Cause::InvalidResponse,
+        Cause::Status,
+        Cause::Frozen,
+    ];
 
     /// A failed connect(2).
     pub(crate) fn of_connect(e: &io::Error) -> Cause {
@@ -50,6 +62,7 @@ impl Cause {
             Cause::Reset => "reset",
             Cause::InvalidResponse => "invalid_response",
             Cause::Status => "http_status",
+            Cause::Frozen => "frozen",
         }
     }
 
@@ -63,6 +76,7 @@ impl Cause {
             Cause::Reset => "connection reset or closed",
             Cause::InvalidResponse => "invalid response",
             Cause::Status => "bad status",
+            Cause::Frozen => "stopped answering",
         }
     }
 
@@ -117,7 +131,7 @@ pub(crate) const BUCKETS_US: [u64; 14] =
 #[derive(Default, Debug)]
 pub(crate) struct ServerStats {
     /// Failed attempts by `Cause` (index = the cause's number; 0 is unused).
-    pub(crate) errors: [AtomicU64; 9],
+    pub(crate) errors: [AtomicU64; 10],
     /// Failed attempts after which the request went on to another try.
     pub(crate) retries: AtomicU64,
     /// Responses by status class, 1xx to 5xx.
@@ -138,6 +152,9 @@ pub(crate) struct ServerStats {
     pub(crate) hc_down_since: AtomicU64,
     /// When failed attempts took it out (nginx's `max_fails`; meaningful while that holds).
     pub(crate) passive_down_since: AtomicU64,
+    /// When it was last declared frozen (ms), and how many times it was.
+    pub(crate) frozen_since: AtomicU64,
+    pub(crate) frozen_times: AtomicU64,
 }
 
 /// The last check: its outcome, latency (µs) and age (ms).
@@ -175,7 +192,7 @@ impl ServerStats {
 
     /// The counters a reload moves to the next generation, in a fixed order.
     fn counters(&self) -> impl Iterator<Item = &AtomicU64> {
-        self.errors.iter().chain([&self.retries]).chain(&self.responses).chain(&self.latency).chain([&self.latency_sum_us, &self.checks, &self.check_failures])
+        self.errors.iter().chain([&self.retries]).chain(&self.responses).chain(&self.latency).chain([&self.latency_sum_us, &self.checks, &self.check_failures, &self.frozen_times])
     }
 
     /// Moves `old`'s counters into these, and keeps its latest events where they are newer.
@@ -251,6 +268,11 @@ impl UpstreamState {
         let out = fails >= conf.max_fails && now.saturating_sub(s.checked.load(Relaxed)) <= conf.fail_timeout.as_millis() as u64;
         if !out && fails + 1 >= conf.max_fails {
             s.stats.passive_down_since.store(now, Relaxed);
+            // Out now (unless it already is, for its checks or a freeze): the requests
+            // waiting on it move.
+            if !s.hc_down.load(Relaxed) && s.frozen_until.load(Relaxed) == 0 {
+                super::frozen::announce_down();
+            }
         }
     }
 

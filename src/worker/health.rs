@@ -188,6 +188,10 @@ impl Probe {
             Some(Cause::Status | Cause::InvalidResponse | Cause::Cping) => outcome.describe(),
             _ => why.to_string(),
         };
+        if matches!(outcome.cause, None | Some(Cause::Status)) {
+            // It answered: not frozen, whatever the answer.
+            up.heard_from(self.peer, now);
+        }
         if outcome.cause.is_none() {
             state.hc_fails.store(0, Relaxed);
             let passes = state.hc_passes.fetch_add(1, Relaxed) + 1;
@@ -207,6 +211,7 @@ impl Probe {
                 state.stats.hc_down_since.store(now, Relaxed);
                 state.hc_down.store(true, Relaxed);
                 log::warn!("health check: server {} in upstream \"{}\" is down: {}", conf.addr, up.conf.name, why);
+                crate::upstream::frozen::announce_down();
             } else {
                 log::debug!("health check of {} failed: {}", conf.addr, why);
             }

@@ -4,6 +4,7 @@
 
 pub(crate) mod health;
 pub(crate) mod listener;
+mod watch;
 
 use crate::logging::access::AccessLog;
 use crate::proxy::session::Session;
@@ -65,6 +66,8 @@ pub(crate) struct Worker {
     accept_error_logged: Option<Instant>,
     /// The active health checks this worker runs.
     probes: Vec<health::Probe>,
+    /// Servers that go out while requests wait on them (`watch`).
+    watch: watch::Watch,
 }
 
 impl Worker {
@@ -89,6 +92,7 @@ impl Worker {
             access.push(AccessLog::open(path).map_err(|e| std::io::Error::new(e.kind(), format!("cannot open access log \"{}\": {}", path.display(), e)))?);
         }
         let probes = health::probes_for(&rt, id, rt.cfg.worker_processes, Instant::now());
+        let watch = watch::Watch::new(rt.upstreams.iter().any(|u| u.conf.frozen_timeout.is_some()), Instant::now());
         let ctx = Ctx::new(id, rt, registry, access);
         Ok(Worker {
             id,
@@ -101,6 +105,7 @@ impl Worker {
             accept_errors: 0,
             accept_error_logged: None,
             probes,
+            watch,
         })
     }
 
@@ -117,6 +122,9 @@ impl Worker {
             if let Some(due) = self.probes.iter().map(|p| p.due()).min() {
                 timeout = timeout.min(due.saturating_duration_since(Instant::now()));
             }
+            if let Some(limit) = self.watch_timeout() {
+                timeout = timeout.min(limit);
+            }
             if let Err(e) = self.poll.poll(&mut events, Some(timeout + Duration::from_micros(500))) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     log::error!("worker {}: epoll_wait() failed: {}", self.id, e);
@@ -124,6 +132,7 @@ impl Worker {
                 }
             }
             self.ctx.now = Instant::now();
+            self.ctx.now_ms = crate::upstream::ms_at(self.ctx.now);
             self.ctx.clock.tick();
             for ev in events.iter() {
                 let t = ev.token();
@@ -182,6 +191,7 @@ impl Worker {
                     }
                 }
             }
+            self.watch_servers();
             if self.control.reopen.load(Ordering::Relaxed) && self.control.reopen.swap(false, Ordering::AcqRel) {
                 for log in &mut self.ctx.access {
                     log.reopen();

@@ -33,6 +33,8 @@ pub struct Tally {
     /// POST ids sent, with their outcome, to check what the backends executed.
     pub posts: Vec<(String, Outcome)>,
     pub latencies: Vec<Duration>,
+    /// The longest a GET took to be answered.
+    pub slowest_get: Duration,
 }
 
 impl Tally {
@@ -97,6 +99,7 @@ impl Load {
                 }
                 all.posts.extend(t.posts);
                 all.latencies.extend(t.latencies);
+                all.slowest_get = all.slowest_get.max(t.slowest_get);
             }
         }
         all.latencies.sort();
@@ -172,6 +175,9 @@ fn client(port: u16, id: usize, mix: Mix, stop: &AtomicBool, phase: &AtomicUsize
         };
         if matches!(outcome, Outcome::Status(_)) {
             tally.latencies.push(t.elapsed());
+            if !post {
+                tally.slowest_get = tally.slowest_get.max(t.elapsed());
+            }
         } else {
             conn = None;
         }

@@ -188,7 +188,7 @@ impl Exchange {
     fn handshake(&mut self, c: &mut Client, ctx: &mut Ctx) -> Res<bool> {
         let Phase::Handshake { up, .. } = &mut self.phase else { return Ok(false) };
         let now = ctx.now;
-        let io = up.flush_out(now).and_then(|w| Ok(w | up.fill_in(now)?));
+        let io = up.flush_out(now).and_then(|w| Ok(w | up.fill_in(ctx)?));
         let progress = match io {
             Ok(p) => p,
             Err(e) => return self.upstream_failed(c, ctx, Fail::Error, &format!("handshake failed ({})", e)).map(|_| true),
@@ -220,7 +220,7 @@ impl Exchange {
                 progress |= n > 0;
                 if *sent < head.len() {
                     // Read anyway: a backend that closes or resets is noticed.
-                    progress |= up.fill_in(now)?;
+                    progress |= up.fill_in(ctx)?;
                     return Ok(());
                 }
                 if let Some(up) = self.take_upconn(Phase::Done) {
@@ -229,7 +229,7 @@ impl Exchange {
             }
             if let Some(up) = self.upconn_mut() {
                 progress |= up.flush_out(now)?;
-                progress |= up.fill_in(now)?;
+                progress |= up.fill_in(ctx)?;
             }
             Ok(())
         })();
@@ -327,7 +327,7 @@ impl Exchange {
         let now = ctx.now;
         let mut progress = false;
         let io = (|| -> std::io::Result<()> {
-            progress |= up.fill_in(now)?;
+            progress |= up.fill_in(ctx)?;
             if let Some(cin) = c.cin.as_mut() {
                 progress |= up.send_through(cin, now)?;
             }

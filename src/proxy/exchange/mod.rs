@@ -13,6 +13,7 @@ mod waits;
 
 pub(crate) use answer::{static_answer, StaticAnswer, StaticConditions};
 pub(crate) use tries::Tries;
+pub(crate) use upstream::Moved;
 
 use super::body::ReqBody;
 use super::fail::Fail;

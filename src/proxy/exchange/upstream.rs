@@ -16,6 +16,17 @@ use crate::upstream::{now_ms, Balancer};
 use std::io;
 use std::sync::atomic::Ordering::Relaxed;
 
+/// What became of a request whose server went out while it waited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Moved {
+    /// It was not waiting on a server that is out.
+    NotThere,
+    /// Sent to another server.
+    Resent,
+    /// Left where it is: not safe to send twice, or nowhere else to go.
+    Kept,
+}
+
 /// The backend configuration of a proxy location.
 fn backend_conf(rt: &Runtime, server: usize, loc: usize) -> &BackendConf {
     match rt.cfg.http.servers[server].locations.get(loc).map(|l| &l.handler) {
@@ -170,6 +181,8 @@ impl Exchange {
         up.release(ctx, Release::Failed(kind), (0, 0));
         match kind {
             Fail::Status(s) => log::warn!("upstream {} answered {} (proxy_next_upstream), client: {}", addr, s, c.peer),
+            // The worker tells the story once for all the requests it moves.
+            Fail::Frozen => log::info!("upstream {}: {}, client: {}", addr, why, c.peer),
             _ => log::error!("upstream {} failed: {} ({:?}), client: {}", addr, why, kind, c.peer),
         }
         if let Some(px) = self.proxy.as_mut() {
@@ -196,6 +209,44 @@ impl Exchange {
             return self.connect(c, ctx);
         }
         self.respond_error(c, ctx, kind.status())
+    }
+
+    /// The server this exchange's request waits on, before any of its response came:
+    /// (upstream, server, when the request was last written to it).
+    pub(crate) fn waiting_on(&self) -> Option<(usize, usize, std::time::Instant)> {
+        match &self.phase {
+            Phase::SendingHead { up, sent } if *sent > 0 => Some((up.upstream, up.peer, up.t_io)),
+            Phase::AwaitingResponse(up) if !crate::backend::Protocol::response_started(&up.adapter) => Some((up.upstream, up.peer, up.t_io)),
+            _ => None,
+        }
+    }
+
+    /// The server of this exchange went out for its health (a failed check, a freeze) while
+    /// the request waited on it. Before any of the response came, the request goes to another
+    /// server if a retry is allowed and safe — nothing of it sent yet, or it is idempotent
+    /// (nginx's rule for timeouts) — and another server can take it; otherwise it stays,
+    /// and ends as its timeout says.
+    pub(crate) fn server_down(&mut self, c: &mut Client, ctx: &mut Ctx) -> Res<Moved> {
+        let (upstream, peer, sent) = match &self.phase {
+            Phase::Connecting(up) | Phase::Handshake { up, .. } => (up.upstream, up.peer, false),
+            Phase::SendingHead { up, sent } => (up.upstream, up.peer, *sent > 0),
+            Phase::AwaitingResponse(up) if !crate::backend::Protocol::response_started(&up.adapter) => (up.upstream, up.peer, true),
+            _ => return Ok(Moved::NotThere),
+        };
+        let rt = ctx.rt.clone();
+        let ups = &rt.upstreams[upstream];
+        if ups.single() || !ups.failing(peer, ctx.now_ms) {
+            return Ok(Moved::NotThere);
+        }
+        let settings = rt.location_settings(self.server, self.loc);
+        let Some(px) = self.proxy.as_ref() else { return Ok(Moved::NotThere) };
+        let elsewhere = px.tries < Self::try_limit(settings, ups)
+            && (0..ups.conf.servers.len()).any(|p| p != peer && px.tried & (1u128 << p) == 0 && ups.takes_new(p) && ups.usable(p, ctx.now_ms));
+        if settings.proxy_next_upstream & next::TIMEOUT == 0 || !self.may_resend(settings, sent) || !elsewhere {
+            return Ok(Moved::Kept);
+        }
+        self.upstream_failed(c, ctx, Fail::Frozen, "server went out while the request waited, sent to another")?;
+        Ok(Moved::Resent)
     }
 
     /// pounce answers `status` in place of the backend: any backend connection is released

@@ -10,7 +10,7 @@
 //! `access` writes the access log. The exchange itself is `proxy::exchange`.
 
 use super::client::Client;
-use super::exchange::{Exchange, Phase};
+use super::exchange::{Exchange, Moved, Phase};
 use super::{Closed, Res, Wait};
 use crate::reactor::timer::TimerSlot;
 use crate::reactor::{client_token, Ctx};
@@ -106,6 +106,34 @@ impl Session {
             ex.on_backend_event(&mut self.client, ctx, ev)?;
         }
         self.pump(ctx)
+    }
+
+    /// The server this session's request waits on, before any of its response came
+    /// (upstream, server, when the request was last written to it).
+    pub(crate) fn waiting_on(&self) -> Option<(usize, usize, Instant)> {
+        match &self.phase {
+            ClientPhase::Exchange(ex) => ex.waiting_on(),
+            _ => None,
+        }
+    }
+
+    /// The server this session's request uses (upstream, server), if any.
+    pub(crate) fn backend(&mut self) -> Option<(usize, usize)> {
+        match &mut self.phase {
+            ClientPhase::Exchange(ex) => ex.upconn_mut().map(|up| (up.upstream, up.peer)),
+            _ => None,
+        }
+    }
+
+    /// A server went out for its health: if this session's request waits on it, it moves
+    /// on when that is safe (`Exchange::server_down`).
+    pub(crate) fn on_server_down(&mut self, ctx: &mut Ctx) -> Res<Moved> {
+        let ClientPhase::Exchange(ex) = &mut self.phase else { return Ok(Moved::NotThere) };
+        let moved = ex.server_down(&mut self.client, ctx)?;
+        if moved == Moved::Resent {
+            self.pump(ctx)?;
+        }
+        Ok(moved)
     }
 
     /// Moves bytes in every direction until nothing more can move, then re-arms the timer.
