@@ -10,7 +10,8 @@ static file and a JSP, over HTTP and AJP), static (files served by pounce and ng
 (10,000 idle keep-alive client connections: proxy RSS), tls (pounce, nginx and HAProxy
 terminating TLS 1.2/1.3 with one ECDSA P-256 certificate: keep-alive, a new connection per
 request (resumed), a full handshake per request (resumption off everywhere), 10,000 idle TLS
-connections). Every target of a scenario is warmed
+connections), failures (bench/failures.py: a Tomcat frozen, a Tomcat killed, six reloads of the
+balancer, each under wrk load, through pounce, nginx, HAProxy and mod_jk). Every target of a scenario is warmed
 up, then measured --reps times in alternating order (A B C, C B A, ...); the table shows
 medians. Everything started here is stopped at the end; nothing under /etc is touched.
 """
@@ -492,7 +493,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="a reduced set in under 3 minutes")
     ap.add_argument("--duration", type=int, default=None)
     ap.add_argument("--reps", type=int, default=2)
-    ap.add_argument("--only", default="fast,tomcat,static,idle,tls")
+    ap.add_argument("--only", default="fast,tomcat,static,idle,tls,failures")
     ap.add_argument("--write-results", action="store_true", help="write bench/RESULTS.md")
     ap.add_argument("--compare", metavar="BINARY", help="also run this pounce binary (say, a release build of the previous "
                     "commit) as \"pounce-before\" beside pounce in the fast and tomcat groups: a same-run before/after")
@@ -575,6 +576,13 @@ def main():
             report.append(table(f"Two Tomcats, static file, keep-alive, 64 connections, {secs}s", measure(t, "/hello.txt", 64, secs, args.reps)))
             if not args.quick:
                 report.append(table(f"Two Tomcats, JSP, keep-alive, 64 connections, {secs}s", measure(t, "/small.jsp", 64, secs, args.reps)))
+            for _, _, proc in t:
+                if proc:
+                    proc.stop()
+        if "failures" in groups and not args.quick:
+            import failures
+            tomcats = tomcats or start_tomcats()
+            report.append(failures.run(sys.modules[__name__], tomcats))
     finally:
         for p in reversed(Proc.all):
             p.stop()

@@ -222,7 +222,8 @@ impl Exchange {
     }
 
     /// The server of this exchange went out for its health (a failed check, a freeze) while
-    /// the request waited on it. Before any of the response came, the request goes to another
+    /// the request waited on it. Before any of the response went to the client (a head held
+    /// back for its body is dropped with the connection), the request goes to another
     /// server if a retry is allowed and safe — nothing of it sent yet, or it is idempotent
     /// (nginx's rule for timeouts) — and another server can take it; otherwise it stays,
     /// and ends as its timeout says.
@@ -230,7 +231,8 @@ impl Exchange {
         let (upstream, peer, sent) = match &self.phase {
             Phase::Connecting(up) | Phase::Handshake { up, .. } => (up.upstream, up.peer, false),
             Phase::SendingHead { up, sent } => (up.upstream, up.peer, *sent > 0),
-            Phase::AwaitingResponse(up) if !crate::backend::Protocol::response_started(&up.adapter) => (up.upstream, up.peer, true),
+            // Nothing of the response has gone to the client in this phase.
+            Phase::AwaitingResponse(up) => (up.upstream, up.peer, true),
             _ => return Ok(Moved::NotThere),
         };
         let rt = ctx.rt.clone();
