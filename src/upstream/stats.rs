@@ -315,7 +315,7 @@ mod tests {
         assert_eq!(Outcome::PASSED.describe(), "CPONG");
         assert_eq!(Outcome::failed(Cause::Refused).describe(), "connection refused");
         assert_eq!(Outcome::unpack(0x0900), Outcome::status(9, true), "cause 0 is a pass");
-        assert_eq!(Cause::from_u8(9), None);
+        assert_eq!(Cause::from_u8(10), None);
     }
 
     #[test]
