@@ -112,3 +112,25 @@ fn drain_sh_gives_up_at_its_deadline_while_sessions_keep_coming() {
     let (code, out) = drain_sh(&p, "127.0.0.1:1", 3);
     assert_eq!(code, 2, "{}", out);
 }
+
+#[test]
+fn a_reload_keeps_a_draining_server_undrained() {
+    let (a, b) = (Backend::named("a"), Backend::named("b"));
+    let p = Pounce::start(&conf(&a, &b, "10s"));
+    for i in 0..20 {
+        assert_eq!(get(&p, Some(&format!("S{:03}.a", i))).text(), "a");
+    }
+    // drain.sh disables a, then gives up at its 1 s deadline: its sessions came just now.
+    let (code, out) = drain_sh(&p, &a.addr(), 1);
+    assert_eq!(code, 1, "{}", out);
+    p.signal(libc::SIGHUP);
+    assert!(eventually(Duration::from_secs(10), || p.error_log().contains("configuration generation 2 running")), "{}", p.error_log());
+    let sa = server(&p, &a.addr());
+    println!("after the reload: state {}, live_sessions {}, drained {:?}", sa.get("state").str(), sa.get("live_sessions").num(), sa.get("drained"));
+    assert_eq!(sa.get("state").str(), "disabled", "the manager's change is kept");
+    assert!((17.0..=23.0).contains(&sa.get("live_sessions").num()), "its sessions are still counted");
+    assert_eq!(sa.get("drained"), &Json::Bool(false), "a reload does not make a draining server look drained");
+    // The page says so too.
+    let html = request(p.status_port, b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").text();
+    assert!(html.contains("sessions</span>") && html.contains("class=\"draining\"") && !html.contains("class=\"drained\""), "{}", html);
+}

@@ -205,7 +205,11 @@ fn health_cell(v: &ServerView) -> String {
     let why = v.down_cause.map_or("unknown".to_string(), |c| html_escape(&c.describe()));
     match v.down_reason {
         "health_check" => format!("<span class=\"down\">down</span>{}<br><small>checks: <span class=\"why\">{}</span></small>", since, why),
-        "frozen" => format!("<span class=\"down\">down</span>{}<br><small><span class=\"why\">frozen: stopped answering</span>; next try in {}</small>", since, age(v.down_for_ms)),
+        "frozen" => format!(
+            "<span class=\"down\">down</span>{}<br><small><span class=\"why\">frozen: stopped answering</span>; next try in {}</small>",
+            since,
+            age(v.down_for_ms)
+        ),
         _ => format!(
             "<span class=\"down\">down</span>{}<br><small>failed: <span class=\"why\">{}</span>; next try in {}</small>",
             since,

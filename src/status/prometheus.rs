@@ -47,9 +47,12 @@ const PER_SERVER: [ServerMetric; 19] = [
         "Failed attempts that count against the server (errors, timeouts, invalid responses, retried 5xx).",
         |v| v.failures.to_string(),
     ),
-    ("pounce_upstream_server_frozen_total", "counter", "Times the server was declared frozen (nothing from it for frozen_timeout while requests waited).", |v| {
-        v.frozen_times.to_string()
-    }),
+    (
+        "pounce_upstream_server_frozen_total",
+        "counter",
+        "Times the server was declared frozen (nothing from it for frozen_timeout while requests waited).",
+        |v| v.frozen_times.to_string(),
+    ),
     ("pounce_upstream_server_retries_total", "counter", "Failed attempts after which the request went on to another try.", |v| v.retries.to_string()),
     ("pounce_upstream_server_failovers_total", "counter", "Requests whose sticky route named this server but that went elsewhere.", |v| {
         v.failovers.to_string()

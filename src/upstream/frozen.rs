@@ -14,18 +14,21 @@
 //! elsewhere when that is safe (`worker::watch`).
 
 use super::UpstreamState;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 
 /// Moves on each time a server goes out for its health.
 static DOWN_EPOCH: AtomicU64 = AtomicU64::new(0);
 
+/// Acquire: pairs with `announce_down`, so a worker that sees the new epoch also sees why
+/// (the server's `hc_down`, `frozen_until` or failure count).
 pub(crate) fn down_epoch() -> u64 {
-    DOWN_EPOCH.load(Relaxed)
+    DOWN_EPOCH.load(Acquire)
 }
 
-/// A server just went out: every worker looks at the requests waiting on it.
+/// A server just went out (its state is stored before): every worker looks at the requests
+/// waiting on it.
 pub(crate) fn announce_down() {
-    DOWN_EPOCH.fetch_add(1, Relaxed);
+    DOWN_EPOCH.fetch_add(1, Release);
 }
 
 impl UpstreamState {
@@ -53,8 +56,9 @@ impl UpstreamState {
     }
 
     /// A request was written to `peer` at `sent` (ms) and is still waiting at `now`: if the
-    /// server has sent nothing at all since, for `frozen_timeout`, while another request
-    /// waits on it too, it is declared frozen. True when this call declared it.
+    /// server has sent nothing at all since, for `frozen_timeout`, and another request waits
+    /// on it the same way (`suspects`, counted by the workers' scans), it is declared frozen.
+    /// True when this call declared it.
     pub(crate) fn stalled(&self, peer: usize, sent: u64, now: u64) -> bool {
         let Some(limit) = self.conf.frozen_timeout else { return false };
         let s = &self.peers[peer];
@@ -63,7 +67,7 @@ impl UpstreamState {
             return false;
         }
         // One slow request alone is not evidence: a live server answers the others.
-        let waiting = s.in_flight.load(Relaxed);
+        let waiting = s.suspects.load(Relaxed);
         if waiting < 2 {
             return false;
         }
@@ -130,7 +134,7 @@ mod tests {
     #[test]
     fn silence_with_two_waiting_freezes_until_heard_from() {
         let up = two(Some(Duration::from_millis(1000)));
-        up.peers[0].in_flight.store(2, Relaxed);
+        up.peers[0].suspects.store(2, Relaxed);
         let before = super::down_epoch();
         assert!(!up.stalled(0, 5_000, 5_900), "not yet frozen_timeout");
         up.heard_from(0, 5_100);
@@ -146,19 +150,31 @@ mod tests {
     #[test]
     fn one_slow_request_alone_is_not_a_freeze() {
         let up = two(Some(Duration::from_millis(1000)));
-        up.peers[0].in_flight.store(1, Relaxed);
-        assert!(!up.stalled(0, 1_000, 60_000));
+        up.peers[0].suspects.store(1, Relaxed);
+        up.peers[0].in_flight.store(5, Relaxed);
+        assert!(!up.stalled(0, 1_000, 60_000), "others in flight (streams, tunnels, uploads) are no evidence");
     }
 
     #[test]
     fn a_freeze_lasts_fail_timeout_and_off_means_never() {
         let up = two(Some(Duration::from_millis(500)));
-        up.peers[1].in_flight.store(3, Relaxed);
+        up.peers[1].suspects.store(3, Relaxed);
         assert!(up.stalled(1, 1_000, 1_600));
         assert!(up.frozen(1, 1_600 + 9_999));
         assert!(!up.frozen(1, 1_600 + 10_000), "fail_timeout (10s) is over");
         let off = two(None);
-        off.peers[0].in_flight.store(9, Relaxed);
+        off.peers[0].suspects.store(9, Relaxed);
         assert!(!off.stalled(0, 1_000, 600_000));
+    }
+
+    #[test]
+    fn a_thawed_server_ramps_up_with_slow_start() {
+        let mut up = two(Some(Duration::from_millis(500)));
+        up.conf.servers[0].slow_start = Duration::from_secs(10);
+        up.peers[0].suspects.store(2, Relaxed);
+        assert!(up.stalled(0, 1_000, 2_000));
+        up.heard_from(0, 4_000);
+        assert_eq!(up.peers[0].recovered_at.load(Relaxed), 4_000);
+        assert_eq!(up.weight(0, 4_000), 1, "from weight 1 up");
     }
 }

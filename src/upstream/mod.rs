@@ -90,6 +90,9 @@ pub(crate) struct PeerState {
     /// when it is out as frozen (0: it is not).
     pub(crate) heard: AtomicU64,
     pub(crate) frozen_until: AtomicU64,
+    /// Requests, over all workers, whose whole request went out and that have had nothing
+    /// back for `frozen_timeout` (each worker's scan adds its own and takes them back).
+    pub(crate) suspects: AtomicU32,
 }
 
 /// An upstream's configuration plus the shared state of its peers.
@@ -150,11 +153,12 @@ impl UpstreamState {
         self.conf.sticky.as_ref().map_or(0, |st| self.peers[peer].live.estimate(now, st.window.as_millis() as u64))
     }
 
-    /// A disabled (draining) server no sticky request has reached for `drain_idle`: its
-    /// sessions are gone, it can be restarted.
+    /// A disabled (draining) server no sticky request has reached for `drain_idle`, with
+    /// nothing in flight on it: its sessions are gone, it can be restarted.
     pub(crate) fn drained(&self, peer: usize, now: u64) -> bool {
         let s = &self.peers[peer];
-        if s.activation.load(Relaxed) == activation::ACTIVE {
+        // A request still in progress there (a long download, a tunnel) is not over.
+        if s.activation.load(Relaxed) == activation::ACTIVE || s.in_flight.load(Relaxed) > 0 {
             return false;
         }
         let last = s.last_sticky.load(Relaxed);

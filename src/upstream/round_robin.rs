@@ -75,6 +75,11 @@ impl Balancer for RoundRobin {
                 self.effective[peer] = (self.effective[peer] - step as i64).max(0);
                 if fails == conf.max_fails {
                     log::warn!("upstream server temporarily disabled: {} in upstream \"{}\"", conf.addr, up.conf.name);
+                    // Out now, counted where every worker sees it (unless it already was, for
+                    // its checks or a freeze): the requests waiting on it move.
+                    if !s.hc_down.load(Relaxed) && s.frozen_until.load(Relaxed) == 0 {
+                        super::frozen::announce_down();
+                    }
                 }
             }
         } else if s.accessed.load(Relaxed) < s.checked.load(Relaxed) {

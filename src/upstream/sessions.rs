@@ -70,6 +70,30 @@ impl LiveSessions {
     }
 }
 
+impl LiveSessions {
+    /// Takes in what an older generation's sketch saw (a reload must not make a draining
+    /// server look drained): per sub-window, the newer one wins and equal ones merge.
+    /// Repeating it changes nothing.
+    pub(crate) fn absorb(&self, old: &LiveSessions) {
+        for (new, old) in self.slots.iter().zip(&old.slots) {
+            let (n, o) = (new.epoch.load(Relaxed), old.epoch.load(Relaxed));
+            if o == 0 || o < n {
+                continue;
+            }
+            if o > n && new.epoch.compare_exchange(n, o, Relaxed, Relaxed).is_ok() {
+                for r in &new.registers {
+                    r.store(0, Relaxed);
+                }
+            }
+            if new.epoch.load(Relaxed) == o {
+                for (nr, or) in new.registers.iter().zip(&old.registers) {
+                    nr.fetch_max(or.load(Relaxed), Relaxed);
+                }
+            }
+        }
+    }
+}
+
 /// A 64-bit hash of a session id (FNV-1a, then a finalizer that spreads its bits).
 pub(crate) fn hash(id: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -123,5 +147,21 @@ mod tests {
         // A slot reused after a whole window starts empty.
         s.record(hash(b"again"), 3 * WINDOW, WINDOW);
         assert_eq!(s.estimate(3 * WINDOW + 1, WINDOW), 1);
+    }
+
+    #[test]
+    fn a_reload_keeps_the_sessions_seen() {
+        let old = LiveSessions::default();
+        let new = LiveSessions::default();
+        for i in 0..300u32 {
+            old.record(hash(format!("s-{}", i).as_bytes()), 60_000, WINDOW);
+        }
+        for i in 200..400u32 {
+            new.record(hash(format!("s-{}", i).as_bytes()), 60_000, WINDOW);
+        }
+        new.absorb(&old);
+        new.absorb(&old);
+        let e = new.estimate(61_000, WINDOW);
+        assert!((340..=460).contains(&e), "the union of both generations: {}", e);
     }
 }

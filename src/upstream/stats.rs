@@ -192,7 +192,12 @@ impl ServerStats {
 
     /// The counters a reload moves to the next generation, in a fixed order.
     fn counters(&self) -> impl Iterator<Item = &AtomicU64> {
-        self.errors.iter().chain([&self.retries]).chain(&self.responses).chain(&self.latency).chain([&self.latency_sum_us, &self.checks, &self.check_failures, &self.frozen_times])
+        self.errors.iter().chain([&self.retries]).chain(&self.responses).chain(&self.latency).chain([
+            &self.latency_sum_us,
+            &self.checks,
+            &self.check_failures,
+            &self.frozen_times,
+        ])
     }
 
     /// Moves `old`'s counters into these, and keeps its latest events where they are newer.
@@ -268,11 +273,6 @@ impl UpstreamState {
         let out = fails >= conf.max_fails && now.saturating_sub(s.checked.load(Relaxed)) <= conf.fail_timeout.as_millis() as u64;
         if !out && fails + 1 >= conf.max_fails {
             s.stats.passive_down_since.store(now, Relaxed);
-            // Out now (unless it already is, for its checks or a freeze): the requests
-            // waiting on it move.
-            if !s.hc_down.load(Relaxed) && s.frozen_until.load(Relaxed) == 0 {
-                super::frozen::announce_down();
-            }
         }
     }
 
@@ -280,15 +280,21 @@ impl UpstreamState {
     /// of an older generation into this one; their latest events come along where newer.
     /// Called at a reload, then again while the old generation's workers finish (moving
     /// what they counted meanwhile), so no count is lost or counted twice.
-    pub(crate) fn absorb(&self, old: &UpstreamState) {
+    pub(crate) fn absorb(&self, old_up: &UpstreamState) {
         for (i, p) in self.conf.servers.iter().enumerate() {
-            let Some(j) = old.conf.servers.iter().position(|q| q.addr == p.addr) else { continue };
-            let (new, old) = (&self.peers[i], &old.peers[j]);
+            let Some(j) = old_up.conf.servers.iter().position(|q| q.addr == p.addr) else { continue };
+            let (new, old) = (&self.peers[i], &old_up.peers[j]);
             for (n, o) in new.counters().into_iter().zip(old.counters()) {
                 n.fetch_add(o.swap(0, Relaxed), Relaxed);
             }
             if new.last_response_us.load(Relaxed) == 0 {
                 new.last_response_us.store(old.last_response_us.load(Relaxed), Relaxed);
+            }
+            // Live sessions and the last sticky request: a draining server stays undrained.
+            new.last_sticky.fetch_max(old.last_sticky.load(Relaxed), Relaxed);
+            let window = |u: &UpstreamState| u.conf.sticky.as_ref().map(|s| s.window);
+            if window(self).is_some() && window(self) == window(old_up) {
+                new.live.absorb(&old.live);
             }
             new.stats.absorb(&old.stats);
         }

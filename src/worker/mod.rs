@@ -232,6 +232,7 @@ impl Worker {
         for k in keys {
             self.remove(k, Closed::ByUs);
         }
+        self.withdraw_votes();
         for mut c in self.ctx.keepalive.drain() {
             self.ctx.close_backend(&mut c.stream, c.token);
         }

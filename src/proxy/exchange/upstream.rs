@@ -211,12 +211,14 @@ impl Exchange {
         self.respond_error(c, ctx, kind.status())
     }
 
-    /// The server this exchange's request waits on, before any of its response came:
-    /// (upstream, server, when the request was last written to it).
+    /// The server this exchange waits on for a response: all of the request went out (an
+    /// upload still coming in is not waiting on the server) and nothing came back yet.
+    /// (upstream, server, the connection's last I/O: the request's last write).
     pub(crate) fn waiting_on(&self) -> Option<(usize, usize, std::time::Instant)> {
         match &self.phase {
-            Phase::SendingHead { up, sent } if *sent > 0 => Some((up.upstream, up.peer, up.t_io)),
-            Phase::AwaitingResponse(up) if !crate::backend::Protocol::response_started(&up.adapter) => Some((up.upstream, up.peer, up.t_io)),
+            Phase::AwaitingResponse(up) if up.bout.is_empty() && self.body_done() && !crate::backend::Protocol::response_started(&up.adapter) => {
+                Some((up.upstream, up.peer, up.t_io))
+            }
             _ => None,
         }
     }
