@@ -20,10 +20,6 @@ const SBIN: &str = "/usr/local/sbin/pounce";
 const PREFIX: &str = "/var/lib/pounce";
 const CONF: &str = "/etc/pounce/pounce.conf";
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
 /// The program `name` on PATH or in the sbin directories.
 fn find(name: &str) -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
@@ -79,7 +75,7 @@ fn the_systemd_unit_says_what_the_readme_promises_and_verifies() {
 #[test]
 fn logrotate_rotates_a_running_pounce_without_losing_a_line() {
     let Some(logrotate) = find("logrotate") else {
-        assert!(!in_ci(), "logrotate is required in CI (apt-get install logrotate; make test installs it)");
+        assert!(!support::require::in_ci(), "logrotate is required in CI (apt-get install logrotate; make test installs it)");
         eprintln!("\n*** SKIPPED: logrotate is not installed (make test installs it) ***\n");
         return;
     };
