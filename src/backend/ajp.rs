@@ -6,7 +6,7 @@
 
 use super::ajp_codec::*;
 use super::http::{connection_listed, connection_names_headers, put_template};
-use super::{BackendError, ForwardRequest, Handshake, HostSpan, Protocol, RetryMask, Step};
+use super::{BackendError, ForwardRequest, Handshake, HostSpan, KeepAliveHint, Protocol, RetryMask, Step};
 use crate::buffer::{Buf, StackText};
 use crate::config::BackendConf;
 use crate::http::request::{header, host_name, BodyKind};
@@ -34,6 +34,8 @@ pub struct AjpAdapter {
     state: RState,
     headers_sent: bool,
     started: bool,
+    /// END_RESPONSE said the connection will not be reused.
+    closing: bool,
     /// `ajp_ping on`: a CPING must be answered by a CPONG within this time before each request.
     ping: Option<Duration>,
 }
@@ -45,7 +47,7 @@ impl AjpAdapter {
             BodyKind::Length(n) if n > 0 => (Some((n as usize).min(max)), true),
             _ => (None, false),
         };
-        AjpAdapter { packet_size, credit, asked: false, first_pending, state: RState::Packet, headers_sent: false, started: false, ping: None }
+        AjpAdapter { packet_size, credit, asked: false, first_pending, state: RState::Packet, headers_sent: false, started: false, closing: false, ping: None }
     }
 
     /// CPING/CPONG before the request (mod_jk's `ping_mode` C+P), answered within `timeout`.
@@ -325,6 +327,7 @@ impl Protocol for AjpAdapter {
                             }
                             input.consume(whole);
                             self.state = RState::Done;
+                            self.closing = !reuse;
                             return Ok(Step::Done { reusable: reuse && self.request_complete() && input.is_empty() });
                         }
                         GET_BODY_CHUNK => {
@@ -357,6 +360,10 @@ impl Protocol for AjpAdapter {
 
     fn response_started(&self) -> bool {
         self.started
+    }
+
+    fn keepalive_hint(&self) -> KeepAliveHint {
+        KeepAliveHint { closing: self.closing, timeout: None, max: None }
     }
 }
 

@@ -2,7 +2,7 @@
 //! and the proxy headers added, re-frames chunked request bodies, and parses the backend's
 //! response (Content-Length, chunked or close-delimited) into the client's response.
 
-use super::{BackendError, ForwardRequest, Handshake, HostSpan, Protocol, RetryMask, Step};
+use super::{BackendError, ForwardRequest, Handshake, HostSpan, KeepAliveHint, Protocol, RetryMask, Step};
 use crate::buffer::Buf;
 use crate::config::{Part, Var};
 use crate::http::chunked::{size_line, ChunkedDecoder};
@@ -29,6 +29,7 @@ pub struct HttpAdapter {
     resp: Resp,
     reusable: bool,
     started: bool,
+    hint: KeepAliveHint,
 }
 
 impl HttpAdapter {
@@ -41,6 +42,7 @@ impl HttpAdapter {
             resp: Resp::Head,
             reusable: false,
             started: false,
+            hint: KeepAliveHint::default(),
         }
     }
 }
@@ -186,7 +188,7 @@ impl Protocol for HttpAdapter {
                 }
                 BodyKind::Length(n) => write!(out, "Content-Length: {}\r\n", n).is_ok(),
                 BodyKind::Chunked => out.put_all(b"Transfer-Encoding: chunked\r\n"),
-            } && (fr.keepalive || fr.meta.upgrade || out.put_all(b"Connection: close\r\n"))
+            } && (fr.meta.upgrade || out.put_all(if fr.keepalive { b"Connection: keep-alive\r\n" } else { b"Connection: close\r\n" }))
                 && out.put_all(b"\r\n");
         ok.then_some(host)
     }
@@ -279,6 +281,8 @@ impl Protocol for HttpAdapter {
                                     keep = true;
                                 }
                             }
+                        } else if h.name.eq_ignore_ascii_case("keep-alive") {
+                            self.hint.parse_header(h.value);
                         }
                     }
                     let bodiless = self.head_request || status == 204 || status == 304 || status == 101;
@@ -301,6 +305,7 @@ impl Protocol for HttpAdapter {
                         return Ok(Step::Blocked);
                     }
                     self.reusable = keep && status != 101;
+                    self.hint.closing = !keep;
                     input.consume(n);
                     self.resp = next;
                 }
@@ -372,6 +377,10 @@ impl Protocol for HttpAdapter {
     fn response_started(&self) -> bool {
         self.started
     }
+
+    fn keepalive_hint(&self) -> KeepAliveHint {
+        self.hint
+    }
 }
 
 #[cfg(test)]
@@ -402,7 +411,7 @@ mod tests {
         );
         assert_eq!(
             s,
-            "GET /a?b=1 HTTP/1.1\r\nHost: Example.com:8080\r\nAccept: */*\r\nX-Real-IP: 10.1.2.3\r\nX-Forwarded-For: 1.1.1.1, 10.1.2.3\r\nX-Forwarded-Proto: http\r\n\r\n"
+            "GET /a?b=1 HTTP/1.1\r\nHost: Example.com:8080\r\nAccept: */*\r\nX-Real-IP: 10.1.2.3\r\nX-Forwarded-For: 1.1.1.1, 10.1.2.3\r\nX-Forwarded-Proto: http\r\nConnection: keep-alive\r\n\r\n"
         );
     }
 
@@ -420,7 +429,7 @@ mod tests {
         assert!(s.starts_with("POST /u HTTP/1.1\r\nHost: tomcats\r\n"), "{s}");
         assert!(!s.contains("X-Empty"));
         assert!(s.contains("X-Port: p8080\r\n"));
-        assert!(s.ends_with("Transfer-Encoding: chunked\r\n\r\n"));
+        assert!(s.ends_with("Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"));
     }
 
     fn facts() -> ReqFacts<'static> {

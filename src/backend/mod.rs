@@ -17,6 +17,7 @@ use crate::buffer::Buf;
 use crate::config::{BackendConf, Settings};
 use crate::http::request::RequestMeta;
 use crate::http::writer::{ReqFacts, ResponseWriter};
+pub use crate::upstream::limits::KeepAliveHint;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -30,7 +31,8 @@ pub struct ForwardRequest<'a, 'b> {
     pub settings: &'a Settings,
     /// Name of the upstream (`$proxy_host`, and Host when the client sent none).
     pub proxy_host: &'a str,
-    /// The upstream keeps idle connections: do not ask the backend to close.
+    /// The upstream keeps idle connections: ask the backend to keep this one (so it also
+    /// says for how long), rather than to close it.
     pub keepalive: bool,
     /// How this location speaks to the backend (each adapter reads its own parameters,
     /// such as AJP's secret).
@@ -116,6 +118,8 @@ pub trait Protocol {
     fn eof(&mut self, out: &mut Buf, w: &mut ResponseWriter) -> Result<Step, BackendError>;
     /// True once any byte of a response was received (a stale pooled connection fails before).
     fn response_started(&self) -> bool;
+    /// What the complete response said about keeping its connection (`upstream::limits`).
+    fn keepalive_hint(&self) -> KeepAliveHint;
 }
 
 /// Statuses the session wants to see before they are written (`proxy_next_upstream http_5xx`).
@@ -203,5 +207,8 @@ impl Protocol for Adapter {
     }
     fn response_started(&self) -> bool {
         dispatch!(self, a => a.response_started())
+    }
+    fn keepalive_hint(&self) -> KeepAliveHint {
+        dispatch!(self, a => a.keepalive_hint())
     }
 }

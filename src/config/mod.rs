@@ -25,8 +25,9 @@ use std::time::Duration;
 
 pub use lexer::ConfError;
 
-/// Servers an upstream may have: a request's set of tried servers is one u128.
-pub const MAX_SERVERS: usize = 128;
+/// Servers an upstream may have (beyond 8 its balancer is the stride heap of
+/// `upstream::large`, whose cost per request hardly grows with the number of servers).
+pub const MAX_SERVERS: usize = 4096;
 
 /// Loads and validates the configuration at `path`, relative paths resolved against `prefix`.
 pub fn load(path: &Path, prefix: &Path) -> Result<Config, ConfError> {
@@ -118,8 +119,8 @@ pub enum Handler {
 pub struct Upstream {
     pub name: String,
     pub servers: Vec<Peer>,
-    /// Idle connections cached per worker (0 = no keep-alive to the backends).
-    pub keepalive: usize,
+    /// Idle connections kept per worker: sized by demand, capped, or none.
+    pub keepalive: Keepalive,
     pub keepalive_timeout: Duration,
     pub keepalive_requests: u32,
     /// Made from `proxy_pass http://host:port` rather than an `upstream` block.
@@ -138,7 +139,7 @@ impl Upstream {
         Upstream {
             name,
             servers: Vec::new(),
-            keepalive: 0,
+            keepalive: Keepalive::Auto,
             keepalive_timeout: Duration::from_secs(60),
             keepalive_requests: 1000,
             implicit,
@@ -147,6 +148,32 @@ impl Upstream {
             sticky: None,
             health_check: None,
             protocol: BackendProtocol::Http,
+        }
+    }
+}
+
+/// `keepalive auto|N|off`: how many idle connections a worker keeps for an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keepalive {
+    /// No keep-alive to the backends: `Connection: close` on every request.
+    Off,
+    /// The default: as many as recent demand needs (`upstream::keepalive`).
+    Auto,
+    /// As demand needs, but never more than N per worker for the whole upstream.
+    Max(usize),
+}
+
+impl Keepalive {
+    pub fn enabled(self) -> bool {
+        self != Keepalive::Off
+    }
+
+    /// The most idle connections a worker keeps for the upstream.
+    pub fn cap(self) -> usize {
+        match self {
+            Keepalive::Off => 0,
+            Keepalive::Auto => usize::MAX,
+            Keepalive::Max(n) => n,
         }
     }
 }

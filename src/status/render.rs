@@ -53,7 +53,7 @@ pub(crate) fn json(s: &Snapshot) -> Vec<u8> {
             }
             let _ = write!(
                 o,
-                "{{\"index\":{},\"address\":{},\"name\":{},\"protocol\":\"{}\",\"route\":{},\"backup\":{},\"weight\":{},\"config_weight\":{},\"effective_weight\":{},\"state\":\"{}\",\"health\":\"{}\",\"down_reason\":{},\"down_for_ms\":{},\"failed_checks\":{},\"in_flight\":{},\"requests\":{},\"failures\":{},\"failovers\":{},\"bytes_in\":{},\"bytes_out\":{},\"last_response_ms\":{:.3},\"idle_connections\":{}}}",
+                "{{\"index\":{},\"address\":{},\"name\":{},\"protocol\":\"{}\",\"route\":{},\"backup\":{},\"weight\":{},\"config_weight\":{},\"effective_weight\":{},\"state\":\"{}\",\"health\":\"{}\",\"down_reason\":{},\"down_for_ms\":{},\"failed_checks\":{},\"in_flight\":{},\"requests\":{},\"failures\":{},\"failovers\":{},\"bytes_in\":{},\"bytes_out\":{},\"last_response_ms\":{:.3},\"idle_connections\":{},\"keepalive_demand\":{},\"backend_keepalive_timeout_ms\":{},\"backend_max_requests\":{}}}",
                 v.index,
                 json_str(&v.addr),
                 json_str(&v.name),
@@ -75,7 +75,10 @@ pub(crate) fn json(s: &Snapshot) -> Vec<u8> {
                 v.bytes_in,
                 v.bytes_out,
                 v.last_response_ms,
-                v.idle_connections
+                v.idle_connections,
+                v.keepalive_demand,
+                opt_num(v.backend_idle_ms),
+                opt_num(v.backend_max_requests)
             );
         }
         o.push_str("]}");
@@ -95,6 +98,15 @@ pub(crate) fn json(s: &Snapshot) -> Vec<u8> {
     o.into_bytes()
 }
 
+/// A learned figure: null while not known (0).
+fn opt_num(n: u32) -> String {
+    if n == 0 {
+        "null".into()
+    } else {
+        n.to_string()
+    }
+}
+
 /// A label value with Prometheus escaping (`\`, `"`, newline).
 fn label(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
@@ -106,7 +118,7 @@ pub(crate) fn prometheus(s: &Snapshot) -> Vec<u8> {
     let labels =
         |up: &str, v: &ServerView| format!("upstream=\"{}\",server=\"{}\",route=\"{}\"", label(up), label(&v.addr), label(v.route.as_deref().unwrap_or("")));
     type Metric = (&'static str, &'static str, &'static str, fn(&ServerView) -> f64);
-    let per_server: [Metric; 14] = [
+    let per_server: [Metric; 15] = [
         ("pounce_upstream_server_up", "gauge", "1 when the server can take requests (health), 0 when it is down.", |v| f64::from(u8::from(v.health == "up"))),
         ("pounce_upstream_server_weight", "gauge", "Configured or manager-set weight.", |v| v.weight as f64),
         ("pounce_upstream_server_effective_weight", "gauge", "Weight in use now (ramped during slow_start).", |v| v.effective_weight as f64),
@@ -123,6 +135,9 @@ pub(crate) fn prometheus(s: &Snapshot) -> Vec<u8> {
         ("pounce_upstream_server_sent_bytes_total", "counter", "Response body bytes received from the server.", |v| v.bytes_out as f64),
         ("pounce_upstream_server_last_response_seconds", "gauge", "Time to the response head of the last request.", |v| v.last_response_ms / 1000.0),
         ("pounce_upstream_server_idle_connections", "gauge", "Idle pooled connections, all workers.", |v| v.idle_connections as f64),
+        ("pounce_upstream_server_keepalive_demand", "gauge", "Connections the idle pools aim to keep: recent peak of concurrent requests, all workers.", |v| {
+            v.keepalive_demand as f64
+        }),
     ];
     for (name, kind, help, f) in per_server {
         let _ = writeln!(o, "# HELP {} {}\n# TYPE {} {}", name, help, name, kind);

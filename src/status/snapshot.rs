@@ -31,6 +31,11 @@ pub(crate) struct ServerView {
     pub(crate) bytes_out: u64,
     pub(crate) last_response_ms: f64,
     pub(crate) idle_connections: u32,
+    /// Connections the workers' pools aim to keep (their recent peaks of concurrent requests).
+    pub(crate) keepalive_demand: u32,
+    /// What the server was seen to allow a kept connection (0 = not known).
+    pub(crate) backend_idle_ms: u32,
+    pub(crate) backend_max_requests: u32,
 }
 
 pub(crate) struct UpstreamView {
@@ -116,6 +121,9 @@ pub(crate) fn take(rt: &Runtime) -> Snapshot {
                         bytes_out: s.bytes_out.load(Relaxed),
                         last_response_ms: s.last_response_us.load(Relaxed) as f64 / 1000.0,
                         idle_connections: s.idle.load(Relaxed),
+                        keepalive_demand: s.keep_demand.load(Relaxed),
+                        backend_idle_ms: s.backend_idle_ms.load(Relaxed),
+                        backend_max_requests: s.backend_max_requests.load(Relaxed),
                     }
                 })
                 .collect(),

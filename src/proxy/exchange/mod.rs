@@ -21,6 +21,7 @@ use crate::files::FileBody;
 use crate::http::request::RequestMeta;
 use crate::http::writer::ResponseWriter;
 use crate::reactor::Ctx;
+use crate::upstream::tried::Tried;
 use crate::upstream::UpstreamState;
 use std::time::{Duration, Instant};
 
@@ -73,7 +74,7 @@ pub(crate) const MAX_FORM: usize = 16 * 1024;
 pub(crate) struct ProxyState {
     pub(crate) upstream: usize,
     /// Servers already tried (by index) and how many tries so far.
-    pub(crate) tried: u128,
+    pub(crate) tried: Tried,
     pub(crate) tries: u32,
     /// The server the session's route names and that can serve it (tried first).
     pub(crate) sticky_peer: Option<usize>,
@@ -93,10 +94,10 @@ pub(crate) struct ProxyState {
 }
 
 impl ProxyState {
-    pub(crate) fn new(upstream: usize, head: Buf, host: (usize, usize), sticky_peer: Option<usize>, route_peer: Option<usize>) -> ProxyState {
+    pub(crate) fn new(upstream: usize, servers: usize, head: Buf, host: (usize, usize), sticky_peer: Option<usize>, route_peer: Option<usize>) -> ProxyState {
         ProxyState {
             upstream,
-            tried: 0,
+            tried: Tried::new(servers),
             tries: 0,
             sticky_peer,
             route_peer,
@@ -111,25 +112,25 @@ impl ProxyState {
     }
 }
 
-/// The servers tried for one request, for `$upstream_addr` (no allocation).
+/// The servers tried for one request, for `$upstream_addr` (no allocation; the first 8).
 #[derive(Default, Clone, Copy)]
 pub(crate) struct PeerList {
-    items: [u8; 8],
+    items: [u16; 8],
     len: u8,
 }
 
 impl PeerList {
     pub(crate) fn push(&mut self, p: usize) {
         if (self.len as usize) < self.items.len() {
-            self.items[self.len as usize] = p as u8;
+            self.items[self.len as usize] = p as u16;
             self.len += 1;
         }
     }
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &u8> {
-        self.items[..self.len as usize].iter()
+    pub(crate) fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.items[..self.len as usize].iter().map(|&p| p as usize)
     }
 }
 
@@ -261,8 +262,7 @@ impl Exchange {
         if !self.meta.method.idempotent() && settings.proxy_next_upstream & next::NON_IDEMPOTENT == 0 {
             return RetryMask(0);
         }
-        let all: u128 = if ups.conf.servers.len() >= 128 { u128::MAX } else { (1u128 << ups.conf.servers.len()) - 1 };
-        if px.tries >= Self::try_limit(settings, ups) || px.tried & all == all {
+        if px.tries >= Self::try_limit(settings, ups) || px.tried.count() >= ups.conf.servers.len() {
             return RetryMask(0);
         }
         RetryMask(statuses)

@@ -39,7 +39,7 @@ impl Exchange {
                 return self.respond_error(c, ctx, status);
             }
             let now = now_ms();
-            let sticky = px.sticky_peer.take().filter(|&p| px.tried & (1u128 << p) == 0 && ups.usable(p, now));
+            let sticky = px.sticky_peer.take().filter(|&p| !px.tried.contains(p) && ups.usable(p, now));
             if let (None, Some(named), Some(st)) = (sticky, px.route_peer, &ups.conf.sticky) {
                 // The session's server cannot take it (now or any more): fail over, or refuse.
                 if st.force {
@@ -57,7 +57,7 @@ impl Exchange {
             }
             let picked = match sticky {
                 Some(p) => {
-                    px.tried |= 1u128 << p;
+                    px.tried.insert(p, ups.conf.servers.len());
                     Some(p)
                 }
                 None => ctx.balancers[upstream].get(ups, &mut px.tried, now),

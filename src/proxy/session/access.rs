@@ -51,11 +51,11 @@ impl Session {
         match ex.proxy.as_ref().filter(|p| !p.peers_used.is_empty()) {
             None => line.push(b'-'),
             Some(px) => {
-                for (i, &p) in px.peers_used.iter().enumerate() {
+                for (i, p) in px.peers_used.iter().enumerate() {
                     if i > 0 {
                         line.extend_from_slice(b", ");
                     }
-                    let _ = write!(line, "{}", rt.upstreams[px.upstream].conf.servers[p as usize].addr);
+                    let _ = write!(line, "{}", rt.upstreams[px.upstream].conf.servers[p].addr);
                 }
             }
         }

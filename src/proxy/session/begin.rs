@@ -179,13 +179,13 @@ fn backend_head(ctx: &mut Ctx, cout: &mut Option<Buf>, rt: &Runtime, pp: &ProxyP
     };
     let fr = ForwardRequest {
         proxy_host: &ups.conf.name,
-        keepalive: ups.conf.keepalive > 0,
+        keepalive: ups.conf.keepalive.enabled(),
         backend: pp.backend,
         route: pp.sticky_peer.and_then(|p| ups.conf.servers[p].route.as_deref()),
         ..*fr
     };
     match Adapter::for_request(pp.backend, fr.meta).encode_head(&fr, &mut head) {
-        Some(host) => Ok(ProxyState::new(pp.upstream, head, host, pp.sticky_peer, pp.route_peer)),
+        Some(host) => Ok(ProxyState::new(pp.upstream, ups.conf.servers.len(), head, host, pp.sticky_peer, pp.route_peer)),
         None => {
             log::info!("client {}: request head too large to forward", fr.client);
             Err(431)
