@@ -273,8 +273,8 @@ impl KeepalivePool {
                     let pp = &mut self.ups[u].peers[p];
                     pp.prev_peak = pp.peak;
                     pp.peak = pp.busy;
-                    self.publish(u, p);
                 }
+                self.publish(u, p);
                 loop {
                     let pp = &self.ups[u].peers[p];
                     let key = pp.idle.first;
