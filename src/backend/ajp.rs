@@ -7,7 +7,7 @@
 use super::ajp_codec::*;
 use super::http::{connection_listed, connection_names_headers, put_template};
 use super::{BackendError, ForwardRequest, Handshake, HostSpan, KeepAliveHint, Protocol, RetryMask, Step};
-use crate::buffer::{Buf, StackText};
+use crate::buffer::{Buf, PutText, StackText};
 use crate::config::BackendConf;
 use crate::http::request::{header, host_name, BodyKind};
 use crate::http::writer::{hop_by_hop, ReqFacts, ResponseWriter};
@@ -86,7 +86,8 @@ impl AjpAdapter {
         let is_set = |name: &str| sets.iter().any(|h| h.name.eq_ignore_ascii_case(name));
         let host_header = header(req, "host");
         let server_name: &[u8] = host_header.map(host_name).unwrap_or(fr.server_name.as_bytes());
-        let ip = StackText::<64>::of(fr.client.ip());
+        let mut ip = StackText::<64>::new();
+        ip.put_ip(fr.client.ip());
         let mut host: HostSpan = (0, 0);
         let mark = out.len();
         let mut w = PacketWriter::begin(out);
@@ -158,7 +159,8 @@ impl AjpAdapter {
         if let Some(secret) = secret {
             w.u8(attr::SECRET).string(Some(secret.as_bytes()));
         }
-        let port = StackText::<8>::of(fr.client.port());
+        let mut port = StackText::<8>::new();
+        port.put_num(fr.client.port() as u64);
         w.u8(attr::REQ_ATTRIBUTE).string(Some(b"AJP_REMOTE_PORT")).string(Some(port.as_bytes()));
         if code.is_none() {
             w.u8(attr::STORED_METHOD).string(Some(method.as_bytes()));

@@ -3,12 +3,11 @@
 //! response (Content-Length, chunked or close-delimited) into the client's response.
 
 use super::{BackendError, ForwardRequest, Handshake, HostSpan, KeepAliveHint, Protocol, RetryMask, Step};
-use crate::buffer::Buf;
+use crate::buffer::{Buf, PutText};
 use crate::config::{Part, Var};
 use crate::http::chunked::{size_line, ChunkedDecoder};
 use crate::http::request::{header, headers_named, host_name, parse_decimal, trim, BodyKind, Method, MAX_HEADERS};
 use crate::http::writer::{hop_by_hop, ReqFacts, ResponseWriter};
-use std::fmt::Write;
 
 enum Resp {
     Head,
@@ -87,18 +86,18 @@ pub fn put_var(out: &mut Buf, var: Var, fr: &ForwardRequest) -> bool {
             None => out.put_all(fr.server_name.as_bytes()),
         },
         Var::HttpHost => out.put_all(header(req, "host").unwrap_or(b"")),
-        Var::RemoteAddr => write!(out, "{}", fr.client.ip()).is_ok(),
-        Var::RemotePort => write!(out, "{}", fr.client.port()).is_ok(),
+        Var::RemoteAddr => out.put_ip(fr.client.ip()),
+        Var::RemotePort => out.put_num(fr.client.port() as u64),
         Var::Scheme => out.put_all(b"http"),
         Var::ServerName => out.put_all(fr.server_name.as_bytes()),
-        Var::ServerPort => write!(out, "{}", fr.local_port).is_ok(),
+        Var::ServerPort => out.put_num(fr.local_port as u64),
         Var::ProxyHost => out.put_all(fr.proxy_host.as_bytes()),
         Var::ProxyAddXForwardedFor => {
             let mut ok = true;
             for v in headers_named(req, "x-forwarded-for") {
                 ok = ok && out.put_all(trim(v)) && out.put_all(b", ");
             }
-            ok && write!(out, "{}", fr.client.ip()).is_ok()
+            ok && out.put_ip(fr.client.ip())
         }
         Var::RequestUri => out.put_all(path.as_bytes()),
         Var::Uri => out.put_all(path.split('?').next().unwrap_or("").as_bytes()),
@@ -147,7 +146,7 @@ impl Protocol for HttpAdapter {
             ok = out.put_all(h.name.as_bytes()) && out.put_all(b": ") && out.put_all(h.value) && out.put_all(b"\r\n");
         }
         if !is_set("x-real-ip") {
-            ok = ok && write!(out, "X-Real-IP: {}\r\n", fr.client.ip()).is_ok();
+            ok = ok && out.put_all(b"X-Real-IP: ") && out.put_ip(fr.client.ip()) && out.put_all(b"\r\n");
         }
         if !is_set("x-forwarded-for") {
             ok = ok && out.put_all(b"X-Forwarded-For: ") && put_var(out, Var::ProxyAddXForwardedFor, fr) && out.put_all(b"\r\n");
@@ -186,7 +185,7 @@ impl Protocol for HttpAdapter {
                         true
                     }
                 }
-                BodyKind::Length(n) => write!(out, "Content-Length: {}\r\n", n).is_ok(),
+                BodyKind::Length(n) => out.put_all(b"Content-Length: ") && out.put_num(n) && out.put_all(b"\r\n"),
                 BodyKind::Chunked => out.put_all(b"Transfer-Encoding: chunked\r\n"),
             } && (fr.meta.upgrade || out.put_all(if fr.keepalive { b"Connection: keep-alive\r\n" } else { b"Connection: close\r\n" }))
                 && out.put_all(b"\r\n");

@@ -4,8 +4,7 @@
 
 use super::chunked::size_line;
 use super::status::{bodiless, reason};
-use crate::buffer::Buf;
-use std::fmt::Write;
+use crate::buffer::{Buf, PutText};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutFraming {
@@ -79,7 +78,8 @@ impl ResponseWriter {
             OutFraming::Close
         };
         let mark = out.len();
-        let mut ok = write!(out, "HTTP/1.1 {} {}\r\n", status, reason(status)).is_ok();
+        let mut ok =
+            out.put_all(b"HTTP/1.1 ") && out.put_num(status as u64) && out.put_all(b" ") && out.put_all(reason(status).as_bytes()) && out.put_all(b"\r\n");
         for (name, value) in headers {
             if !ok {
                 break;
