@@ -36,6 +36,8 @@ pub struct AjpAdapter {
     started: bool,
     /// END_RESPONSE said the connection will not be reused.
     closing: bool,
+    /// Tomcat sent a flush packet (the application flushed): no output is held back any more.
+    flushed: bool,
     /// `ajp_ping on`: a CPING must be answered by a CPONG within this time before each request.
     ping: Option<Duration>,
 }
@@ -47,7 +49,18 @@ impl AjpAdapter {
             BodyKind::Length(n) if n > 0 => (Some((n as usize).min(max)), true),
             _ => (None, false),
         };
-        AjpAdapter { packet_size, credit, asked: false, first_pending, state: RState::Packet, headers_sent: false, started: false, closing: false, ping: None }
+        AjpAdapter {
+            packet_size,
+            credit,
+            asked: false,
+            first_pending,
+            state: RState::Packet,
+            headers_sent: false,
+            started: false,
+            closing: false,
+            flushed: false,
+            ping: None,
+        }
     }
 
     /// CPING/CPONG before the request (mod_jk's `ping_mode` C+P), answered within `timeout`.
@@ -270,11 +283,12 @@ impl Protocol for AjpAdapter {
                                 return Err(self.error(AjpError::BadChunk));
                             }
                             if n == 0 {
-                                // A flush: nothing to forward (our writes are never held back).
+                                // A flush: nothing to forward, but what came goes out now.
                                 if d.len() < whole {
                                     return Ok(Step::Blocked);
                                 }
                                 input.consume(whole);
+                                self.flushed = true;
                                 continue;
                             }
                             if !self.headers_sent {
@@ -366,6 +380,14 @@ impl Protocol for AjpAdapter {
 
     fn keepalive_hint(&self) -> KeepAliveHint {
         KeepAliveHint { closing: self.closing, timeout: None, max: None }
+    }
+
+    /// Tomcat writes SEND_HEADERS and flushes it on its own, then the body and END_RESPONSE:
+    /// a small response arrives in two pieces. Until the end, or until Tomcat forwards an
+    /// application's flush (a flush packet, with its default `ajpFlush`), the head may wait
+    /// for the body, so the client gets one write instead of two.
+    fn hold_output(&self) -> bool {
+        self.headers_sent && !self.flushed && !matches!(self.state, RState::Done)
     }
 }
 

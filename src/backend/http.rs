@@ -380,6 +380,11 @@ impl Protocol for HttpAdapter {
     fn keepalive_hint(&self) -> KeepAliveHint {
         self.hint
     }
+
+    /// An HTTP backend's pauses may be meant (streaming): what arrives goes out at once.
+    fn hold_output(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

@@ -120,6 +120,10 @@ pub trait Protocol {
     fn response_started(&self) -> bool;
     /// What the complete response said about keeping its connection (`upstream::limits`).
     fn keepalive_hint(&self) -> KeepAliveHint;
+    /// The response is incomplete and the backend has not asked for what came so far to be
+    /// flushed: a small piece decoded for the client may wait for the rest (AJP, whose
+    /// Tomcat flushes the headers on their own and marks an application's flush explicitly).
+    fn hold_output(&self) -> bool;
 }
 
 /// Statuses the session wants to see before they are written (`proxy_next_upstream http_5xx`).
@@ -210,5 +214,8 @@ impl Protocol for Adapter {
     }
     fn keepalive_hint(&self) -> KeepAliveHint {
         dispatch!(self, a => a.keepalive_hint())
+    }
+    fn hold_output(&self) -> bool {
+        dispatch!(self, a => a.hold_output())
     }
 }

@@ -13,8 +13,10 @@ mod waits;
 pub(crate) use answer::{static_answer, StaticAnswer, StaticConditions};
 
 use super::body::ReqBody;
+use super::client::Client;
 use super::fail::Fail;
 use super::upconn::{Release, UpConn};
+use crate::backend::Protocol;
 use crate::buffer::Buf;
 use crate::config::{next, Settings};
 use crate::files::FileBody;
@@ -69,6 +71,10 @@ pub(crate) struct StatusReq {
 
 /// Form bodies larger than this get 413.
 pub(crate) const MAX_FORM: usize = 16 * 1024;
+
+/// Less than this much of a response may wait for more when its adapter allows it (nginx's
+/// `postpone_output`): one write, one segment for the client instead of several.
+const POSTPONE_OUTPUT: usize = 1460;
 
 /// What a proxied request carries from try to try.
 pub(crate) struct ProxyState {
@@ -266,6 +272,15 @@ impl Exchange {
             return RetryMask(0);
         }
         RetryMask(statuses)
+    }
+
+    /// May the client's output wait for more of the response? A small piece of a response
+    /// still coming, when the adapter says the backend did not ask for a flush.
+    pub(crate) fn holds_output(&self, c: &Client) -> bool {
+        match &self.phase {
+            Phase::Streaming(up) => !self.writer.finished && up.adapter.hold_output() && c.cout.as_ref().is_some_and(|b| b.len() < POSTPONE_OUTPUT),
+            _ => false,
+        }
     }
 
     /// Bytes moved for the server's traffic counters.

@@ -134,7 +134,10 @@ impl Session {
                     false
                 }
             };
-            progress |= self.client.write(ctx)?;
+            let hold = matches!(&self.phase, ClientPhase::Exchange(ex) if ex.holds_output(&self.client));
+            if !hold {
+                progress |= self.client.write(ctx)?;
+            }
             if matches!(self.phase, ClientPhase::Closing) && !self.client.output_pending() {
                 self.start_lingering(ctx)?;
                 progress = true;
