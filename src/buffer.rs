@@ -108,7 +108,7 @@ impl Buf {
 
     /// Appends all of `bytes` or nothing. Inlined: heads are built from many short pieces,
     /// and a piece of known length becomes a plain store.
-    #[inline]
+    #[inline(always)]
     pub fn put_all(&mut self, bytes: &[u8]) -> bool {
         let end = self.end + bytes.len();
         if end <= self.data.len() {
@@ -146,31 +146,28 @@ pub trait PutText {
     /// Appends `n` in decimal, all or nothing.
     fn put_num(&mut self, n: u64) -> bool {
         let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut v = n;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
+        let at = decimal(n, &mut digits);
         self.put_bytes(&digits[at..])
     }
 
-    /// Appends an IP address as text (`Display`'s form).
+    /// Appends an IP address as text (`Display`'s form), all or nothing.
     fn put_ip(&mut self, ip: std::net::IpAddr) -> bool {
         match ip {
             std::net::IpAddr::V4(v4) => {
-                let [a, b, c, d] = v4.octets();
-                self.put_num(a as u64)
-                    && self.put_bytes(b".")
-                    && self.put_num(b as u64)
-                    && self.put_bytes(b".")
-                    && self.put_num(c as u64)
-                    && self.put_bytes(b".")
-                    && self.put_num(d as u64)
+                // Built on the stack, appended in one piece.
+                let mut text = [0u8; 15];
+                let mut len = 0;
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        text[len] = b'.';
+                        len += 1;
+                    }
+                    let mut digits = [0u8; 20];
+                    let at = decimal(octet as u64, &mut digits);
+                    text[len..len + 20 - at].copy_from_slice(&digits[at..]);
+                    len += 20 - at;
+                }
+                self.put_bytes(&text[..len])
             }
             v6 => {
                 let t = StackText::<64>::of(v6);
@@ -180,7 +177,21 @@ pub trait PutText {
     }
 }
 
+/// Writes `n` in decimal at the end of `digits`; returns where it starts.
+fn decimal(mut n: u64, digits: &mut [u8; 20]) -> usize {
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return at;
+        }
+    }
+}
+
 impl PutText for Buf {
+    #[inline(always)]
     fn put_bytes(&mut self, bytes: &[u8]) -> bool {
         self.put_all(bytes)
     }
