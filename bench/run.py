@@ -448,15 +448,15 @@ def main():
     ap.add_argument("--quick", action="store_true", help="a reduced set in under 3 minutes")
     ap.add_argument("--duration", type=int, default=None)
     ap.add_argument("--reps", type=int, default=2)
-    ap.add_argument("--only", default="defaults,fast,tomcat,static,idle")
+    ap.add_argument("--only", default=None, help="groups to run (default: all; with --quick: fast,tomcat,static)")
     ap.add_argument("--write-results", action="store_true", help="write bench/RESULTS.md")
     ap.add_argument("--compare", metavar="BINARY", help="also run this pounce binary (say, a release build of the previous "
                     "commit) as \"pounce-before\" beside pounce in the fast and tomcat groups: a same-run before/after")
     args = ap.parse_args()
     secs = args.duration or (3 if args.quick else 10)
-    groups = set(args.only.split(","))
-    if args.quick:
-        groups &= {"defaults", "fast", "tomcat", "static"}
+    groups = set((args.only or "defaults,fast,tomcat,static,idle").split(","))
+    if args.quick and not args.only:
+        groups &= {"fast", "tomcat", "static"}
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
     report = []
