@@ -187,7 +187,7 @@ impl Protocol for HttpAdapter {
                 }
                 BodyKind::Length(n) => out.put_all(b"Content-Length: ") && out.put_num(n) && out.put_all(b"\r\n"),
                 BodyKind::Chunked => out.put_all(b"Transfer-Encoding: chunked\r\n"),
-            } && (fr.meta.upgrade || out.put_all(if fr.keepalive { b"Connection: keep-alive\r\n" } else { b"Connection: close\r\n" }))
+            } && (fr.meta.upgrade || is_set("connection") || out.put_all(if fr.keepalive { b"Connection: keep-alive\r\n" } else { b"Connection: close\r\n" }))
                 && out.put_all(b"\r\n");
         ok.then_some(host)
     }
@@ -434,6 +434,9 @@ mod tests {
         assert!(!s.contains("X-Empty"));
         assert!(s.contains("X-Port: p8080\r\n"));
         assert!(s.ends_with("Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"));
+        // nginx's recipe, `proxy_set_header Connection "";`, removes it.
+        let st = Settings { proxy_set_header: vec![crate::config::HeaderSet { name: "Connection".into(), value: vec![] }], ..Settings::default() };
+        assert!(!encode(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", &st).contains("Connection"));
     }
 
     fn facts() -> ReqFacts<'static> {
