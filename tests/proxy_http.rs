@@ -256,7 +256,8 @@ fn early_answer_before_the_body_keeps_the_client_connection() {
     let p = Pounce::start(
         &Conf::new()
             .http("client_max_body_size 10m;")
-            .upstream(Upstream::new("app").server(format!("127.0.0.1:{}", port)))
+            // This backend answers once per connection and then only reads: no keep-alive.
+            .upstream(Upstream::new("app").server(format!("127.0.0.1:{}", port)).line("keepalive off;"))
             .server(Server::new().location(Location::new("/").proxy_pass("http://app"))),
     );
     let mut s = connect(p.port);
