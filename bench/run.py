@@ -5,7 +5,9 @@ logs off), with wrk as the client.
 
     bench/run.sh [--quick] [--duration S] [--reps N] [--only GROUP,...] [--write-results] [--compare OLD_BINARY]
 
-GROUPs: fast (a ~100-byte nginx backend: proxy overhead alone), tomcat (two Tomcat 10s: a
+GROUPs: defaults (the fast backend, each proxy as shipped: pounce with an upstream of just
+its `server` lines, nginx with `keepalive 32`, HAProxy's defaults; 64 and 256 connections),
+fast (a ~100-byte nginx backend: proxy overhead alone), tomcat (two Tomcat 10s: a
 static file and a JSP, over HTTP and AJP), static (files served by pounce and nginx), idle
 (10,000 idle keep-alive client connections: proxy RSS), tls (pounce, nginx and HAProxy
 terminating TLS 1.2/1.3 with one ECDSA P-256 certificate: keep-alive, a new connection per
@@ -184,7 +186,9 @@ def stop_tomcats(ports):
         subprocess.run([os.path.join(ROOT, "scripts", "tomcat.sh"), "stop", d])
 
 
-def start_pounce(name, upstreams, ajp=False, static_root=None, binary=None, tls=None):
+def start_pounce(name, upstreams, ajp=False, static_root=None, binary=None, tls=None,
+                 keepalive="keepalive 64;\n        keepalive_requests 1000000;"):
+    """keepalive: the upstream's keep-alive lines (None: none, pounce's defaults)."""
     port = free_port()
     d = os.path.join(WORK, name)
     os.makedirs(os.path.join(d, "logs"), exist_ok=True)
@@ -201,8 +205,7 @@ http {{
     keepalive_requests 1000000;
     client_max_body_size 4m;
     upstream backends {{
-        keepalive 64;
-        keepalive_requests 1000000;
+        {keepalive or "# no keep-alive lines: the defaults"}
 {servers}
     }}
     server {{
@@ -218,7 +221,7 @@ http {{
     return port, p
 
 
-def start_nginx(name, upstreams, static_root=None, tls=None):
+def start_nginx(name, upstreams, static_root=None, tls=None, keepalive=64):
     port = free_port()
     d = os.path.join(WORK, name)
     os.makedirs(os.path.join(d, "logs"), exist_ok=True)
@@ -237,7 +240,7 @@ http {{
     client_body_temp_path {d}/tmp; proxy_temp_path {d}/ptmp;
     upstream backends {{
 {servers}
-        keepalive 64;
+        keepalive {keepalive};
         keepalive_requests 1000000;
     }}
     server {{
@@ -410,6 +413,10 @@ def table(title, results, throughput=False):
                 ratios.append(f"{name} {median(results[p], 'rps') / median(rs, 'rps'):.2f}x")
         if ratios:
             lines.append(f"\n{p} req/s relative to: " + ", ".join(ratios))
+        cpu = [f"{name} {median(results[p], 'cpu_10k') / median(rs, 'cpu_10k'):.2f}x" for name, rs in results.items()
+               if name != p and median(rs, "cpu_10k") > 0 and median(results[p], "cpu_10k") > 0]
+        if cpu:
+            lines.append(f"\n{p} CPU per request relative to: " + ", ".join(cpu))
     text = "\n".join(lines)
     print(text, flush=True)
     return text
@@ -493,14 +500,14 @@ def main():
     ap.add_argument("--quick", action="store_true", help="a reduced set in under 3 minutes")
     ap.add_argument("--duration", type=int, default=None)
     ap.add_argument("--reps", type=int, default=2)
-    ap.add_argument("--only", default="fast,tomcat,static,idle,tls,failures")
+    ap.add_argument("--only", default=None, help="groups to run (default: all; with --quick: fast,tomcat,static)")
     ap.add_argument("--write-results", action="store_true", help="write bench/RESULTS.md")
     ap.add_argument("--compare", metavar="BINARY", help="also run this pounce binary (say, a release build of the previous "
                     "commit) as \"pounce-before\" beside pounce in the fast and tomcat groups: a same-run before/after")
     args = ap.parse_args()
     secs = args.duration or (3 if args.quick else 10)
-    groups = set(args.only.split(","))
-    if args.quick:
+    groups = set((args.only or "defaults,fast,tomcat,static,idle,tls,failures").split(","))
+    if args.quick and not args.only:
         groups &= {"fast", "tomcat", "static"}
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
@@ -508,8 +515,19 @@ def main():
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     tomcats = []
     try:
-        if groups & {"fast", "static", "idle", "tls"}:
+        if groups & {"defaults", "fast", "static", "idle", "tls"}:
             fast = start_fast_backends()
+        if "defaults" in groups:
+            t = [("pounce",) + start_pounce("pounce-defaults", fast, keepalive=None)]
+            if args.compare:
+                t.append(("pounce-before",) + start_pounce("pounce-before-defaults", fast, binary=args.compare, keepalive=None))
+            t.append(("nginx keepalive 32",) + start_nginx("nginx-defaults", fast, keepalive=32))
+            t.append(("haproxy",) + start_haproxy("haproxy-defaults", fast))
+            for conns in (64, 256):
+                report.append(table(f"As shipped: fast backend, pounce with no keep-alive lines, nginx `keepalive 32`, HAProxy defaults, "
+                                    f"{conns} connections, {secs}s", measure(t, "/", conns, secs, args.reps)))
+            for _, _, proc in t:
+                proc.stop()
         if "tls" in groups:
             cert = make_tls_cert()
             t = [("pounce",) + start_pounce("pounce-tls", fast, tls=cert)]

@@ -21,3 +21,7 @@ pub(crate) mod tls;
 pub(crate) mod transport;
 pub(crate) mod upstream;
 pub(crate) mod worker;
+
+/// The selection micro-benchmark's hook (`bench/select.rs`).
+#[doc(hidden)]
+pub use upstream::bench::SelectBench;

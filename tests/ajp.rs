@@ -176,3 +176,49 @@ fn proxy_next_upstream_applies_to_ajp() {
         assert_eq!(p3.get("/").text(), "good");
     }
 }
+
+#[test]
+fn a_small_response_in_pieces_goes_out_whole_unless_tomcat_flushes() {
+    use support::ajp::{body_chunks, end_response, send_headers};
+    // As Tomcat writes a small response: SEND_HEADERS flushed on its own, then (here 1.5 s
+    // later, so the order is plain) the body and END_RESPONSE; with `flush` the application
+    // flushed after its headers (Tomcat's flush packet follows them).
+    let b = AjpBackend::start(Behaviour {
+        answer_cping: true,
+        handler: Box::new(|r| {
+            let head = send_headers(200, &[("Content-Type".into(), "text/plain".into()), ("Content-Length".into(), "5".into())]);
+            let first = if r.uri == "/flush" { [head, body_chunks(b"")].concat() } else { head };
+            AjpReply::Pieces { pieces: vec![first, [body_chunks(b"hello"), end_response(true)].concat()], gap: Duration::from_millis(1500) }
+        }),
+    });
+    let p = Pounce::start(&conf(&format!("server {};", b.addr()), "", ""));
+    for (path, head_first) in [("/whole", false), ("/flush", true)] {
+        let mut s = connect(p.port);
+        s.write_all(format!("GET {} HTTP/1.1\r\nHost: x\r\n\r\n", path).as_bytes()).expect("send");
+        // Within a second (the body is not sent yet) the head has come only if Tomcat flushed.
+        s.set_read_timeout(Some(Duration::from_millis(1000))).expect("timeout");
+        let mut first = [0u8; 512];
+        let early = match std::io::Read::read(&mut s, &mut first) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => 0,
+            Err(e) => panic!("{}: {}", path, e),
+        };
+        let early_text = String::from_utf8_lossy(&first[..early]).to_string();
+        println!("{}: before the body was sent the client had {:?}", path, early_text);
+        if head_first {
+            assert!(early_text.starts_with("HTTP/1.1 200 OK\r\n") && !early_text.ends_with("hello"), "a flushed head goes out at once: {:?}", early_text);
+        } else {
+            assert_eq!(early, 0, "the head waits for its body: {:?}", early_text);
+        }
+        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let mut rest = Vec::from(&first[..early]);
+        let mut buf = [0u8; 512];
+        while !rest.ends_with(b"hello") {
+            let n = std::io::Read::read(&mut s, &mut buf).expect("the rest");
+            assert!(n > 0, "{}: closed early: {:?}", path, String::from_utf8_lossy(&rest));
+            rest.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&rest).to_string();
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n") && text.contains("Content-Length: 5\r\n"), "{}", text);
+    }
+}

@@ -109,7 +109,8 @@ impl StreamBackend {
                 let lower = head.to_ascii_lowercase();
                 let mut w = r.get_ref().try_clone().expect("clone");
                 if head.starts_with("GET") {
-                    let _ = w.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", len).as_bytes());
+                    // One request per connection, and it says so (pounce keeps connections by default).
+                    let _ = w.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", len).as_bytes());
                     let _ = write_pattern(&mut w, len, false);
                 } else {
                     let got = if lower.contains("transfer-encoding: chunked") {
@@ -121,7 +122,7 @@ impl StreamBackend {
                     };
                     rec2.store(got, Ordering::Relaxed);
                     let text = got.to_string();
-                    let _ = w.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{}", text.len(), text).as_bytes());
+                    let _ = w.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}", text.len(), text).as_bytes());
                 }
             }
         });

@@ -6,8 +6,8 @@
 
 use super::ajp_codec::*;
 use super::http::{connection_listed, connection_names_headers, put_template};
-use super::{BackendError, ForwardRequest, Handshake, Protocol, RetryMask, Step};
-use crate::buffer::{Buf, StackText};
+use super::{BackendError, ForwardRequest, Handshake, KeepAliveHint, Protocol, RetryMask, Step};
+use crate::buffer::{Buf, PutText, StackText};
 use crate::config::BackendConf;
 use crate::http::request::{header, host_name, BodyKind};
 use crate::http::writer::{hop_by_hop, ReqFacts, ResponseWriter};
@@ -34,6 +34,10 @@ pub struct AjpAdapter {
     state: RState,
     headers_sent: bool,
     started: bool,
+    /// END_RESPONSE said the connection will not be reused.
+    closing: bool,
+    /// Tomcat sent a flush packet (the application flushed): no output is held back any more.
+    flushed: bool,
     /// `ajp_ping on`: a CPING must be answered by a CPONG within this time before each request.
     ping: Option<Duration>,
 }
@@ -45,7 +49,18 @@ impl AjpAdapter {
             BodyKind::Length(n) if n > 0 => (Some((n as usize).min(max)), true),
             _ => (None, false),
         };
-        AjpAdapter { packet_size, credit, asked: false, first_pending, state: RState::Packet, headers_sent: false, started: false, ping: None }
+        AjpAdapter {
+            packet_size,
+            credit,
+            asked: false,
+            first_pending,
+            state: RState::Packet,
+            headers_sent: false,
+            started: false,
+            closing: false,
+            flushed: false,
+            ping: None,
+        }
     }
 
     /// CPING/CPONG before the request (mod_jk's `ping_mode` C+P), answered within `timeout`.
@@ -86,7 +101,8 @@ impl AjpAdapter {
         // Without a Host (HTTP/1.0), the server's name or address: never empty, or Tomcat
         // builds its redirects to `http://:PORT/`.
         let server_name: &[u8] = host_header.map(host_name).unwrap_or(host_name(fr.default_host.as_bytes()));
-        let ip = StackText::<64>::of(fr.client.ip());
+        let mut ip = StackText::<64>::new();
+        ip.put_ip(fr.client.ip());
         let mut w = PacketWriter::begin(out);
         let code = method_code(method);
         w.u8(FORWARD_REQUEST).u8(code.unwrap_or(0xFF));
@@ -163,7 +179,8 @@ impl AjpAdapter {
         if let Some(secret) = secret {
             w.u8(attr::SECRET).string(Some(secret.as_bytes()));
         }
-        let port = StackText::<8>::of(fr.client.port());
+        let mut port = StackText::<8>::new();
+        port.put_num(fr.client.port() as u64);
         w.u8(attr::REQ_ATTRIBUTE).string(Some(b"AJP_REMOTE_PORT")).string(Some(port.as_bytes()));
         if code.is_none() {
             w.u8(attr::STORED_METHOD).string(Some(method.as_bytes()));
@@ -269,11 +286,12 @@ impl Protocol for AjpAdapter {
                                 return Err(self.error(AjpError::BadChunk));
                             }
                             if n == 0 {
-                                // A flush: nothing to forward (our writes are never held back).
+                                // A flush: nothing to forward, but what came goes out now.
                                 if d.len() < whole {
                                     return Ok(Step::Blocked);
                                 }
                                 input.consume(whole);
+                                self.flushed = true;
                                 continue;
                             }
                             if !self.headers_sent {
@@ -328,6 +346,7 @@ impl Protocol for AjpAdapter {
                             }
                             input.consume(whole);
                             self.state = RState::Done;
+                            self.closing = !reuse;
                             return Ok(Step::Done { reusable: reuse && self.request_complete() && input.is_empty() });
                         }
                         GET_BODY_CHUNK => {
@@ -360,6 +379,18 @@ impl Protocol for AjpAdapter {
 
     fn response_started(&self) -> bool {
         self.started
+    }
+
+    fn keepalive_hint(&self) -> KeepAliveHint {
+        KeepAliveHint { closing: self.closing, timeout: None, max: None }
+    }
+
+    /// Tomcat writes SEND_HEADERS and flushes it on its own, then the body and END_RESPONSE:
+    /// a small response arrives in two pieces. Until the end, or until Tomcat forwards an
+    /// application's flush (a flush packet, with its default `ajpFlush`), the head may wait
+    /// for the body, so the client gets one write instead of two.
+    fn hold_output(&self) -> bool {
+        self.headers_sent && !self.flushed && !matches!(self.state, RState::Done)
     }
 }
 

@@ -2,13 +2,12 @@
 //! and the proxy headers added, re-frames chunked request bodies, and parses the backend's
 //! response (Content-Length, chunked or close-delimited) into the client's response.
 
-use super::{BackendError, ForwardRequest, Handshake, Protocol, RetryMask, Step};
-use crate::buffer::Buf;
+use super::{BackendError, ForwardRequest, Handshake, KeepAliveHint, Protocol, RetryMask, Step};
+use crate::buffer::{Buf, PutText};
 use crate::config::{Part, Var};
 use crate::http::chunked::{size_line, ChunkedDecoder};
 use crate::http::request::{header, headers_named, host_name, parse_decimal, trim, BodyKind, Method, MAX_HEADERS};
 use crate::http::writer::{hop_by_hop, ReqFacts, ResponseWriter};
-use std::fmt::Write;
 
 enum Resp {
     Head,
@@ -29,6 +28,7 @@ pub struct HttpAdapter {
     resp: Resp,
     reusable: bool,
     started: bool,
+    hint: KeepAliveHint,
 }
 
 impl HttpAdapter {
@@ -41,6 +41,7 @@ impl HttpAdapter {
             resp: Resp::Head,
             reusable: false,
             started: false,
+            hint: KeepAliveHint::default(),
         }
     }
 }
@@ -85,18 +86,18 @@ pub fn put_var(out: &mut Buf, var: Var, fr: &ForwardRequest) -> bool {
             None => out.put_all(host_name(fr.default_host.as_bytes())),
         },
         Var::HttpHost => out.put_all(header(req, "host").unwrap_or(b"")),
-        Var::RemoteAddr => write!(out, "{}", fr.client.ip()).is_ok(),
-        Var::RemotePort => write!(out, "{}", fr.client.port()).is_ok(),
+        Var::RemoteAddr => out.put_ip(fr.client.ip()),
+        Var::RemotePort => out.put_num(fr.client.port() as u64),
         Var::Scheme => out.put_all(fr.scheme().as_bytes()),
         Var::ServerName => out.put_all(fr.server_name.as_bytes()),
-        Var::ServerPort => write!(out, "{}", fr.local_port).is_ok(),
+        Var::ServerPort => out.put_num(fr.local_port as u64),
         Var::ProxyHost => out.put_all(fr.proxy_host.as_bytes()),
         Var::ProxyAddXForwardedFor => {
             let mut ok = true;
             for v in headers_named(req, "x-forwarded-for") {
                 ok = ok && out.put_all(trim(v)) && out.put_all(b", ");
             }
-            ok && write!(out, "{}", fr.client.ip()).is_ok()
+            ok && out.put_ip(fr.client.ip())
         }
         Var::RequestUri => out.put_all(path.as_bytes()),
         Var::Uri => out.put_all(fr.uri),
@@ -184,7 +185,7 @@ impl Protocol for HttpAdapter {
             ok = out.put_all(h.name.as_bytes()) && out.put_all(b": ") && out.put_all(h.value) && out.put_all(b"\r\n");
         }
         if !is_set("x-real-ip") {
-            ok = ok && write!(out, "X-Real-IP: {}\r\n", fr.client.ip()).is_ok();
+            ok = ok && out.put_all(b"X-Real-IP: ") && out.put_ip(fr.client.ip()) && out.put_all(b"\r\n");
         }
         if !is_set("x-forwarded-for") {
             ok = ok && out.put_all(b"X-Forwarded-For: ") && put_var(out, Var::ProxyAddXForwardedFor, fr) && out.put_all(b"\r\n");
@@ -223,9 +224,9 @@ impl Protocol for HttpAdapter {
                         true
                     }
                 }
-                BodyKind::Length(n) => write!(out, "Content-Length: {}\r\n", n).is_ok(),
+                BodyKind::Length(n) => out.put_all(b"Content-Length: ") && out.put_num(n) && out.put_all(b"\r\n"),
                 BodyKind::Chunked => out.put_all(b"Transfer-Encoding: chunked\r\n"),
-            } && (fr.keepalive || fr.meta.upgrade || out.put_all(b"Connection: close\r\n"))
+            } && (fr.meta.upgrade || is_set("connection") || out.put_all(if fr.keepalive { b"Connection: keep-alive\r\n" } else { b"Connection: close\r\n" }))
                 && out.put_all(b"\r\n");
         ok
     }
@@ -318,6 +319,8 @@ impl Protocol for HttpAdapter {
                                     keep = true;
                                 }
                             }
+                        } else if h.name.eq_ignore_ascii_case("keep-alive") {
+                            self.hint.parse_header(h.value);
                         }
                     }
                     let bodiless = self.head_request || status == 204 || status == 304 || status == 101;
@@ -340,6 +343,7 @@ impl Protocol for HttpAdapter {
                         return Ok(Step::Blocked);
                     }
                     self.reusable = keep && status != 101;
+                    self.hint.closing = !keep;
                     input.consume(n);
                     self.resp = next;
                 }
@@ -411,6 +415,15 @@ impl Protocol for HttpAdapter {
     fn response_started(&self) -> bool {
         self.started
     }
+
+    fn keepalive_hint(&self) -> KeepAliveHint {
+        self.hint
+    }
+
+    /// An HTTP backend's pauses may be meant (streaming): what arrives goes out at once.
+    fn hold_output(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
@@ -441,7 +454,7 @@ mod tests {
         );
         assert_eq!(
             s,
-            "GET /a?b=1 HTTP/1.1\r\nHost: Example.com:8080\r\nAccept: */*\r\nX-Real-IP: 10.1.2.3\r\nX-Forwarded-For: 1.1.1.1, 10.1.2.3\r\nX-Forwarded-Proto: http\r\n\r\n"
+            "GET /a?b=1 HTTP/1.1\r\nHost: Example.com:8080\r\nAccept: */*\r\nX-Real-IP: 10.1.2.3\r\nX-Forwarded-For: 1.1.1.1, 10.1.2.3\r\nX-Forwarded-Proto: http\r\nConnection: keep-alive\r\n\r\n"
         );
     }
 
@@ -459,7 +472,10 @@ mod tests {
         assert!(s.starts_with("POST /u HTTP/1.1\r\nHost: tomcats\r\n"), "{s}");
         assert!(!s.contains("X-Empty"));
         assert!(s.contains("X-Port: p8080\r\n"));
-        assert!(s.ends_with("Transfer-Encoding: chunked\r\n\r\n"));
+        assert!(s.ends_with("Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"));
+        // nginx's recipe, `proxy_set_header Connection "";`, removes it.
+        let st = Settings { proxy_set_header: vec![crate::config::HeaderSet { name: "Connection".into(), value: vec![] }], ..Settings::default() };
+        assert!(!encode(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", &st).contains("Connection"));
     }
 
     fn facts() -> ReqFacts<'static> {

@@ -18,6 +18,7 @@ use crate::config::{BackendConf, Settings};
 use crate::http::request::RequestMeta;
 use crate::http::writer::{ReqFacts, ResponseWriter};
 use crate::tls::info::TlsInfo;
+pub use crate::upstream::limits::KeepAliveHint;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -36,7 +37,8 @@ pub struct ForwardRequest<'a, 'b> {
     pub settings: &'a Settings,
     /// Name of the upstream (`$proxy_host`).
     pub proxy_host: &'a str,
-    /// The upstream keeps idle connections: do not ask the backend to close.
+    /// The upstream keeps idle connections: ask the backend to keep this one (so it also
+    /// says for how long), rather than to close it.
     pub keepalive: bool,
     /// How this location speaks to the backend (each adapter reads its own parameters,
     /// such as AJP's secret).
@@ -148,6 +150,12 @@ pub trait Protocol {
     fn eof(&mut self, out: &mut Buf, w: &mut ResponseWriter) -> Result<Step, BackendError>;
     /// True once any byte of a response was received (a stale pooled connection fails before).
     fn response_started(&self) -> bool;
+    /// What the complete response said about keeping its connection (`upstream::limits`).
+    fn keepalive_hint(&self) -> KeepAliveHint;
+    /// The response is incomplete and the backend has not asked for what came so far to be
+    /// flushed: a small piece decoded for the client may wait for the rest (AJP, whose
+    /// Tomcat flushes the headers on their own and marks an application's flush explicitly).
+    fn hold_output(&self) -> bool;
 }
 
 /// Statuses the session wants to see before they are written (`proxy_next_upstream http_5xx`).
@@ -235,5 +243,11 @@ impl Protocol for Adapter {
     }
     fn response_started(&self) -> bool {
         dispatch!(self, a => a.response_started())
+    }
+    fn keepalive_hint(&self) -> KeepAliveHint {
+        dispatch!(self, a => a.keepalive_hint())
+    }
+    fn hold_output(&self) -> bool {
+        dispatch!(self, a => a.hold_output())
     }
 }

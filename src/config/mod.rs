@@ -28,8 +28,9 @@ use std::time::Duration;
 pub use lexer::{ConfError, Source};
 pub use logformat::{AccessLogRef, Capture, Escape, LogFormat, LogPart, LogVar};
 
-/// Servers an upstream may have: a request's set of tried servers is one u128.
-pub const MAX_SERVERS: usize = 128;
+/// Servers an upstream may have (beyond 8 its balancer is the stride heap of
+/// `upstream::large`, whose cost per request hardly grows with the number of servers).
+pub const MAX_SERVERS: usize = 4096;
 
 /// Loads and validates the configuration at `path`. Relative paths in it are resolved
 /// against `prefix`, except `include`s: those against the directory of `path`, as nginx does.
@@ -142,8 +143,8 @@ pub enum StatusAccess {
 pub struct Upstream {
     pub name: String,
     pub servers: Vec<Peer>,
-    /// Idle connections cached per worker (0 = no keep-alive to the backends).
-    pub keepalive: usize,
+    /// Idle connections kept per worker: sized by demand, capped, or none.
+    pub keepalive: Keepalive,
     pub keepalive_timeout: Duration,
     pub keepalive_requests: u32,
     /// Made from `proxy_pass http://host:port` rather than an `upstream` block.
@@ -165,7 +166,7 @@ impl Upstream {
         Upstream {
             name,
             servers: Vec::new(),
-            keepalive: 0,
+            keepalive: Keepalive::Auto,
             keepalive_timeout: Duration::from_secs(60),
             keepalive_requests: 1000,
             implicit,
@@ -175,6 +176,32 @@ impl Upstream {
             health_check: None,
             protocol: BackendProtocol::Http,
             frozen_timeout: None,
+        }
+    }
+}
+
+/// `keepalive auto|N|off`: how many idle connections a worker keeps for an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keepalive {
+    /// No keep-alive to the backends: `Connection: close` on every request.
+    Off,
+    /// The default: as many as recent demand needs (`upstream::keepalive`).
+    Auto,
+    /// As demand needs, but never more than N per worker for the whole upstream.
+    Max(usize),
+}
+
+impl Keepalive {
+    pub fn enabled(self) -> bool {
+        self != Keepalive::Off
+    }
+
+    /// The most idle connections a worker keeps for the upstream.
+    pub fn cap(self) -> usize {
+        match self {
+            Keepalive::Off => 0,
+            Keepalive::Auto => usize::MAX,
+            Keepalive::Max(n) => n,
         }
     }
 }

@@ -132,10 +132,34 @@ pub(super) mod tests {
         assert_eq!(s.locations[1].kind, Match::Exact);
         assert_eq!(s.locations[2].handler, Handler::Proxy { upstream: 1, backend: BackendConf::Http });
         let up = &c.http.upstreams[0];
-        assert_eq!((up.servers[0].weight, up.servers[0].max_fails, up.keepalive), (5, 3, 8));
+        assert_eq!((up.servers[0].weight, up.servers[0].max_fails, up.keepalive), (5, 3, Keepalive::Max(8)));
         assert!(up.servers[1].backup);
         assert!(c.http.upstreams[1].implicit);
+        assert_eq!(c.http.upstreams[1].keepalive, Keepalive::Auto, "keep-alive is on by default, sized by demand");
         assert_eq!(c.http.listens.len(), 1);
+    }
+
+    #[test]
+    fn keepalive_auto_cap_and_off() {
+        let ka = |v: &str| {
+            let c = load_str(&format!("http {{\n upstream u {{ server 127.0.0.1:81; {} }}\n}}\n", v)).expect("valid");
+            c.http.upstreams[0].keepalive
+        };
+        assert_eq!(ka(""), Keepalive::Auto);
+        assert_eq!(ka("keepalive auto;"), Keepalive::Auto);
+        assert_eq!(ka("keepalive 32;"), Keepalive::Max(32));
+        assert_eq!(ka("keepalive off;"), Keepalive::Off);
+        assert_eq!(ka("keepalive 0;"), Keepalive::Off);
+        assert_eq!(error("http {\n upstream u {\n  keepalive some;\n }\n}\n"), "t.conf:3: invalid number \"some\" in \"keepalive\" directive");
+    }
+
+    #[test]
+    fn upstreams_of_a_thousand_servers() {
+        let servers: String = (0..1024).map(|i| format!("server 127.0.{}.{}:80;\n", i / 200, i % 200 + 1)).collect();
+        let c = load_str(&format!("http {{\n upstream big {{\n{}}}\n}}\n", servers)).expect("valid");
+        assert_eq!(c.http.upstreams[0].servers.len(), 1024);
+        let too_many: String = (0..=MAX_SERVERS).map(|i| format!("server 127.1.{}.{}:80;\n", i / 200, i % 200 + 1)).collect();
+        assert!(error(&format!("http {{\n upstream big {{\n{}}}\n}}\n", too_many)).starts_with("t.conf:2: too many servers in upstream \"big\""));
     }
 
     #[test]

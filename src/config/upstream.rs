@@ -4,7 +4,7 @@
 use super::builder::{inner, Builder, Scope};
 use super::lexer::{err, ConfError, Directive};
 use super::values::{num_arg, on_off, resolve_addr, time_arg};
-use super::{Balance, HealthCheck, Peer, Sticky, Upstream, MAX_SERVERS};
+use super::{Balance, HealthCheck, Keepalive, Peer, Sticky, Upstream, MAX_SERVERS};
 use std::time::Duration;
 
 type Done = Result<(), ConfError>;
@@ -55,12 +55,18 @@ pub(super) fn server(_: &mut Builder, d: &Directive, s: &mut Scope) -> Done {
     Ok(())
 }
 
+/// `keepalive auto|N|off`: `auto` (the default) sizes the idle pool by demand, N caps it,
+/// `off` (or 0) sends `Connection: close`.
 pub(super) fn keepalive(_: &mut Builder, d: &Directive, s: &mut Scope) -> Done {
-    let n = num_arg(d, &d.args[0])? as usize;
-    if n == 0 {
-        return err(&d.pos, "\"keepalive\" must be at least 1");
-    }
-    s.upstream(d)?.keepalive = n;
+    let k = match d.args[0].as_str() {
+        "off" => Keepalive::Off,
+        "auto" => Keepalive::Auto,
+        v => match num_arg(d, v)? as usize {
+            0 => Keepalive::Off,
+            n => Keepalive::Max(n),
+        },
+    };
+    s.upstream(d)?.keepalive = k;
     Ok(())
 }
 

@@ -4,9 +4,8 @@
 
 use super::chunked::size_line;
 use super::status::{bodiless, reason};
-use crate::buffer::Buf;
+use crate::buffer::{Buf, PutText};
 use crate::config::AddHeader;
-use std::fmt::Write;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutFraming {
@@ -89,7 +88,8 @@ impl ResponseWriter {
             OutFraming::Close
         };
         let mark = out.len();
-        let mut ok = write!(out, "HTTP/1.1 {} {}\r\n", status, reason(status)).is_ok();
+        let mut ok =
+            out.put_all(b"HTTP/1.1 ") && out.put_num(status as u64) && out.put_all(b" ") && out.put_all(reason(status).as_bytes()) && out.put_all(b"\r\n");
         let mut dated = false;
         // No Content-Length on a re-chunked body, nor on a status that never has a body:
         // Tomcat's AJP connector sends `Content-Length: 0` with a 304, which RFC 9110 §8.6

@@ -83,8 +83,9 @@ impl UpConn {
         let ups = &rt.upstreams[upstream];
         let mut reused = None;
         if let Some(must_be_clean) = reuse {
+            let idle_limit = ups.peers[peer].idle_limit(ups.conf.keepalive_timeout);
             while let Some(idle) = ctx.keepalive.take(upstream, peer) {
-                if ctx.now.duration_since(idle.since) < ups.conf.keepalive_timeout && (!must_be_clean || idle.is_clean()) {
+                if ctx.now.duration_since(idle.since) < idle_limit && (!must_be_clean || idle.is_clean()) {
                     reused = Some(idle);
                     break;
                 }
@@ -111,6 +112,7 @@ impl UpConn {
         };
         ups.peers[peer].in_flight.fetch_add(1, Relaxed);
         ups.peers[peer].requests.fetch_add(1, Relaxed);
+        ctx.keepalive.opened(upstream, peer);
         let up = UpConn {
             // Nothing can be pending on a pooled connection (its readiness would have closed
             // it while idle): no read until the backend's first edge.
@@ -244,7 +246,9 @@ impl UpConn {
     pub(crate) fn release(mut self, ctx: &mut Ctx, how: Release, traffic: (u64, u64)) {
         let rt = ctx.rt.clone();
         let ups = &rt.upstreams[self.upstream];
-        ups.peers[self.peer].in_flight.fetch_sub(1, Relaxed);
+        let state = &ups.peers[self.peer];
+        state.in_flight.fetch_sub(1, Relaxed);
+        ctx.keepalive.finished(self.upstream, self.peer);
         if traffic != (0, 0) {
             ups.account(self.peer, traffic.0, traffic.1);
         }
@@ -262,25 +266,32 @@ impl UpConn {
             Release::Stale => {}
         }
         let requests = self.requests + 1;
+        if let Release::Done { .. } = how {
+            state.learn_from_response(requests, self.adapter.keepalive_hint());
+        }
         let poolable = how == Release::Done { reusable: true }
             && self.adapter.request_complete()
             && self.bout.is_empty()
-            && ups.conf.keepalive > 0
-            && requests < ups.conf.keepalive_requests
+            && ups.conf.keepalive.enabled()
+            && requests < state.request_limit(ups.conf.keepalive_requests)
             && !ctx.draining;
-        if poolable {
-            let token = self.token;
-            let idle = IdleConn { stream: self.sock.stream, upstream: self.upstream, peer: self.peer, since: ctx.now, requests, token };
-            let (key, evicted) = ctx.keepalive.put(idle, ups.conf.keepalive);
-            if let Some(mut old) = evicted {
-                ctx.close_backend(&mut old.stream, old.token);
-            }
-            // Same registration, the pool owns it now: no epoll_ctl.
-            if let Some(o) = ctx.backends.get_mut(token) {
-                *o = Owner::Idle(key);
-            }
-        } else {
+        if !poolable {
             ctx.close_backend(&mut self.sock.stream, self.token);
+            return;
+        }
+        let token = self.token;
+        let idle = IdleConn { stream: self.sock.stream, upstream: self.upstream, peer: self.peer, since: ctx.now, requests, token };
+        match ctx.keepalive.offer(idle, ups.conf.keepalive.cap()) {
+            Ok((key, evicted)) => {
+                if let Some(mut old) = evicted {
+                    ctx.close_backend(&mut old.stream, old.token);
+                }
+                // Same registration, the pool owns it now: no epoll_ctl.
+                if let Some(o) = ctx.backends.get_mut(token) {
+                    *o = Owner::Idle(key);
+                }
+            }
+            Err((mut idle, _)) => ctx.close_backend(&mut idle.stream, idle.token),
         }
     }
 }

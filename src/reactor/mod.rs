@@ -13,7 +13,7 @@ use crate::logging::access::AccessLog;
 use crate::logging::time::Clock;
 use crate::runtime::{Runtime, WorkerStats};
 use crate::upstream::keepalive::KeepalivePool;
-use crate::upstream::round_robin::RoundRobin;
+use crate::upstream::Scheduler;
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 use std::rc::Rc;
@@ -50,7 +50,7 @@ pub(crate) struct Ctx {
     pub(crate) rt: Rc<Arc<Runtime>>,
     pub(crate) pool: BufferPool,
     pub(crate) timers: Timers,
-    pub(crate) balancers: Vec<RoundRobin>,
+    pub(crate) balancers: Vec<Scheduler>,
     pub(crate) keepalive: KeepalivePool,
     pub(crate) access: Vec<AccessLog>,
     pub(crate) clock: Clock,
@@ -85,8 +85,8 @@ impl Ctx {
         let now = Instant::now();
         Ctx {
             registry,
-            balancers: rt.upstreams.iter().map(RoundRobin::new).collect(),
-            keepalive: KeepalivePool::new(rt.clone()),
+            balancers: rt.upstreams.iter().map(Scheduler::new).collect(),
+            keepalive: KeepalivePool::new(rt.clone(), now),
             conns: 0,
             // A reload's worker goes on from its slot's count (`Runtime::inherit_worker_totals`).
             accepted: rt.worker(id).map_or(0, |w| w.accepted.load(std::sync::atomic::Ordering::Relaxed)),

@@ -129,7 +129,7 @@ fn server(o: &mut String, v: &ServerView) {
     );
     let _ = write!(
         o,
-        "\"in_flight\":{},\"requests\":{},\"failures\":{},\"failovers\":{},\"retries\":{},\"bytes_to_server\":{},\"bytes_from_server\":{},\"last_response_ms\":{},\"avg_response_ms\":{},\"idle_connections\":{},",
+        "\"in_flight\":{},\"requests\":{},\"failures\":{},\"failovers\":{},\"retries\":{},\"bytes_to_server\":{},\"bytes_from_server\":{},\"last_response_ms\":{},\"avg_response_ms\":{},\"idle_connections\":{},\"keepalive_demand\":{},\"backend_keepalive_timeout_ms\":{},\"backend_max_requests\":{},",
         v.in_flight,
         v.requests,
         v.failures,
@@ -139,7 +139,10 @@ fn server(o: &mut String, v: &ServerView) {
         v.bytes_from,
         decimal(v.last_response_us, 3),
         opt_num(v.latency_sum_us.checked_div(v.timed()).map(|us| decimal(us, 3))),
-        v.idle_connections
+        v.idle_connections,
+        v.keepalive_demand,
+        opt_num((v.backend_idle_ms > 0).then(|| v.backend_idle_ms.to_string())),
+        opt_num((v.backend_max_requests > 0).then(|| v.backend_max_requests.to_string()))
     );
     o.push_str("\"responses\":{");
     for (k, n) in v.responses.iter().enumerate() {

@@ -26,7 +26,7 @@ fn secs(us: u64) -> String {
 
 type ServerMetric = (&'static str, &'static str, &'static str, fn(&ServerView) -> String);
 
-const PER_SERVER: [ServerMetric; 19] = [
+const PER_SERVER: [ServerMetric; 20] = [
     ("pounce_upstream_server_up", "gauge", "1 when the server can take requests (health), 0 when it is down.", |v| u8::from(v.health == "up").to_string()),
     ("pounce_upstream_server_weight", "gauge", "Configured or manager-set weight.", |v| v.weight.to_string()),
     ("pounce_upstream_server_effective_weight", "gauge", "Weight in use now (ramped during slow_start).", |v| v.effective_weight.to_string()),
@@ -61,6 +61,9 @@ const PER_SERVER: [ServerMetric; 19] = [
     ("pounce_upstream_server_response_bytes_total", "counter", "Response body bytes received from the server.", |v| v.bytes_from.to_string()),
     ("pounce_upstream_server_last_response_seconds", "gauge", "Time to the response head of the last request.", |v| secs(v.last_response_us)),
     ("pounce_upstream_server_idle_connections", "gauge", "Idle pooled connections, all workers.", |v| v.idle_connections.to_string()),
+    ("pounce_upstream_server_keepalive_demand", "gauge", "Connections the idle pools aim to keep: recent peak of concurrent requests, all workers.", |v| {
+        v.keepalive_demand.to_string()
+    }),
     ("pounce_upstream_server_health_checks_total", "counter", "Active health checks run.", |v| v.checks.to_string()),
 ];
 

@@ -59,6 +59,11 @@ pub(crate) struct ServerView {
     pub(crate) drained: bool,
     /// Times it was declared frozen (`frozen_timeout`).
     pub(crate) frozen_times: u64,
+    /// Connections the workers' pools aim to keep (their recent peaks of concurrent requests).
+    pub(crate) keepalive_demand: u32,
+    /// What the server was seen to allow a kept connection (0 = not known).
+    pub(crate) backend_idle_ms: u32,
+    pub(crate) backend_max_requests: u32,
 }
 
 impl ServerView {
@@ -212,6 +217,9 @@ pub(crate) fn take(rt: &Runtime, access: StatusAccess) -> Snapshot {
                         },
                         drained: u.drained(i, now),
                         frozen_times: st.frozen_times.load(Relaxed),
+                        keepalive_demand: s.keep_demand.load(Relaxed),
+                        backend_idle_ms: s.backend_idle_ms.load(Relaxed),
+                        backend_max_requests: s.backend_max_requests.load(Relaxed),
                     }
                 })
                 .collect(),

@@ -2,17 +2,25 @@
 //! weights and counters, as atomics), the per-worker balancer, sticky routes, and the
 //! per-worker pool of idle backend connections.
 
+pub(crate) mod bench;
 pub(crate) mod frozen;
 pub(crate) mod keepalive;
+pub(crate) mod large;
+pub(crate) mod limits;
 pub(crate) mod round_robin;
 pub(crate) mod sessions;
 pub(crate) mod stats;
 pub(crate) mod sticky;
+pub(crate) mod tried;
 
 use crate::config::{Balance, Upstream};
+use large::Stride;
+use round_robin::RoundRobin;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::OnceLock;
 use std::time::Instant;
+use tried::Tried;
 
 /// mod_jk's activation states.
 pub(crate) mod activation {
@@ -30,6 +38,9 @@ pub(crate) mod activation {
         }
     }
 }
+
+/// Upstreams up to this size find a route's server by comparing routes; larger ones hash.
+const ROUTE_SEARCH_MAX: usize = 16;
 
 /// Traffic counters of `balance by_traffic` are halved this often (mod_jk's maintenance).
 const TRAFFIC_DECAY_MS: u64 = 60_000;
@@ -79,6 +90,14 @@ pub(crate) struct PeerState {
     pub(crate) last_response_us: AtomicU64,
     /// Idle pooled connections to it, summed over workers.
     pub(crate) idle: AtomicU32,
+    /// Connections the workers' pools aim to keep for it (their recent peaks, summed).
+    pub(crate) keep_demand: AtomicU32,
+    /// What the server allows a kept connection (`limits`): idle time in ms and requests;
+    /// 0 = not known. And the last close of each kind seen, to confirm a value.
+    pub(crate) backend_idle_ms: AtomicU32,
+    pub(crate) backend_max_requests: AtomicU32,
+    pub(crate) idle_close_seen: AtomicU32,
+    pub(crate) close_seen: AtomicU32,
     /// Weight or activation was changed from the manager page (kept across reloads).
     pub(crate) overridden: AtomicBool,
     /// Health-check details, failure causes, responses by class, response times.
@@ -103,6 +122,9 @@ pub(crate) struct UpstreamState {
     /// Per peer: redirect prefixes that point at it (`http://ADDR`, `http://NAME`), which
     /// `proxy_redirect default` rewrites to the client's host.
     pub(crate) rewrite: Vec<[String; 2]>,
+    /// Server by route (`route=`) for upstreams too large to search for it (a few servers
+    /// are found faster by comparing their routes).
+    routes: Option<HashMap<Box<[u8]>, usize>>,
     last_decay: AtomicU64,
 }
 
@@ -126,7 +148,17 @@ impl UpstreamState {
             })
             .collect();
         let rewrite = conf.servers.iter().map(|p| [format!("http://{}", p.addr), format!("http://{}", conf.name)]).collect();
-        UpstreamState { conf, peers, rewrite, last_decay: AtomicU64::new(now_ms()) }
+        let routes = (conf.servers.len() > ROUTE_SEARCH_MAX).then(|| {
+            let mut map = HashMap::new();
+            for (i, p) in conf.servers.iter().enumerate() {
+                if let Some(r) = &p.route {
+                    // The first server with a route keeps it, as the search does.
+                    map.entry(r.as_bytes().into()).or_insert(i);
+                }
+            }
+            map
+        });
+        UpstreamState { conf, peers, rewrite, routes, last_decay: AtomicU64::new(now_ms()) }
     }
 
     /// Activation and health allow requests: active health always, passive health (nginx's
@@ -199,10 +231,14 @@ impl UpstreamState {
 
     /// Carries manager changes (weight, activation) over from the previous generation for
     /// servers that still exist (same upstream name and address).
+    /// What was learned of a server's connection limits is kept too.
     pub(crate) fn inherit_overrides(&self, old: &UpstreamState) {
+        let by_addr: HashMap<_, _> = old.conf.servers.iter().enumerate().map(|(j, q)| (q.addr, j)).collect();
         for (i, p) in self.conf.servers.iter().enumerate() {
-            let Some(j) = old.conf.servers.iter().position(|q| q.addr == p.addr) else { continue };
+            let Some(&j) = by_addr.get(&p.addr) else { continue };
             let o = &old.peers[j];
+            self.peers[i].backend_idle_ms.store(o.backend_idle_ms.load(Relaxed), Relaxed);
+            self.peers[i].backend_max_requests.store(o.backend_max_requests.load(Relaxed), Relaxed);
             if o.overridden.load(Relaxed) {
                 self.peers[i].weight.store(o.weight.load(Relaxed), Relaxed);
                 self.peers[i].activation.store(o.activation.load(Relaxed), Relaxed);
@@ -213,7 +249,10 @@ impl UpstreamState {
 
     /// The peer whose route is `route`, if any.
     pub(crate) fn peer_for_route(&self, route: &[u8]) -> Option<usize> {
-        self.conf.servers.iter().position(|p| p.route.as_deref().is_some_and(|r| r.as_bytes() == route))
+        match &self.routes {
+            Some(map) => map.get(route).copied(),
+            None => self.conf.servers.iter().position(|p| p.route.as_deref().is_some_and(|r| r.as_bytes() == route)),
+        }
     }
 
     /// Records bytes moved by a finished request (status page, by_traffic).
@@ -226,8 +265,17 @@ impl UpstreamState {
         }
     }
 
+    /// The load least_conn and by_traffic compare: in-flight requests or decayed bytes.
+    pub(crate) fn load(&self, peer: usize) -> u64 {
+        match self.conf.balance {
+            Balance::RoundRobin => 0,
+            Balance::LeastConn => self.peers[peer].in_flight.load(Relaxed) as u64,
+            Balance::ByTraffic => self.peers[peer].traffic.load(Relaxed),
+        }
+    }
+
     /// Halves the by_traffic counters once per decay period (whichever worker comes first).
-    fn decay_traffic(&self, now: u64) {
+    pub(crate) fn decay_traffic(&self, now: u64) {
         let last = self.last_decay.load(Relaxed);
         if now.saturating_sub(last) >= TRAFFIC_DECAY_MS && self.last_decay.compare_exchange(last, now, Relaxed, Relaxed).is_ok() {
             for s in &self.peers {
@@ -239,13 +287,7 @@ impl UpstreamState {
     /// Of the candidates in `cand`, those with the lowest load per weight under the
     /// upstream's method (all of them for round_robin); ties are left to round-robin.
     pub(crate) fn least_loaded(&self, cand: u128, now: u64) -> u128 {
-        let metric = |i: usize| -> u64 {
-            match self.conf.balance {
-                Balance::RoundRobin => 0,
-                Balance::LeastConn => self.peers[i].in_flight.load(Relaxed) as u64,
-                Balance::ByTraffic => self.peers[i].traffic.load(Relaxed),
-            }
-        };
+        let metric = |i: usize| self.load(i);
         if self.conf.balance == Balance::RoundRobin {
             return cand;
         }
@@ -276,6 +318,44 @@ impl UpstreamState {
 /// Chooses peers for requests of one upstream in one worker. `tried` holds the peers this
 /// request has already used (they are skipped); `free` reports how the exchange ended.
 pub(crate) trait Balancer {
-    fn get(&mut self, up: &UpstreamState, tried: &mut u128, now: u64) -> Option<usize>;
+    fn get(&mut self, up: &UpstreamState, tried: &mut Tried, now: u64) -> Option<usize>;
     fn free(&mut self, up: &UpstreamState, peer: usize, failed: bool, now: u64);
+}
+
+/// Upstreams up to this size use nginx's smooth round-robin, which looks at every server per
+/// request; larger ones the stride heap (`large`), whose cost hardly grows with their size
+/// (`bench/select.rs`: from about 8 servers on it is the cheaper).
+pub(crate) const SMOOTH_MAX: usize = 8;
+
+/// A worker's balancer for one upstream: nginx's smooth round-robin for up to `SMOOTH_MAX`
+/// servers, the stride heap beyond.
+pub(crate) enum Scheduler {
+    Smooth(RoundRobin),
+    Stride(Stride),
+}
+
+impl Scheduler {
+    pub(crate) fn new(up: &UpstreamState) -> Scheduler {
+        if up.conf.servers.len() <= SMOOTH_MAX {
+            Scheduler::Smooth(RoundRobin::new(up))
+        } else {
+            Scheduler::Stride(Stride::new(up))
+        }
+    }
+}
+
+impl Balancer for Scheduler {
+    fn get(&mut self, up: &UpstreamState, tried: &mut Tried, now: u64) -> Option<usize> {
+        match self {
+            Scheduler::Smooth(b) => b.get(up, tried, now),
+            Scheduler::Stride(b) => b.get(up, tried, now),
+        }
+    }
+
+    fn free(&mut self, up: &UpstreamState, peer: usize, failed: bool, now: u64) {
+        match self {
+            Scheduler::Smooth(b) => b.free(up, peer, failed, now),
+            Scheduler::Stride(b) => b.free(up, peer, failed, now),
+        }
+    }
 }

@@ -5,7 +5,8 @@
 //! candidates to the least loaded per weight, then round-robin breaks the tie (as nginx's
 //! least_conn does).
 
-use super::{Balancer, PeerState, UpstreamState};
+use super::tried::Tried;
+use super::{Balancer, UpstreamState};
 use std::sync::atomic::Ordering::Relaxed;
 
 pub(crate) struct RoundRobin {
@@ -45,48 +46,66 @@ impl RoundRobin {
         }
         let b = best?;
         self.current[b] -= total;
-        let state: &PeerState = &up.peers[b];
-        if now.saturating_sub(state.checked.load(Relaxed)) > up.conf.servers[b].fail_timeout.as_millis() as u64 {
-            state.checked.store(now, Relaxed);
-        }
         Some(b)
     }
 }
 
+/// nginx: choosing a server whose failure window is over starts its trial (`checked` = now).
+pub(crate) fn note_pick(up: &UpstreamState, peer: usize, now: u64) {
+    let state = &up.peers[peer];
+    if now.saturating_sub(state.checked.load(Relaxed)) > up.conf.servers[peer].fail_timeout.as_millis() as u64 {
+        state.checked.store(now, Relaxed);
+    }
+}
+
+/// Passive health after a request (nginx's `free`): a failure is counted (and may take the
+/// server out for `fail_timeout`); a success after a trial ends the failure window. True
+/// when a failure was counted against the window.
+pub(crate) fn record_outcome(up: &UpstreamState, peer: usize, failed: bool, now: u64) -> bool {
+    let conf = &up.conf.servers[peer];
+    let s = &up.peers[peer];
+    if failed {
+        s.failures.fetch_add(1, Relaxed);
+        if up.single() {
+            return false;
+        }
+        let fails = s.fails.fetch_add(1, Relaxed) + 1;
+        s.accessed.store(now, Relaxed);
+        s.checked.store(now, Relaxed);
+        if conf.max_fails > 0 && fails == conf.max_fails {
+            log::warn!("upstream server temporarily disabled: {} in upstream \"{}\"", conf.addr, up.conf.name);
+            // Out now, counted where every worker sees it (unless it already was, for its
+            // checks or a freeze): the requests waiting on it move.
+            if !s.hc_down.load(Relaxed) && s.frozen_until.load(Relaxed) == 0 {
+                super::frozen::announce_down();
+            }
+        }
+        return true;
+    }
+    if s.accessed.load(Relaxed) < s.checked.load(Relaxed) {
+        let was_down = conf.max_fails > 0 && s.fails.load(Relaxed) >= conf.max_fails;
+        s.fails.store(0, Relaxed);
+        if was_down && !conf.slow_start.is_zero() {
+            s.recovered_at.store(now, Relaxed);
+        }
+    }
+    false
+}
+
 impl Balancer for RoundRobin {
-    fn get(&mut self, up: &UpstreamState, tried: &mut u128, now: u64) -> Option<usize> {
-        let b = self.pick(up, *tried, now, false).or_else(|| self.pick(up, *tried, now, true))?;
-        *tried |= 1u128 << b;
+    fn get(&mut self, up: &UpstreamState, tried: &mut Tried, now: u64) -> Option<usize> {
+        let mask = tried.mask();
+        let b = self.pick(up, mask, now, false).or_else(|| self.pick(up, mask, now, true))?;
+        note_pick(up, b, now);
+        tried.insert(b, up.conf.servers.len());
         Some(b)
     }
 
     fn free(&mut self, up: &UpstreamState, peer: usize, failed: bool, now: u64) {
-        let conf = &up.conf.servers[peer];
-        let s = &up.peers[peer];
-        if failed {
-            s.failures.fetch_add(1, Relaxed);
-            if up.single() {
-                return;
-            }
-            let fails = s.fails.fetch_add(1, Relaxed) + 1;
-            s.accessed.store(now, Relaxed);
-            s.checked.store(now, Relaxed);
+        if record_outcome(up, peer, failed, now) {
+            let conf = &up.conf.servers[peer];
             if let Some(step) = conf.weight.checked_div(conf.max_fails) {
                 self.effective[peer] = (self.effective[peer] - step as i64).max(0);
-                if fails == conf.max_fails {
-                    log::warn!("upstream server temporarily disabled: {} in upstream \"{}\"", conf.addr, up.conf.name);
-                    // Out now, counted where every worker sees it (unless it already was, for
-                    // its checks or a freeze): the requests waiting on it move.
-                    if !s.hc_down.load(Relaxed) && s.frozen_until.load(Relaxed) == 0 {
-                        super::frozen::announce_down();
-                    }
-                }
-            }
-        } else if s.accessed.load(Relaxed) < s.checked.load(Relaxed) {
-            let was_down = conf.max_fails > 0 && s.fails.load(Relaxed) >= conf.max_fails;
-            s.fails.store(0, Relaxed);
-            if was_down && !conf.slow_start.is_zero() {
-                s.recovered_at.store(now, Relaxed);
             }
         }
     }
@@ -110,7 +129,7 @@ mod tests {
     fn order(up: &UpstreamState, rr: &mut RoundRobin, n: usize, now: u64) -> String {
         (0..n)
             .map(|_| {
-                let mut tried = 0;
+                let mut tried = Tried::new(up.conf.servers.len());
                 (b'a' + rr.get(up, &mut tried, now).expect("peer") as u8) as char
             })
             .collect()
@@ -140,7 +159,7 @@ mod tests {
     fn backup_only_when_primaries_unusable() {
         let up = upstream(&[(1, false), (1, true)]);
         let mut rr = RoundRobin::new(&up);
-        let mut tried = 0;
+        let mut tried = Tried::new(2);
         assert_eq!(rr.get(&up, &mut tried, 1), Some(0));
         assert_eq!(rr.get(&up, &mut tried, 1), Some(1));
         assert_eq!(rr.get(&up, &mut tried, 1), None);

@@ -13,6 +13,7 @@ use crate::reactor::timer::{settle, Due};
 use crate::reactor::{Ctx, Owner, BACKEND_BIT};
 use crate::runtime::Runtime;
 use crate::transport::{ClientTransport, Plain, TlsConn};
+use crate::upstream::keepalive::{IdleConn, Peek};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
@@ -155,11 +156,7 @@ impl Worker {
                         }
                         // An idle backend connection stirred: closed, or stray bytes? (An edge
                         // queued while it was still busy is no reason to drop it.)
-                        Some(Owner::Idle(idle)) if self.ctx.keepalive.get(idle).is_some_and(|c| !c.is_clean()) => {
-                            if let Some(mut c) = self.ctx.keepalive.remove(idle) {
-                                self.ctx.close_backend(&mut c.stream, c.token);
-                            }
-                        }
+                        Some(Owner::Idle(idle)) if ev.is_readable() || ev.is_read_closed() || ev.is_error() => self.idle_backend_stirred(idle),
                         Some(Owner::Idle(_)) | None => {}
                     }
                 } else {
@@ -316,6 +313,26 @@ impl Worker {
         }
     }
 
+    /// An idle backend connection stirred: closed by the backend (whose idle timeout this
+    /// may teach), or stray bytes? Either way it goes. (An edge queued while it was still
+    /// busy is no reason to drop it.)
+    fn idle_backend_stirred(&mut self, key: usize) {
+        let peek = match self.ctx.keepalive.get(key) {
+            Some(c) => c.peek(),
+            None => return,
+        };
+        if peek == Peek::Clean {
+            return;
+        }
+        if let Some(mut c) = self.ctx.keepalive.remove(key) {
+            if peek == Peek::Closed {
+                let ups = &self.ctx.rt.upstreams[c.upstream];
+                ups.peers[c.peer].learn_idle_close(self.ctx.now.duration_since(c.since), ups.conf.keepalive_timeout);
+            }
+            self.ctx.close_backend(&mut c.stream, c.token);
+        }
+    }
+
     fn housekeeping(&mut self) {
         // Keep a few spare buffers for the next burst; give the rest back to the allocator.
         let in_use = self.ctx.pool.stats().in_use;
@@ -327,8 +344,12 @@ impl Worker {
             }
         }
         let now = self.ctx.now;
-        let rt = &self.ctx.rt;
-        for mut c in self.ctx.keepalive.expire(|c| now.duration_since(c.since) >= rt.upstreams[c.upstream].conf.keepalive_timeout) {
+        let rt = self.ctx.rt.clone();
+        let limit = |c: &IdleConn| {
+            let ups = &rt.upstreams[c.upstream];
+            ups.peers[c.peer].idle_limit(ups.conf.keepalive_timeout)
+        };
+        for mut c in self.ctx.keepalive.expire(now, limit) {
             self.ctx.close_backend(&mut c.stream, c.token);
         }
         let st = self.ctx.pool.stats();

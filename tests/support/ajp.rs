@@ -51,6 +51,12 @@ pub enum AjpReply {
     },
     /// Raw bytes from "Tomcat", then close.
     Raw(Vec<u8>),
+    /// Raw pieces written one by one with `gap` between them, as Tomcat writes a response in
+    /// several flushes; the connection stays open.
+    Pieces {
+        pieces: Vec<Vec<u8>>,
+        gap: Duration,
+    },
     /// Answer nothing, keep the connection.
     Hang,
 }
@@ -253,6 +259,46 @@ fn put_packet(v: &mut Vec<u8>, payload: &[u8]) {
     v.extend_from_slice(payload);
 }
 
+/// A SEND_HEADERS packet with `headers` as given (common names coded as Tomcat does).
+pub fn send_headers(status: u16, headers: &[(String, String)]) -> Vec<u8> {
+    let mut h = vec![0x04];
+    h.extend_from_slice(&status.to_be_bytes());
+    put_string(&mut h, status.to_string().as_bytes());
+    h.extend_from_slice(&(headers.len() as u16).to_be_bytes());
+    for (n, v) in headers {
+        match n.as_str() {
+            "Content-Type" => h.extend_from_slice(&[0xA0, 0x01]),
+            "Content-Length" => h.extend_from_slice(&[0xA0, 0x03]),
+            "Set-Cookie" => h.extend_from_slice(&[0xA0, 0x07]),
+            _ => put_string(&mut h, n.as_bytes()),
+        }
+        put_string(&mut h, v.as_bytes());
+    }
+    let mut out = Vec::new();
+    put_packet(&mut out, &h);
+    out
+}
+
+/// SEND_BODY_CHUNK packets carrying `body`; an empty body gives one empty chunk: Tomcat's
+/// flush packet.
+pub fn body_chunks(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let pieces: Vec<&[u8]> = if body.is_empty() { vec![&[][..]] } else { body.chunks(8184).collect() };
+    for piece in pieces {
+        let mut c = vec![0x03];
+        put_string(&mut c, piece);
+        put_packet(&mut out, &c);
+    }
+    out
+}
+
+/// END_RESPONSE.
+pub fn end_response(reuse: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_packet(&mut out, &[0x05, u8::from(reuse)]);
+    out
+}
+
 fn put_string(v: &mut Vec<u8>, s: &[u8]) {
     v.extend_from_slice(&(s.len() as u16).to_be_bytes());
     v.extend_from_slice(s);
@@ -328,36 +374,28 @@ fn serve(mut s: TcpStream, conn: usize, b: &Behaviour, reqs: &AtomicUsize, cping
                 let _ = s.shutdown(Shutdown::Both);
                 return;
             }
+            AjpReply::Pieces { pieces, gap } => {
+                for (i, p) in pieces.iter().enumerate() {
+                    if i > 0 {
+                        std::thread::sleep(gap);
+                    }
+                    if s.write_all(p).is_err() {
+                        return;
+                    }
+                }
+            }
             AjpReply::Send { status, headers, body, reuse } => {
-                let mut h = vec![0x04];
-                h.extend_from_slice(&status.to_be_bytes());
-                put_string(&mut h, status.to_string().as_bytes());
                 let mut hs = headers.clone();
                 if !hs.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-length")) && status != 304 && status != 204 {
                     hs.push(("Content-Length".into(), body.len().to_string()));
                 }
-                h.extend_from_slice(&(hs.len() as u16).to_be_bytes());
-                for (n, v) in &hs {
-                    match n.as_str() {
-                        "Content-Type" => h.extend_from_slice(&[0xA0, 0x01]),
-                        "Content-Length" => h.extend_from_slice(&[0xA0, 0x03]),
-                        "Set-Cookie" => h.extend_from_slice(&[0xA0, 0x07]),
-                        _ => put_string(&mut h, n.as_bytes()),
-                    }
-                    put_string(&mut h, v.as_bytes());
-                }
                 // The whole answer in one write, so END_RESPONSE arrives with the body (the
                 // connection is back in pounce's pool when the client has its answer).
-                let mut out = Vec::new();
-                put_packet(&mut out, &h);
+                let mut out = send_headers(status, &hs);
                 if r.method != 3 {
-                    for piece in body.chunks(8184) {
-                        let mut c = vec![0x03];
-                        put_string(&mut c, piece);
-                        put_packet(&mut out, &c);
-                    }
+                    out.extend(body_chunks(&body));
                 }
-                put_packet(&mut out, &[0x05, u8::from(reuse)]);
+                out.extend(end_response(reuse));
                 if s.write_all(&out).is_err() {
                     return;
                 }

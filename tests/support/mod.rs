@@ -8,6 +8,7 @@ pub mod ajp;
 pub mod conf;
 pub mod json;
 pub mod load;
+pub mod many;
 pub mod netstat;
 pub mod require;
 pub mod slow;

@@ -16,14 +16,18 @@ pub(crate) use tries::Tries;
 pub(crate) use upstream::Moved;
 
 use super::body::ReqBody;
+use super::client::Client;
 use super::fail::Fail;
 use super::upconn::{Release, UpConn};
+use crate::backend::Protocol;
 use crate::buffer::Buf;
 use crate::config::{next, Settings};
 use crate::files::FileBody;
 use crate::http::request::RequestMeta;
 use crate::http::writer::ResponseWriter;
+use crate::proxy::plan::ProxyPlan;
 use crate::reactor::Ctx;
+use crate::upstream::tried::Tried;
 use crate::upstream::UpstreamState;
 use std::time::Instant;
 
@@ -67,11 +71,15 @@ pub(crate) use crate::status::StatusRequest as StatusReq;
 /// Form bodies larger than this get 413.
 pub(crate) const MAX_FORM: usize = 16 * 1024;
 
+/// Less than this much of a response may wait for more when its adapter allows it (nginx's
+/// `postpone_output`): one write, one segment for the client instead of several.
+const POSTPONE_OUTPUT: usize = 1460;
+
 /// What a proxied request carries from try to try.
 pub(crate) struct ProxyState {
     pub(crate) upstream: usize,
     /// Servers already tried (by index) and how many tries so far.
-    pub(crate) tried: u128,
+    pub(crate) tried: Tried,
     pub(crate) tries: u32,
     /// The server the session's route names and that can serve it (tried first).
     pub(crate) sticky_peer: Option<usize>,
@@ -92,23 +100,17 @@ pub(crate) struct ProxyState {
 }
 
 impl ProxyState {
-    pub(crate) fn new(
-        upstream: usize,
-        head: Buf,
-        head_len: usize,
-        authority: (usize, usize),
-        sticky_peer: Option<usize>,
-        route_peer: Option<usize>,
-        session: Option<u64>,
-    ) -> ProxyState {
+    /// The state of a request `pp` sends to an upstream of `servers` servers, with its
+    /// encoded head (`head_len` bytes, then the client's authority at `authority`).
+    pub(crate) fn new(pp: &ProxyPlan, servers: usize, head: Buf, head_len: usize, authority: (usize, usize)) -> ProxyState {
         ProxyState {
-            upstream,
-            tried: 0,
+            upstream: pp.upstream,
+            tried: Tried::new(servers),
             tries: 0,
             history: Tries::default(),
-            sticky_peer,
-            route_peer,
-            session,
+            sticky_peer: pp.sticky_peer,
+            route_peer: pp.route_peer,
+            session: pp.session,
             last_fail: None,
             head: Some(head),
             head_len: head_len as u32,
@@ -248,11 +250,19 @@ impl Exchange {
         if !self.meta.method.idempotent() && settings.proxy_next_upstream & next::NON_IDEMPOTENT == 0 {
             return RetryMask(0);
         }
-        let all: u128 = if ups.conf.servers.len() >= 128 { u128::MAX } else { (1u128 << ups.conf.servers.len()) - 1 };
-        if px.tries >= Self::try_limit(settings, ups) || px.tried & all == all {
+        if px.tries >= Self::try_limit(settings, ups) || px.tried.count() >= ups.conf.servers.len() {
             return RetryMask(0);
         }
         RetryMask(statuses)
+    }
+
+    /// May the client's output wait for more of the response? A small piece of a response
+    /// still coming, when the adapter says the backend did not ask for a flush.
+    pub(crate) fn holds_output(&self, c: &Client) -> bool {
+        match &self.phase {
+            Phase::Streaming(up) => !self.writer.finished && up.adapter.hold_output() && c.cout.as_ref().is_some_and(|b| b.len() < POSTPONE_OUTPUT),
+            _ => false,
+        }
     }
 
     /// Bytes moved for the server's traffic counters.

@@ -11,7 +11,7 @@ const NO_TIME: u32 = u32::MAX;
 
 #[derive(Clone, Copy)]
 pub(crate) struct Tries {
-    peer: [u8; MAX],
+    peer: [u16; MAX],
     /// The try's status: the response's, or 502/504 for a failure; 0 = none.
     status: [u16; MAX],
     /// Milliseconds from the try's connect to its end.
@@ -36,7 +36,7 @@ impl Tries {
     /// A new try to server `peer` begins.
     pub(crate) fn start(&mut self, peer: usize) {
         let i = (self.len as usize).min(MAX - 1);
-        self.peer[i] = peer as u8;
+        self.peer[i] = peer as u16;
         self.status[i] = 0;
         self.ms[i] = NO_TIME;
         self.len = (i + 1) as u8;

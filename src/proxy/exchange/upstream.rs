@@ -50,7 +50,7 @@ impl Exchange {
                 return self.respond_error(c, ctx, status);
             }
             let now = now_ms();
-            let sticky = px.sticky_peer.take().filter(|&p| px.tried & (1u128 << p) == 0 && ups.usable(p, now));
+            let sticky = px.sticky_peer.take().filter(|&p| !px.tried.contains(p) && ups.usable(p, now));
             if let (None, Some(named), Some(st)) = (sticky, px.route_peer, &ups.conf.sticky) {
                 // The session's server cannot take it (now or any more): fail over, or refuse.
                 if st.force {
@@ -68,7 +68,7 @@ impl Exchange {
             }
             let picked = match sticky {
                 Some(p) => {
-                    px.tried |= 1u128 << p;
+                    px.tried.insert(p, ups.conf.servers.len());
                     if let Some(h) = px.session {
                         ups.record_sticky(p, h, now);
                     }
@@ -245,7 +245,7 @@ impl Exchange {
         let settings = rt.location_settings(self.server, self.loc);
         let Some(px) = self.proxy.as_ref() else { return Ok(Moved::NotThere) };
         let elsewhere = px.tries < Self::try_limit(settings, ups)
-            && (0..ups.conf.servers.len()).any(|p| p != peer && px.tried & (1u128 << p) == 0 && ups.takes_new(p) && ups.usable(p, ctx.now_ms));
+            && (0..ups.conf.servers.len()).any(|p| p != peer && !px.tried.contains(p) && ups.takes_new(p) && ups.usable(p, ctx.now_ms));
         if settings.proxy_next_upstream & next::TIMEOUT == 0 || !self.may_resend(settings, sent) || !elsewhere {
             return Ok(Moved::Kept);
         }

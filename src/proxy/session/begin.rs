@@ -236,7 +236,7 @@ fn backend_head(ctx: &mut Ctx, cout: &mut Option<Buf>, rt: &Runtime, pp: &ProxyP
     };
     let fr = ForwardRequest {
         proxy_host: &ups.conf.name,
-        keepalive: ups.conf.keepalive > 0,
+        keepalive: ups.conf.keepalive.enabled(),
         backend: pp.backend,
         route: pp.sticky_peer.and_then(|p| ups.conf.servers[p].route.as_deref()),
         ..*fr
@@ -250,7 +250,7 @@ fn backend_head(ctx: &mut Ctx, cout: &mut Option<Buf>, rt: &Runtime, pp: &ProxyP
     let head_len = head.len();
     let authority = header(fr.req, "host").map_or(fr.default_host.as_bytes(), request::trim);
     let span = if head.put_all(authority) { (head_len, authority.len()) } else { (0, 0) };
-    Ok(ProxyState::new(pp.upstream, head, head_len, span, pp.sticky_peer, pp.route_peer, pp.session))
+    Ok(ProxyState::new(pp, ups.conf.servers.len(), head, head_len, span))
 }
 
 /// The error-log line of a refusal.

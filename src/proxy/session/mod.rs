@@ -166,7 +166,10 @@ impl Session {
                     false
                 }
             };
-            progress |= self.client.write(ctx)?;
+            let hold = matches!(&self.phase, ClientPhase::Exchange(ex) if ex.holds_output(&self.client));
+            if !hold {
+                progress |= self.client.write(ctx)?;
+            }
             if matches!(&self.phase, ClientPhase::Exchange(ex) if ex.is_done()) && !self.client.output_pending() {
                 // Its last bytes just went: over now, not one loop pass later.
                 self.finish(ctx);
