@@ -168,11 +168,11 @@ impl Drop for AjpBackend {
 
 fn read_packet(s: &mut TcpStream, stop: &AtomicBool) -> Option<Vec<u8>> {
     let mut h = [0u8; 4];
-    super::read_exact_patient(s, stop, &mut h)?;
+    super::backend::read_exact_patient(s, stop, &mut h)?;
     assert_eq!(&h[..2], &[0x12, 0x34], "pounce sent a packet with a wrong magic");
     let len = u16::from_be_bytes([h[2], h[3]]) as usize;
     let mut p = vec![0u8; len];
-    super::read_exact_patient(s, stop, &mut p)?;
+    super::backend::read_exact_patient(s, stop, &mut p)?;
     Some(p)
 }
 
