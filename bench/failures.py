@@ -124,39 +124,10 @@ def start_mod_jk(rig, name, upstreams):
     port = rig.free_port()
     d = os.path.join(rig.WORK, name)
     os.makedirs(os.path.join(d, "logs"), exist_ok=True)
-    workers = ",".join(f"w{i}" for i in range(len(upstreams)))
-    props = "worker.list=lb\n" + "".join(
-        f"worker.w{i}.type=ajp13\nworker.w{i}.host=127.0.0.1\nworker.w{i}.port={p}\nworker.w{i}.connection_pool_size=64\n"
-        f"worker.w{i}.ping_mode=A\nworker.w{i}.ping_timeout=500\nworker.w{i}.recover_time=10\n" for i, p in enumerate(upstreams)
-    ) + f"worker.lb.type=lb\nworker.lb.balance_workers={workers}\nworker.lb.sticky_session=false\nworker.lb.retries=2\n"
-    rig.write(os.path.join(d, "workers.properties"), props)
-    mods = "\n".join(f"LoadModule {m}_module /usr/lib/apache2/modules/mod_{m}.so" for m in rig.APACHE_MODS)
-    rig.write(os.path.join(d, "httpd.conf"), f"""
-ServerRoot {d}
-{mods}
-LoadModule jk_module /usr/lib/apache2/modules/mod_jk.so
-User www-data
-Group www-data
-Listen 127.0.0.1:{port}
-PidFile {d}/httpd.pid
-ErrorLog {d}/logs/error.log
-LogLevel warn
-ServerName localhost
-StartServers 2
-ServerLimit 2
-ThreadsPerChild 256
-MaxRequestWorkers 512
-MaxKeepAliveRequests 0
-KeepAliveTimeout 60
-JkWorkersFile {d}/workers.properties
-JkLogFile {d}/logs/mod_jk.log
-JkLogLevel error
-JkShmFile {d}/logs/jk.shm
-JkMount /* lb
-""")
+    route = rig.jk_conf(d, upstreams, worker_extra="worker.{w}.ping_mode=A\nworker.{w}.ping_timeout=500\nworker.{w}.recover_time=10\n",
+                        lb_extra="worker.lb.retries=2\n")
+    p = rig.run_apache(name, d, port, route, log_level="warn")
     pidfile = os.path.join(d, "httpd.pid")
-    p = rig.Proc(name, ["apache2", "-f", os.path.join(d, "httpd.conf"), "-DFOREGROUND"], env=dict(os.environ, APACHE_RUN_DIR=d))
-    rig.wait_port(port)
     # A graceful restart re-reads the configuration and lets requests in progress finish.
     return port, p, lambda: os.kill(int(open(pidfile).read().strip()), signal.SIGUSR1), None
 

@@ -288,32 +288,25 @@ backend be
 APACHE_MODS = ["mpm_event", "authz_core", "proxy", "proxy_http", "proxy_ajp", "proxy_balancer", "slotmem_shm", "lbmethod_byrequests"]
 
 
-def start_apache(name, upstreams, mode):
-    """mode: http (mod_proxy_balancer over HTTP), ajp (mod_proxy_ajp), jk (mod_jk)."""
-    port = free_port()
-    d = os.path.join(WORK, name)
-    os.makedirs(os.path.join(d, "logs"), exist_ok=True)
-    mods = "\n".join(f"LoadModule {m}_module /usr/lib/apache2/modules/mod_{m}.so" for m in APACHE_MODS)
-    if mode == "jk":
-        workers = ",".join(f"w{i}" for i in range(len(upstreams)))
-        props = "worker.list=lb\n" + "".join(
-            f"worker.w{i}.type=ajp13\nworker.w{i}.host=127.0.0.1\nworker.w{i}.port={p}\nworker.w{i}.connection_pool_size=64\n" for i, p in enumerate(upstreams)
-        ) + f"worker.lb.type=lb\nworker.lb.balance_workers={workers}\nworker.lb.sticky_session=false\n"
-        write(os.path.join(d, "workers.properties"), props)
-        route = f"""LoadModule jk_module /usr/lib/apache2/modules/mod_jk.so
+def jk_conf(d, upstreams, worker_extra="", lb_extra=""):
+    """workers.properties for mod_jk's lb over `upstreams`, and the httpd lines that use it."""
+    workers = ",".join(f"w{i}" for i in range(len(upstreams)))
+    props = "worker.list=lb\n" + "".join(
+        f"worker.w{i}.type=ajp13\nworker.w{i}.host=127.0.0.1\nworker.w{i}.port={p}\nworker.w{i}.connection_pool_size=64\n"
+        + worker_extra.format(w=f"w{i}") for i, p in enumerate(upstreams)
+    ) + f"worker.lb.type=lb\nworker.lb.balance_workers={workers}\nworker.lb.sticky_session=false\n{lb_extra}"
+    write(os.path.join(d, "workers.properties"), props)
+    return f"""LoadModule jk_module /usr/lib/apache2/modules/mod_jk.so
 JkWorkersFile {d}/workers.properties
 JkLogFile {d}/logs/mod_jk.log
 JkLogLevel error
 JkShmFile {d}/logs/jk.shm
 JkMount /* lb"""
-    else:
-        scheme = "ajp" if mode == "ajp" else "http"
-        members = "\n".join(f"    BalancerMember {scheme}://127.0.0.1:{p}" for p in upstreams)
-        route = f"""<Proxy balancer://backends>
-{members}
-</Proxy>
-ProxyPass / balancer://backends/
-ProxyPassReverse / balancer://backends/"""
+
+
+def run_apache(name, d, port, route, log_level="crit"):
+    """Apache (event MPM, two processes of 256 threads) in front with `route`'s lines."""
+    mods = "\n".join(f"LoadModule {m}_module /usr/lib/apache2/modules/mod_{m}.so" for m in APACHE_MODS)
     write(os.path.join(d, "httpd.conf"), f"""
 ServerRoot {d}
 {mods}
@@ -322,7 +315,7 @@ Group www-data
 Listen 127.0.0.1:{port}
 PidFile {d}/httpd.pid
 ErrorLog {d}/logs/error.log
-LogLevel crit
+LogLevel {log_level}
 ServerName localhost
 StartServers 2
 ServerLimit 2
@@ -334,7 +327,25 @@ KeepAliveTimeout 60
 """)
     p = Proc(name, ["apache2", "-f", os.path.join(d, "httpd.conf"), "-DFOREGROUND"], env=dict(os.environ, APACHE_RUN_DIR=d))
     wait_port(port)
-    return port, p
+    return p
+
+
+def start_apache(name, upstreams, mode):
+    """mode: http (mod_proxy_balancer over HTTP), ajp (mod_proxy_ajp), jk (mod_jk)."""
+    port = free_port()
+    d = os.path.join(WORK, name)
+    os.makedirs(os.path.join(d, "logs"), exist_ok=True)
+    if mode == "jk":
+        route = jk_conf(d, upstreams)
+    else:
+        scheme = "ajp" if mode == "ajp" else "http"
+        members = "\n".join(f"    BalancerMember {scheme}://127.0.0.1:{p}" for p in upstreams)
+        route = f"""<Proxy balancer://backends>
+{members}
+</Proxy>
+ProxyPass / balancer://backends/
+ProxyPassReverse / balancer://backends/"""
+    return port, run_apache(name, d, port, route)
 
 
 # ---- load ----------------------------------------------------------------------------------

@@ -400,21 +400,6 @@ mod tests {
     use crate::config::Settings;
     use crate::http::request::{empty_headers, parse, Parse, MAX_HEAD};
 
-    fn facts() -> ReqFacts<'static> {
-        ReqFacts {
-            head: false,
-            minor: 1,
-            keep_alive: true,
-            host: b"h",
-            rewrite_from: [b"", b""],
-            rewrite: false,
-            scheme: "http",
-            date: "",
-            via: None,
-            add_headers: &[],
-        }
-    }
-
     fn encode(raw: &[u8], secret: Option<&str>) -> Vec<u8> {
         let mut h = empty_headers();
         let Parse::Done(req, meta) = parse(raw, &mut h, MAX_HEAD) else { panic!("parse") };
@@ -464,7 +449,7 @@ mod tests {
         input.put(&[0x41, 0x42, 0x00, 0x03, 0x06, 0x1F, 0xFA]);
         let mut cout = Buf::standalone(1024);
         let mut w = ResponseWriter::new();
-        assert_eq!(a.decode(&mut input, &mut cout, &mut w, &facts(), RetryMask(0)), Ok(Step::Blocked));
+        assert_eq!(a.decode(&mut input, &mut cout, &mut w, &ReqFacts::plain_get(), RetryMask(0)), Ok(Step::Blocked));
         assert_eq!(a.body_credit(), 8186);
         assert!(!a.request_complete(), "an ask is pending");
         out.clear();
@@ -483,7 +468,7 @@ mod tests {
         input.put(&[0x41, 0x42, 0x00, 0x03, 0x06, 0x1F, 0xFA]);
         let mut cout = Buf::standalone(1024);
         let mut w = ResponseWriter::new();
-        let _ = a.decode(&mut input, &mut cout, &mut w, &facts(), RetryMask(0));
+        let _ = a.decode(&mut input, &mut cout, &mut w, &ReqFacts::plain_get(), RetryMask(0));
         assert!(a.encode_body_end(&mut out));
         assert_eq!(out.data(), &EMPTY_BODY_PACKET);
         assert!(a.request_complete());
@@ -502,7 +487,7 @@ mod tests {
         input.put(&[0x41, 0x42, 0x00, 0x10, 0x03, 0x00, 0x0C]);
         input.put(b"hello world\n\0");
         input.put(&[0x41, 0x42, 0x00, 0x02, 0x05, 0x01]);
-        let step = a.decode(&mut input, &mut out, &mut w, &facts(), RetryMask(0));
+        let step = a.decode(&mut input, &mut out, &mut w, &ReqFacts::plain_get(), RetryMask(0));
         assert_eq!(step, Ok(Step::Done { reusable: true }));
         let s = String::from_utf8_lossy(out.data()).to_string();
         assert_eq!(s, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nhello world\n");
@@ -542,7 +527,7 @@ mod tests {
             input.put(c);
             let mut out = Buf::standalone(1024);
             let mut w = ResponseWriter::new();
-            assert!(a.decode(&mut input, &mut out, &mut w, &facts(), RetryMask(0)).is_err(), "{:02x?}", c);
+            assert!(a.decode(&mut input, &mut out, &mut w, &ReqFacts::plain_get(), RetryMask(0)).is_err(), "{:02x?}", c);
             assert!(out.is_empty());
         }
     }

@@ -478,21 +478,6 @@ mod tests {
         assert!(!encode(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", &st).contains("Connection"));
     }
 
-    fn facts() -> ReqFacts<'static> {
-        ReqFacts {
-            head: false,
-            minor: 1,
-            keep_alive: true,
-            host: b"h",
-            rewrite_from: [b"", b""],
-            rewrite: false,
-            scheme: "http",
-            date: "",
-            via: None,
-            add_headers: &[],
-        }
-    }
-
     #[test]
     fn decodes_chunked_response_in_pieces() {
         let raw = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
@@ -502,10 +487,10 @@ mod tests {
             let mut out = Buf::standalone(1024);
             let mut w = ResponseWriter::new();
             input.put(&raw[..split]);
-            let mut step = a.decode(&mut input, &mut out, &mut w, &facts(), RetryMask(0)).expect("ok");
+            let mut step = a.decode(&mut input, &mut out, &mut w, &ReqFacts::plain_get(), RetryMask(0)).expect("ok");
             input.put(&raw[split..]);
             if step == Step::Blocked {
-                step = a.decode(&mut input, &mut out, &mut w, &facts(), RetryMask(0)).expect("ok");
+                step = a.decode(&mut input, &mut out, &mut w, &ReqFacts::plain_get(), RetryMask(0)).expect("ok");
             }
             assert_eq!(step, Step::Done { reusable: true }, "split {split}");
             let s = String::from_utf8_lossy(out.data()).to_string();
@@ -532,16 +517,16 @@ mod tests {
         let mut out = Buf::standalone(1024);
         let mut w = ResponseWriter::new();
         input.put(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n");
-        assert_eq!(a.decode(&mut input, &mut out, &mut w, &facts(), RetryMask(crate::config::next::HTTP_503)), Ok(Step::RetryStatus(503)));
+        assert_eq!(a.decode(&mut input, &mut out, &mut w, &ReqFacts::plain_get(), RetryMask(crate::config::next::HTTP_503)), Ok(Step::RetryStatus(503)));
         assert!(out.is_empty());
         let mut a = HttpAdapter::new(Method::Get, BodyKind::None, false);
         let mut input = Buf::standalone(1024);
         input.put(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n");
-        assert!(matches!(a.decode(&mut input, &mut out, &mut w, &facts(), RetryMask(0)), Err(BackendError::InvalidHeader(_))));
+        assert!(matches!(a.decode(&mut input, &mut out, &mut w, &ReqFacts::plain_get(), RetryMask(0)), Err(BackendError::InvalidHeader(_))));
         let mut a = HttpAdapter::new(Method::Get, BodyKind::None, false);
         let mut input = Buf::standalone(1024);
         input.put(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
-        assert_eq!(a.decode(&mut input, &mut out, &mut w, &facts(), RetryMask(0)), Ok(Step::Blocked));
+        assert_eq!(a.decode(&mut input, &mut out, &mut w, &ReqFacts::plain_get(), RetryMask(0)), Ok(Step::Blocked));
         assert_eq!(a.eof(&mut out, &mut w), Err(BackendError::PrematureClose));
     }
 }

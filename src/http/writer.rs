@@ -40,6 +40,25 @@ pub struct ReqFacts<'a> {
     pub add_headers: &'a [AddHeader],
 }
 
+#[cfg(test)]
+impl ReqFacts<'static> {
+    /// An HTTP/1.1 keep-alive GET to host `h`, no rewriting: what the adapters' tests decode for.
+    pub(crate) fn plain_get() -> ReqFacts<'static> {
+        ReqFacts {
+            head: false,
+            minor: 1,
+            keep_alive: true,
+            host: b"h",
+            rewrite_from: [b"", b""],
+            rewrite: false,
+            scheme: "http",
+            date: "",
+            via: None,
+            add_headers: &[],
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ResponseWriter {
     pub framing: OutFraming,

@@ -7,6 +7,7 @@
 //! it when a read or write meets `WouldBlock`, so callers loop on `can_read`/`can_write`.
 
 mod plain;
+mod ready;
 pub(crate) mod tls;
 
 pub(crate) use plain::Plain;

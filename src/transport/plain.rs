@@ -1,5 +1,6 @@
 //! Plain TCP to the client.
 
+use super::ready::Readiness;
 use crate::files::{self, FileBody};
 use mio::event::Event;
 use mio::net::TcpStream;
@@ -7,17 +8,14 @@ use std::io::{self, Read, Write};
 
 pub(crate) struct Plain {
     stream: TcpStream,
-    readable: bool,
-    writable: bool,
-    /// EPOLLRDHUP (or an error) was reported: the client sent its FIN; read on until 0.
-    rdhup: bool,
+    ready: Readiness,
     /// A read returned 0.
     eof: bool,
 }
 
 impl Plain {
     pub(crate) fn new(stream: TcpStream) -> Plain {
-        Plain { stream, readable: false, writable: false, rdhup: false, eof: false }
+        Plain { stream, ready: Readiness::default(), eof: false }
     }
 
     pub(super) fn stream_mut(&mut self) -> &mut TcpStream {
@@ -29,19 +27,11 @@ impl Plain {
     }
 
     pub(super) fn on_event(&mut self, ev: &Event) {
-        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-            self.readable = true;
-        }
-        if ev.is_read_closed() || ev.is_error() {
-            self.rdhup = true;
-        }
-        if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
-            self.writable = true;
-        }
+        self.ready.on_event(ev);
     }
 
     pub(super) fn can_read(&self) -> bool {
-        self.readable && !self.eof
+        self.ready.readable && !self.eof
     }
 
     pub(super) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -55,13 +45,13 @@ impl Plain {
                 Ok(n) => {
                     // A short read drained the socket: skip the read that would only say
                     // EAGAIN (the next arrival raises a new edge), unless a FIN is pending.
-                    if n < want && !self.rdhup {
-                        self.readable = false;
+                    if n < want && !self.ready.rdhup {
+                        self.ready.readable = false;
                     }
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.readable = false;
+                    self.ready.readable = false;
                     return Err(e);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -71,7 +61,7 @@ impl Plain {
     }
 
     pub(super) fn can_write(&self) -> bool {
-        self.writable
+        self.ready.writable
     }
 
     pub(super) fn write(&mut self, data: &[u8]) -> io::Result<usize> {
@@ -80,12 +70,12 @@ impl Plain {
                 Ok(n) => {
                     // A short write filled the socket buffer: wait for the next EPOLLOUT edge.
                     if n < data.len() {
-                        self.writable = false;
+                        self.ready.writable = false;
                     }
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.writable = false;
+                    self.ready.writable = false;
                     return Err(e);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -98,13 +88,13 @@ impl Plain {
         use std::os::fd::AsRawFd;
         let before = body.remaining;
         if files::send(self.stream.as_raw_fd(), body)? {
-            self.writable = false;
+            self.ready.writable = false;
         }
         Ok(before - body.remaining)
     }
 
     pub(super) fn peer_closed(&self) -> bool {
-        self.eof || self.rdhup
+        self.eof || self.ready.rdhup
     }
 
     pub(super) fn read_closed(&self) -> bool {

@@ -10,6 +10,7 @@
 //! `ServerConnection`. No pooled buffer is held for any of this: rustls keeps the partial
 //! records itself.
 
+use super::ready::Readiness;
 use crate::files::FileBody;
 use crate::tls::info::TlsInfo;
 use crate::tls::TlsListener;
@@ -78,10 +79,7 @@ pub(crate) struct TlsConn<S: ClientIo> {
     peer: SocketAddr,
     listener: Arc<TlsListener>,
     state: State,
-    readable: bool,
-    writable: bool,
-    /// EPOLLRDHUP (or an error) was reported.
-    rdhup: bool,
+    ready: Readiness,
     /// The client's stream ended (EOF, or its close_notify).
     eof: bool,
     /// rustls may hold decrypted plaintext not yet read (no epoll edge will announce it).
@@ -95,7 +93,7 @@ const PLAIN_HTTP_BODY: &str = "<html>\r\n<head><title>400 The plain HTTP request
 
 impl<S: ClientIo> TlsConn<S> {
     pub(crate) fn new(io: S, peer: SocketAddr, listener: Arc<TlsListener>) -> TlsConn<S> {
-        TlsConn { io, peer, listener, state: State::Sniffing, readable: false, writable: false, rdhup: false, eof: false, plaintext: false, info: None }
+        TlsConn { io, peer, listener, state: State::Sniffing, ready: Readiness::default(), eof: false, plaintext: false, info: None }
     }
 
     pub(crate) fn io_mut(&mut self) -> &mut S {
@@ -107,35 +105,27 @@ impl<S: ClientIo> TlsConn<S> {
     }
 
     pub(crate) fn on_event(&mut self, ev: &Event) {
-        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-            self.readable = true;
-        }
-        if ev.is_read_closed() || ev.is_error() {
-            self.rdhup = true;
-        }
-        if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
-            self.writable = true;
-        }
+        self.ready.on_event(ev);
     }
 
     /// Readiness as the fuzzer sets it (`closed`: the client sent everything and its FIN).
     #[cfg(fuzzing)]
     pub(crate) fn set_ready(&mut self, readable: bool, writable: bool, closed: bool) {
-        self.readable |= readable;
-        self.writable |= writable;
-        self.rdhup |= closed;
+        self.ready.readable |= readable;
+        self.ready.writable |= writable;
+        self.ready.rdhup |= closed;
     }
 
     pub(crate) fn can_read(&self) -> bool {
-        (self.readable && !self.eof) || self.plaintext
+        (self.ready.readable && !self.eof) || self.plaintext
     }
 
     pub(crate) fn can_write(&self) -> bool {
-        self.writable && matches!(&self.state, State::Open(c) if !c.is_handshaking())
+        self.ready.writable && matches!(&self.state, State::Open(c) if !c.is_handshaking())
     }
 
     pub(crate) fn peer_closed(&self) -> bool {
-        self.eof || self.rdhup
+        self.eof || self.ready.rdhup
     }
 
     pub(crate) fn read_closed(&self) -> bool {
@@ -190,7 +180,7 @@ impl<S: ClientIo> TlsConn<S> {
                         }
                         Err(e) => return Err(e),
                     }
-                    if !self.readable || self.eof {
+                    if !self.ready.readable || self.eof {
                         return Err(ErrorKind::WouldBlock.into());
                     }
                     self.receive()?;
@@ -201,7 +191,7 @@ impl<S: ClientIo> TlsConn<S> {
 
     /// The first byte decides: a TLS handshake record, or plain HTTP (or nothing yet).
     fn sniff(&mut self) -> io::Result<()> {
-        if !self.readable {
+        if !self.ready.readable {
             return Err(ErrorKind::WouldBlock.into());
         }
         let mut first = [0u8; 5];
@@ -216,11 +206,11 @@ impl<S: ClientIo> TlsConn<S> {
                 // takes any of it; the next bytes raise a new edge.
                 let whole = 5 + u16::from_be_bytes([first[3], first[4]]) as usize;
                 if n < 5 || self.io.available()? < whole.min(MAX_FIRST_RECORD) {
-                    if self.rdhup {
+                    if self.ready.rdhup {
                         self.eof = true;
                         return Err(self.fail("connection closed during the handshake"));
                     }
-                    self.readable = false;
+                    self.ready.readable = false;
                     return Err(ErrorKind::WouldBlock.into());
                 }
                 self.state = State::Accepting(Box::default());
@@ -241,7 +231,7 @@ impl<S: ClientIo> TlsConn<S> {
             }
             Ok(_) => Err(self.fail("not a TLS handshake")),
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                self.readable = false;
+                self.ready.readable = false;
                 Err(e)
             }
             Err(e) => Err(e),
@@ -251,7 +241,7 @@ impl<S: ClientIo> TlsConn<S> {
     /// Feeds the ClientHello to the acceptor; once it is whole, SNI chooses the server block.
     fn accept(&mut self) -> io::Result<()> {
         let State::Accepting(acceptor) = &mut self.state else { return Ok(()) };
-        if !self.readable {
+        if !self.ready.readable {
             return Err(ErrorKind::WouldBlock.into());
         }
         match acceptor.read_tls(&mut self.io) {
@@ -261,7 +251,7 @@ impl<S: ClientIo> TlsConn<S> {
             }
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                self.readable = false;
+                self.ready.readable = false;
                 return Err(e);
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(()),
@@ -296,7 +286,7 @@ impl<S: ClientIo> TlsConn<S> {
         match conn.read_tls(&mut self.io) {
             Ok(0) => self.eof = true,
             Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::WouldBlock => self.readable = false,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => self.ready.readable = false,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
@@ -325,14 +315,14 @@ impl<S: ClientIo> TlsConn<S> {
     /// unread data would reset the connection and could destroy the answer).
     fn drain(&mut self) -> io::Result<usize> {
         let mut scratch = [0u8; 4096];
-        while self.readable {
+        while self.ready.readable {
             match self.io.read(&mut scratch) {
                 Ok(0) => {
                     self.eof = true;
                     return Ok(0);
                 }
                 Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => self.readable = false,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.ready.readable = false,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -345,11 +335,11 @@ impl<S: ClientIo> TlsConn<S> {
     pub(crate) fn flush(&mut self) -> io::Result<bool> {
         let State::Open(conn) = &mut self.state else { return Ok(false) };
         let mut progress = false;
-        while self.writable && conn.wants_write() {
+        while self.ready.writable && conn.wants_write() {
             match conn.write_tls(&mut self.io) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
                 Ok(_) => progress = true,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.ready.writable = false,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -365,7 +355,7 @@ impl<S: ClientIo> TlsConn<S> {
         let n = conn.writer().write(data)?;
         self.flush()?;
         if n == 0 {
-            self.writable = false;
+            self.ready.writable = false;
             return Err(ErrorKind::WouldBlock.into());
         }
         Ok(n)
@@ -377,7 +367,7 @@ impl<S: ClientIo> TlsConn<S> {
         use std::os::unix::fs::FileExt;
         let mut chunk = [0u8; 16 * 1024];
         let mut sent = 0u64;
-        while body.remaining > 0 && self.writable {
+        while body.remaining > 0 && self.ready.writable {
             let want = (body.remaining as usize).min(chunk.len());
             let n = body.file.read_at(&mut chunk[..want], body.offset)?;
             if n == 0 {
