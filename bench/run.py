@@ -15,7 +15,7 @@ request (resumed), a full handshake per request (resumption off everywhere), 10,
 connections), failures (bench/failures.py: a Tomcat frozen, a Tomcat killed, six reloads of the
 balancer, each under wrk load, through pounce, nginx, HAProxy and mod_jk). Every target of a scenario is warmed
 up, then measured --reps times in alternating order (A B C, C B A, ...); the table shows
-medians. Everything started here is stopped at the end; nothing under /etc is touched.
+medians. POUNCE_BIN=PATH measures that binary as "pounce". Everything started here is stopped at the end; nothing under /etc is touched.
 """
 import argparse
 import os
@@ -30,7 +30,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORK = os.environ.get("BENCH_WORK", os.path.join(ROOT, "bench", "work"))
-POUNCE = os.path.join(ROOT, "target", "release", "pounce")
+# POUNCE_BIN: measure another build as "pounce" (an A/B of two older commits, with --compare).
+POUNCE = os.environ.get("POUNCE_BIN") or os.path.join(ROOT, "target", "release", "pounce")
 BODY_100 = "x" * 99 + "\n"
 
 
