@@ -396,6 +396,36 @@ mod tests {
     }
 
     #[test]
+    fn gzip_changes_the_head_and_compresses_the_body() {
+        use crate::config::Settings;
+        use crate::gzip::{Ask, ClientGzip};
+        let s = Settings { gzip: true, gzip_vary: true, ..Settings::default() };
+        let client = ClientGzip { accepts: true, minor: 1, ..ClientGzip::default() };
+        let f = ReqFacts { gzip: Some(Ask { settings: &s, client }), ..facts(1, true) };
+        let mut out = Buf::standalone(4096);
+        let mut w = ResponseWriter::new();
+        let hs: [(&[u8], &[u8]); 4] = [(b"Content-Type", b"text/html"), (b"Content-Length", b"3000"), (b"ETag", b"\"x\""), (b"Accept-Ranges", b"bytes")];
+        assert!(w.head(&mut out, 200, hs.into_iter(), Some(3000), &f));
+        assert_eq!(w.framing, OutFraming::Gzip { chunked: true });
+        assert_eq!(
+            String::from_utf8_lossy(out.data()),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nETag: W/\"x\"\r\nContent-Encoding: gzip\r\nVary: Accept-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        out.clear();
+        let body = [b'a'; 3000];
+        assert_eq!(w.data(&mut out, &body), 3000);
+        assert!(w.finish(&mut out) && w.finished && w.keep_alive);
+        assert!(out.data().ends_with(b"\r\n0\r\n\r\n"));
+        assert!((20..100).contains(&w.body_bytes), "3000 bytes compressed to {} (counted without chunk framing)", w.body_bytes);
+        // The same response to a HEAD: untouched.
+        let head = ReqFacts { head: true, ..f };
+        let mut out = Buf::standalone(4096);
+        assert!(ResponseWriter::new().head(&mut out, 200, hs.into_iter(), Some(3000), &head));
+        assert!(String::from_utf8_lossy(out.data()).contains("Content-Length: 3000\r\n"));
+        assert!(!String::from_utf8_lossy(out.data()).contains("gzip"));
+    }
+
+    #[test]
     fn length_passthrough_and_head_too_big() {
         let mut out = Buf::standalone(64);
         let mut w = ResponseWriter::new();
