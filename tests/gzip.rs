@@ -334,6 +334,7 @@ fn large_body_to_a_slow_reader() {
     let gz = read_chunked(&mut BufReader::new(&wire[..])).expect("chunked");
     assert!(gunzip(&gz) == body, "16 MiB gunzip to the original");
     let growth = peak.saturating_sub(rss_before);
+    eprintln!("16 MiB compressed to {} bytes; pounce's RSS {} KiB before, at most {} KiB while the client read slowly", gz.len(), rss_before, peak);
     assert!(growth < 8 * 1024, "RSS grew by {growth} KiB while 16 MiB waited for a slow reader");
 }
 

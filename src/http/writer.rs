@@ -103,11 +103,27 @@ impl ResponseWriter {
         content_length: Option<u64>,
         facts: &ReqFacts,
     ) -> bool {
+        // Two copies: without gzip (the hot path) every gzip step compiles away.
+        if facts.gzip.is_some() {
+            self.head_as::<true>(out, status, headers, content_length, facts)
+        } else {
+            self.head_as::<false>(out, status, headers, content_length, facts)
+        }
+    }
+
+    fn head_as<'h, const GZIP: bool>(
+        &mut self,
+        out: &mut Buf,
+        status: u16,
+        headers: impl Iterator<Item = (&'h [u8], &'h [u8])> + Clone,
+        content_length: Option<u64>,
+        facts: &ReqFacts,
+    ) -> bool {
         self.status = status;
         self.keep_alive = facts.keep_alive;
         let no_body = facts.head || bodiless(status);
         let gz = match &facts.gzip {
-            Some(ask) if !no_body => gzip::decide(ask, status, headers.clone(), content_length, facts.date),
+            Some(ask) if GZIP && !no_body => gzip::decide(ask, status, headers.clone(), content_length, facts.date),
             _ => gzip::Decision::default(),
         };
         self.framing = if no_body {
