@@ -338,6 +338,35 @@ fn large_body_to_a_slow_reader() {
     assert!(growth < 8 * 1024, "RSS grew by {growth} KiB while 16 MiB waited for a slow reader");
 }
 
+/// Content-Length bodies of sizes around the buffer's from a backend that keeps its connection,
+/// to a client that reads nothing at first: the end of each gzip stream may have to wait for
+/// room after the backend's last byte, and must still come (within 10 s, not at
+/// proxy_read_timeout). The case of an end that does not fit after a complete flush is
+/// `gzip::stream`'s `an_unwritten_end_is_pending`.
+#[test]
+fn the_end_of_a_stream_is_written_after_the_backend_is_done() {
+    let sizes = [20_000usize, 70_000, 300_000, 2 << 20];
+    let bodies: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(i, &n)| text(n, 10 + i as u32)).collect();
+    let served = bodies.clone();
+    let b = Backend::with("gz", move |r: &Req| {
+        let i: usize = r.path.trim_start_matches('/').parse().unwrap_or(0);
+        Reply::Send { status: 200, headers: vec![("Content-Type".into(), "text/html".into())], body: served[i].clone(), framing: Framing::Length }
+    });
+    let conf = Conf::new()
+        .upstream(Upstream::new("app").server(b.addr()).line("keepalive 4;"))
+        .server(Server::new().line("gzip on; gzip_comp_level 9; proxy_read_timeout 30s;").location(Location::new("/").proxy_pass("http://app")));
+    let p = Pounce::start(&conf);
+    for (i, body) in bodies.iter().enumerate() {
+        let mut s = connect(p.port);
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s.write_all(format!("GET /{i} HTTP/1.1\r\nHost: x\r\n{GZ}Connection: close\r\n\r\n").as_bytes()).expect("send");
+        // Let pounce fill its buffer and the socket before anything is read.
+        std::thread::sleep(Duration::from_millis(300));
+        let r = read_response(&mut BufReader::with_capacity(1024, s), false).expect("the whole response within 10 s");
+        assert_gzipped(&r, body, &format!("{} bytes", body.len()));
+    }
+}
+
 #[test]
 fn tomcat_over_ajp() {
     if !require_tomcat() {

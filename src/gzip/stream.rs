@@ -25,6 +25,8 @@ pub struct GzipStream {
     dirty: bool,
     /// Chunk framing (HTTP/1.1) or the bytes as they are (close-delimited, HTTP/1.0).
     chunked: bool,
+    /// `finish` began: zlib takes nothing but finishing calls from now on.
+    finishing: bool,
     /// zlib wrote the gzip trailer.
     stream_end: bool,
     /// The trailer is in the buffer, and for a chunked body the last chunk.
@@ -34,7 +36,14 @@ pub struct GzipStream {
 impl GzipStream {
     /// A stream at `level` (1..9), its window sized for `length` when it is known.
     pub fn new(level: u32, length: Option<u64>, chunked: bool) -> Box<GzipStream> {
-        Box::new(GzipStream { z: Compress::new_gzip(Compression::new(level), window_bits(length)), dirty: false, chunked, stream_end: false, ended: false })
+        Box::new(GzipStream {
+            z: Compress::new_gzip(Compression::new(level), window_bits(length)),
+            dirty: false,
+            chunked,
+            finishing: false,
+            stream_end: false,
+            ended: false,
+        })
     }
 
     /// Compresses as much of `data` as `out` has room for; returns (bytes of `data` taken,
@@ -50,7 +59,7 @@ impl GzipStream {
     /// `out` drains) and the bytes written.
     pub fn flush(&mut self, out: &mut Buf) -> (bool, usize) {
         let mut total = 0;
-        while self.dirty && !self.stream_end {
+        while self.dirty && !self.finishing {
             let (_, produced, room_left) = self.run(out, &[], FlushCompress::Sync);
             total += produced;
             match room_left {
@@ -67,6 +76,7 @@ impl GzipStream {
     /// chunk. Returns whether it is complete (else call again once `out` drains) and the
     /// bytes written (framing excluded).
     pub fn finish(&mut self, out: &mut Buf) -> (bool, usize) {
+        self.finishing = true;
         let mut total = 0;
         while !self.stream_end {
             let (_, produced, room_left) = self.run(out, &[], FlushCompress::Finish);
@@ -84,9 +94,10 @@ impl GzipStream {
         (true, total)
     }
 
-    /// Input went in that has not been flushed out.
+    /// Output is owed: input went in that has not been flushed out, or an end begun by
+    /// `finish` is not all written (the caller must come back even with no new input).
     pub fn pending(&self) -> bool {
-        self.dirty && !self.stream_end
+        !self.ended && (self.dirty || self.finishing)
     }
 
     /// One deflate call into `out`'s free tail. Returns (input taken, output written,
@@ -196,9 +207,11 @@ mod tests {
                 }
             }
             while !gz.finish(&mut out).0 {
+                assert!(gz.pending(), "an end not all written is owed");
                 wire.extend_from_slice(out.data());
                 out.clear();
             }
+            assert!(!gz.pending());
             wire.extend_from_slice(out.data());
             let gzip = if chunked { dechunk(&wire) } else { wire };
             assert_eq!(gunzip(&gzip), data, "chunked {chunked} cap {cap} len {len}");
@@ -216,6 +229,21 @@ mod tests {
         d.decompress(out.data(), &mut plain, FlushDecompress::Sync).expect("valid");
         assert_eq!(&plain[..d.total_out() as usize], b"hello, ");
         assert_eq!(gz.flush(&mut out), (true, 0), "nothing new: nothing written");
+    }
+
+    /// An end that does not fit is owed even when everything before it was flushed: the
+    /// caller is told to come back (`pending`) though no input is left to wake it.
+    #[test]
+    fn an_unwritten_end_is_pending() {
+        let mut gz = GzipStream::new(9, None, true);
+        let mut out = Buf::standalone(4096);
+        assert_eq!(gz.write(&mut out, &sample(3000)).0, 3000);
+        assert!(gz.pending() && gz.flush(&mut out).0 && !gz.pending(), "flushed: nothing owed");
+        out.put(&vec![0u8; out.room() - 40]);
+        assert!(!gz.finish(&mut out).0, "no room for the end");
+        assert!(gz.pending(), "the end is owed");
+        out.clear();
+        assert!(gz.finish(&mut out).0 && !gz.pending());
     }
 
     #[test]

@@ -299,7 +299,8 @@ impl ResponseWriter {
         true
     }
 
-    /// A compressed response has input zlib has not written out yet.
+    /// A compressed response owes output: input zlib has not written out, or an end not all
+    /// written (the exchange must come back to it though the backend has nothing more).
     pub fn flush_due(&self) -> bool {
         self.gzip.as_ref().is_some_and(|gz| gz.pending())
     }
