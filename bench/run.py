@@ -13,7 +13,9 @@ static file and a JSP, over HTTP and AJP), static (files served by pounce and ng
 terminating TLS 1.2/1.3 with one ECDSA P-256 certificate: keep-alive, a new connection per
 request (resumed), a full handshake per request (resumption off everywhere), 10,000 idle TLS
 connections), failures (bench/failures.py: a Tomcat frozen, a Tomcat killed, six reloads of the
-balancer, each under wrk load, through pounce, nginx, HAProxy and mod_jk). Every target of a scenario is warmed
+balancer, each under wrk load, through pounce, nginx, HAProxy and mod_jk), gzip
+(bench/compression.py: CPU per MiB compressed, pounce against nginx at gzip levels 1 and 6,
+static and proxied; not in the default set). Every target of a scenario is warmed
 up, then measured --reps times in alternating order (A B C, C B A, ...); the table shows
 medians. POUNCE_BIN=PATH measures that binary as "pounce". Everything started here is stopped at the end; nothing under /etc is touched.
 """
@@ -609,6 +611,9 @@ def main():
             for _, _, proc in t:
                 if proc:
                     proc.stop()
+        if "gzip" in groups:
+            import compression
+            report.append(compression.run(sys.modules[__name__], secs, args.reps))
         if "failures" in groups and not args.quick:
             import failures
             tomcats = tomcats or start_tomcats()

@@ -8,6 +8,7 @@ pub mod config;
 pub(crate) mod files;
 #[cfg(fuzzing)]
 pub mod fuzzing;
+pub mod gzip;
 pub mod http;
 pub mod limits;
 pub mod logging;

@@ -233,6 +233,7 @@ pub fn packet_head(input: &[u8], packet_size: usize) -> Result<Option<(usize, u8
 }
 
 /// A cursor over a payload with checked reads.
+#[derive(Clone)]
 pub struct Reader<'a> {
     b: &'a [u8],
     i: usize,
@@ -312,11 +313,12 @@ impl<'a> SendHeaders<'a> {
     }
 
     /// Headers after validation (errors were ruled out by `parse`).
-    pub fn pairs(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+    pub fn pairs(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + Clone {
         self.iter().map_while(Result::ok)
     }
 }
 
+#[derive(Clone)]
 pub struct HeaderIter<'a> {
     r: Reader<'a>,
     left: u16,

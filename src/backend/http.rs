@@ -360,12 +360,12 @@ impl Protocol for HttpAdapter {
                 }
                 Resp::Chunked(dec) => {
                     let room = w.room(out);
-                    let (used, data) = dec.decode(input.data(), room).map_err(|_| BackendError::Protocol("upstream sent invalid chunked response"))?;
+                    let (mut used, data) = dec.decode(input.data(), room).map_err(|_| BackendError::Protocol("upstream sent invalid chunked response"))?;
                     if let Some((off, len)) = data {
                         let mut tmp_off = off;
                         let mut left = len;
                         while left > 0 {
-                            // room was checked: the writer takes all of it.
+                            // Within room the writer takes it all, unless it compresses.
                             let t = w.data(out, &input.data()[tmp_off..tmp_off + left]);
                             if t == 0 {
                                 break;
@@ -373,6 +373,9 @@ impl Protocol for HttpAdapter {
                             tmp_off += t;
                             left -= t;
                         }
+                        // What the writer did not take is decoded again next time.
+                        dec.unread(left);
+                        used -= left;
                     }
                     let done = dec.is_done();
                     input.consume(used);

@@ -4,7 +4,7 @@
 
 use super::builder::ctx::{EVENTS, HTTP, LOCATION, MAIN, SERVER, SETTINGS, UPSTREAM};
 use super::builder::{Args, Args::*, Row, Set};
-use super::{logformat, server, settings, ssl, top, upstream};
+use super::{gzip, logformat, server, settings, ssl, top, upstream};
 
 const fn simple(name: &'static str, ctx: u8, args: Args, set: Set) -> Row {
     Row { name, ctx, args, block: false, set }
@@ -48,6 +48,14 @@ pub(super) const TABLE: &[Row] = &[
     simple("proxy_via",                 SETTINGS,            Exactly(1),   settings::proxy_via),
     simple("proxy_ignore_client_abort", SETTINGS,            Exactly(1),   settings::proxy_ignore_client_abort),
     simple("add_header",                SETTINGS,            Range(2, 3),  ssl::add_header),
+    // gzip, inherited http → server → location (gzip.rs)
+    simple("gzip",                      SETTINGS,            Exactly(1),   gzip::gzip),
+    simple("gzip_types",                SETTINGS,            AtLeast(1),   gzip::types),
+    simple("gzip_min_length",           SETTINGS,            Exactly(1),   gzip::min_length),
+    simple("gzip_comp_level",           SETTINGS,            Exactly(1),   gzip::comp_level),
+    simple("gzip_vary",                 SETTINGS,            Exactly(1),   gzip::vary),
+    simple("gzip_proxied",              SETTINGS,            AtLeast(1),   gzip::proxied),
+    simple("gzip_http_version",         SETTINGS,            Exactly(1),   gzip::http_version),
     // TLS, inherited http → server (ssl.rs)
     simple("ssl_certificate",           HTTP | SERVER,       Exactly(1),   ssl::certificate),
     simple("ssl_certificate_key",       HTTP | SERVER,       Exactly(1),   ssl::certificate_key),

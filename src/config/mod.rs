@@ -9,6 +9,7 @@
 
 mod builder;
 mod directives;
+mod gzip;
 mod lexer;
 mod logformat;
 mod parser;
@@ -25,6 +26,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use gzip::{GzipTypes, Proxied};
 pub use lexer::{ConfError, Source};
 pub use logformat::{AccessLogRef, Capture, Escape, LogFormat, LogPart, LogVar};
 
@@ -531,6 +533,14 @@ settings! {
     ssl_client_certificate: Option<PathBuf> = None,
     ssl_handshake_timeout: Duration = Duration::from_secs(60),
     ssl_prefer_server_ciphers: bool = true,
+    // gzip (config/gzip.rs), nginx's defaults
+    gzip: bool = false,
+    gzip_types: GzipTypes = GzipTypes::default(),
+    gzip_min_length: u64 = 20,
+    gzip_comp_level: u32 = 1,
+    gzip_vary: bool = false,
+    gzip_proxied: Proxied = Proxied::OFF,
+    gzip_http_version: u8 = 1,
 }
 
 /// `add_header NAME VALUE [always]`.

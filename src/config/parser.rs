@@ -206,7 +206,7 @@ pub(super) mod tests {
     fn nginx_directives_pounce_lacks_say_so() {
         let cases = [
             ("http {\n proxy_buffering off;\n}\n", "t.conf:2: \"proxy_buffering\" is an nginx directive pounce does not support"),
-            ("http {\n gzip on;\n}\n", "t.conf:2: \"gzip\" is an nginx directive pounce does not support"),
+            ("http {\n gzip_static on;\n}\n", "t.conf:2: \"gzip_static\" is an nginx directive pounce does not support"),
             ("http {\n sendfile on;\n}\n", "t.conf:2: \"sendfile\" is an nginx directive pounce does not support"),
             (
                 "http {\n server {\n  location / {\n   if ($host) { return 404; }\n  }\n }\n}\n",

@@ -89,7 +89,9 @@ const NGINX: &[(&str, &str)] = &[
     ("geo", ""),
     ("split_clients", ""),
     ("sub_filter*", ""),
-    ("gzip*", ""),
+    ("gzip_static", ""),
+    ("gzip_buffers", "the deflate state is sized from the response's length"),
+    ("gzip_disable", ""),
     ("gunzip", ""),
     ("ssi", ""),
     // limits and access
@@ -254,7 +256,7 @@ mod tests {
     fn nginx_directives_say_so() {
         let none = std::iter::empty();
         assert_eq!(message("proxy_buffering", none.clone()), "\"proxy_buffering\" is an nginx directive pounce does not support");
-        assert_eq!(message("gzip_types", none.clone()), "\"gzip_types\" is an nginx directive pounce does not support");
+        assert_eq!(message("gzip_static", none.clone()), "\"gzip_static\" is an nginx directive pounce does not support");
         assert_eq!(message("ssl_stapling", none.clone()), "\"ssl_stapling\" is an nginx directive pounce does not support");
         assert_eq!(message("least_conn", none), "\"least_conn\" is an nginx directive pounce does not support; use \"balance least_conn\"");
     }

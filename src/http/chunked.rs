@@ -81,6 +81,15 @@ impl ChunkedDecoder {
         }
     }
 
+    /// Gives back the last `n` payload bytes the previous `decode` yielded (a writer that
+    /// took fewer): they are yielded again, so the caller consumes `used - n`.
+    pub fn unread(&mut self, n: usize) {
+        if n > 0 {
+            self.remaining += n as u64;
+            self.st = St::Data;
+        }
+    }
+
     /// Decodes from `input`, yielding at most `limit` payload bytes. Returns the number of
     /// input bytes used and the payload as `(offset, len)` inside `input`: payload bytes are
     /// always the tail of the used part, so a caller copies `input[off..off+len]` and

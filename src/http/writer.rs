@@ -1,11 +1,13 @@
 //! The client side of a proxied response, shared by both backend adapters: writes the
 //! rewritten head, then frames the body for this client (Content-Length, chunked or
-//! close-delimited) and ends it.
+//! close-delimited) and ends it. A response that `gzip` compresses (`crate::gzip`) has its
+//! headers changed here and its body compressed on the way into `out`.
 
 use super::chunked::size_line;
 use super::status::{bodiless, reason};
 use crate::buffer::{Buf, PutText};
 use crate::config::AddHeader;
+use crate::gzip::{self, stream::GzipStream, Ask};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutFraming {
@@ -17,6 +19,9 @@ pub enum OutFraming {
     Chunked,
     /// Body ends when pounce closes the connection (HTTP/1.0 client, unknown length).
     Close,
+    /// Compressed (`ResponseWriter::gzip`), chunked for an HTTP/1.1 client, else
+    /// close-delimited.
+    Gzip { chunked: bool },
 }
 
 /// Facts about the request that shape the response to the client.
@@ -38,6 +43,8 @@ pub struct ReqFacts<'a> {
     pub via: Option<&'a str>,
     /// `add_header` lines of the location.
     pub add_headers: &'a [AddHeader],
+    /// The location has `gzip on`: its settings and what the request allows.
+    pub gzip: Option<Ask<'a>>,
 }
 
 #[cfg(test)]
@@ -55,11 +62,11 @@ impl ReqFacts<'static> {
             date: "",
             via: None,
             add_headers: &[],
+            gzip: None,
         }
     }
 }
 
-#[derive(Debug, Clone)]
 pub struct ResponseWriter {
     pub framing: OutFraming,
     pub keep_alive: bool,
@@ -71,6 +78,8 @@ pub struct ResponseWriter {
     pub head_bytes: u64,
     pub started: bool,
     pub finished: bool,
+    /// The deflate state of a compressed response (`OutFraming::Gzip`), until it ends.
+    gzip: Option<Box<GzipStream>>,
 }
 
 /// Response headers that concern one hop only, never forwarded.
@@ -81,7 +90,7 @@ pub fn hop_by_hop(name: &[u8]) -> bool {
 
 impl ResponseWriter {
     pub fn new() -> ResponseWriter {
-        ResponseWriter { framing: OutFraming::None, keep_alive: false, status: 0, body_bytes: 0, head_bytes: 0, started: false, finished: false }
+        ResponseWriter { framing: OutFraming::None, keep_alive: false, status: 0, body_bytes: 0, head_bytes: 0, started: false, finished: false, gzip: None }
     }
 
     /// Writes the status line and headers. `content_length` is the backend's declared body
@@ -90,14 +99,38 @@ impl ResponseWriter {
         &mut self,
         out: &mut Buf,
         status: u16,
-        headers: impl Iterator<Item = (&'h [u8], &'h [u8])>,
+        headers: impl Iterator<Item = (&'h [u8], &'h [u8])> + Clone,
+        content_length: Option<u64>,
+        facts: &ReqFacts,
+    ) -> bool {
+        // Two copies: without gzip (the hot path) every gzip step compiles away.
+        if facts.gzip.is_some() {
+            self.head_as::<true>(out, status, headers, content_length, facts)
+        } else {
+            self.head_as::<false>(out, status, headers, content_length, facts)
+        }
+    }
+
+    fn head_as<'h, const GZIP: bool>(
+        &mut self,
+        out: &mut Buf,
+        status: u16,
+        headers: impl Iterator<Item = (&'h [u8], &'h [u8])> + Clone,
         content_length: Option<u64>,
         facts: &ReqFacts,
     ) -> bool {
         self.status = status;
         self.keep_alive = facts.keep_alive;
-        self.framing = if facts.head || bodiless(status) {
+        let no_body = facts.head || bodiless(status);
+        let gz = match &facts.gzip {
+            Some(ask) if GZIP && !no_body => gzip::decide(ask, status, headers.clone(), content_length, facts.date),
+            _ => gzip::Decision::default(),
+        };
+        self.framing = if no_body {
             OutFraming::None
+        } else if gz.compress {
+            self.keep_alive &= facts.minor >= 1;
+            OutFraming::Gzip { chunked: facts.minor >= 1 }
         } else if let Some(n) = content_length {
             OutFraming::Length(n)
         } else if facts.minor >= 1 {
@@ -123,6 +156,15 @@ impl ResponseWriter {
             if (hop_by_hop(name) && !upgrade_kept) || (length_dropped && name.eq_ignore_ascii_case(b"content-length")) {
                 continue;
             }
+            if gz.compress && (gzip::dropped(name) || name.eq_ignore_ascii_case(b"etag")) {
+                // A compressed body has neither the length nor the ranges of the original,
+                // and is only weakly the same entity.
+                let weak = if name.eq_ignore_ascii_case(b"etag") { gzip::weak_etag(value) } else { None };
+                if let Some(prefix) = weak {
+                    ok = out.put_all(name) && out.put_all(b": ") && out.put_all(prefix) && out.put_all(value) && out.put_all(b"\r\n");
+                }
+                continue;
+            }
             ok = out.put_all(name) && out.put_all(b": ");
             let is_redirect_header = name.eq_ignore_ascii_case(b"location") || name.eq_ignore_ascii_case(b"refresh");
             ok = ok && if facts.rewrite && is_redirect_header { put_rewritten(out, value, facts) } else { out.put_all(value) } && out.put_all(b"\r\n");
@@ -130,13 +172,19 @@ impl ResponseWriter {
         if !dated && !facts.date.is_empty() {
             ok = ok && out.put_all(b"Date: ") && out.put_all(facts.date.as_bytes()) && out.put_all(b"\r\n");
         }
+        if gz.compress {
+            ok = ok && out.put_all(b"Content-Encoding: gzip\r\n");
+        }
+        if gz.vary {
+            ok = ok && out.put_all(b"Vary: Accept-Encoding\r\n");
+        }
         if let Some(via) = facts.via {
             ok = ok && out.put_all(b"Via: ") && out.put_all(via.as_bytes()) && out.put_all(b"\r\n");
         }
         ok = ok && super::status::added_headers(out, status, facts.add_headers);
         ok =
             ok && match self.framing {
-                OutFraming::Chunked => out.put_all(b"Transfer-Encoding: chunked\r\n"),
+                OutFraming::Chunked | OutFraming::Gzip { chunked: true } => out.put_all(b"Transfer-Encoding: chunked\r\n"),
                 _ => true,
             } && if status == 101 {
                 // Switching protocols: the connection becomes a tunnel.
@@ -155,6 +203,9 @@ impl ResponseWriter {
         }
         self.started = true;
         self.head_bytes += (out.len() - mark) as u64;
+        if let (true, Some(ask)) = (gz.compress, &facts.gzip) {
+            self.gzip = Some(GzipStream::new(ask.settings.gzip_comp_level, content_length, facts.minor >= 1));
+        }
         if self.framing == OutFraming::None || self.framing == OutFraming::Length(0) {
             self.finished = true;
         }
@@ -167,6 +218,7 @@ impl ResponseWriter {
             OutFraming::Chunked => out.room().saturating_sub(20),
             OutFraming::Length(left) => out.room().min(left as usize),
             OutFraming::Close => out.room(),
+            OutFraming::Gzip { .. } => out.room(),
             OutFraming::None => 0,
         }
     }
@@ -194,6 +246,12 @@ impl ResponseWriter {
             }
             OutFraming::Close => {
                 out.put(&data[..n]);
+            }
+            OutFraming::Gzip { .. } => {
+                let Some(gz) = self.gzip.as_mut() else { return 0 };
+                let (taken, produced) = gz.write(out, &data[..n]);
+                self.body_bytes += produced as u64;
+                return taken;
             }
             OutFraming::None => return 0,
         }
@@ -224,9 +282,37 @@ impl ResponseWriter {
                 self.finished = true;
                 self.keep_alive = false;
             }
+            OutFraming::Gzip { chunked } if !self.finished => {
+                let Some(gz) = self.gzip.as_mut() else { return true };
+                let (done, produced) = gz.finish(out);
+                self.body_bytes += produced as u64;
+                if !done {
+                    return false;
+                }
+                // The deflate state goes as soon as the stream ends.
+                self.gzip = None;
+                self.finished = true;
+                self.keep_alive &= chunked;
+            }
             _ => {}
         }
         true
+    }
+
+    /// A compressed response owes output: input zlib has not written out, or an end not all
+    /// written (the exchange must come back to it though the backend has nothing more).
+    pub fn flush_due(&self) -> bool {
+        self.gzip.as_ref().is_some_and(|gz| gz.pending())
+    }
+
+    /// Pushes out what zlib holds of a compressed response, so the client has everything
+    /// the backend sent so far (called when the backend's input has run dry). Returns false
+    /// when `out` filled first.
+    pub fn flush(&mut self, out: &mut Buf) -> bool {
+        let Some(gz) = self.gzip.as_mut() else { return true };
+        let (done, produced) = gz.flush(out);
+        self.body_bytes += produced as u64;
+        done
     }
 }
 
@@ -281,6 +367,7 @@ mod tests {
             date: "",
             via: None,
             add_headers: &[],
+            gzip: None,
         }
     }
 
@@ -323,6 +410,36 @@ mod tests {
         let hs: [(&[u8], &[u8]); 2] = [(b"date", b"x"), (b"Content-Length", b"2")];
         assert!(ResponseWriter::new().head(&mut out, 200, hs.into_iter(), Some(2), &f));
         assert_eq!(String::from_utf8_lossy(out.data()), "HTTP/1.1 200 OK\r\ndate: x\r\nContent-Length: 2\r\n\r\n", "the backend's Date is kept");
+    }
+
+    #[test]
+    fn gzip_changes_the_head_and_compresses_the_body() {
+        use crate::config::Settings;
+        use crate::gzip::{Ask, ClientGzip};
+        let s = Settings { gzip: true, gzip_vary: true, ..Settings::default() };
+        let client = ClientGzip { accepts: true, minor: 1, ..ClientGzip::default() };
+        let f = ReqFacts { gzip: Some(Ask { settings: &s, client }), ..facts(1, true) };
+        let mut out = Buf::standalone(4096);
+        let mut w = ResponseWriter::new();
+        let hs: [(&[u8], &[u8]); 4] = [(b"Content-Type", b"text/html"), (b"Content-Length", b"3000"), (b"ETag", b"\"x\""), (b"Accept-Ranges", b"bytes")];
+        assert!(w.head(&mut out, 200, hs.into_iter(), Some(3000), &f));
+        assert_eq!(w.framing, OutFraming::Gzip { chunked: true });
+        assert_eq!(
+            String::from_utf8_lossy(out.data()),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nETag: W/\"x\"\r\nContent-Encoding: gzip\r\nVary: Accept-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        out.clear();
+        let body = [b'a'; 3000];
+        assert_eq!(w.data(&mut out, &body), 3000);
+        assert!(w.finish(&mut out) && w.finished && w.keep_alive);
+        assert!(out.data().ends_with(b"\r\n0\r\n\r\n"));
+        assert!((20..100).contains(&w.body_bytes), "3000 bytes compressed to {} (counted without chunk framing)", w.body_bytes);
+        // The same response to a HEAD: untouched.
+        let head = ReqFacts { head: true, ..f };
+        let mut out = Buf::standalone(4096);
+        assert!(ResponseWriter::new().head(&mut out, 200, hs.into_iter(), Some(3000), &head));
+        assert!(String::from_utf8_lossy(out.data()).contains("Content-Length: 3000\r\n"));
+        assert!(!String::from_utf8_lossy(out.data()).contains("gzip"));
     }
 
     #[test]

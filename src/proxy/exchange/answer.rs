@@ -1,11 +1,14 @@
 //! Answers pounce writes itself: errors and `return` (one piece, into `cout` at once), and
-//! static files (a head, then the file by sendfile(2)). The status page is in `drive.rs`.
+//! static files (a head, then the file by sendfile(2), or compressed through `cout` when gzip
+//! applies). The status page is in `drive.rs`.
 
 use super::{Exchange, OwnBody};
 use crate::config::Settings;
 use crate::files::{self, FileBody, Range};
+use crate::gzip::{self, Ask};
 use crate::http::request;
 use crate::http::status::{added_headers, head_end, head_start, write_simple};
+use crate::http::writer::ReqFacts;
 use crate::proxy::client::Client;
 use crate::proxy::{Closed, Res};
 use crate::reactor::Ctx;
@@ -40,6 +43,24 @@ impl Exchange {
         };
         let keep = self.keep_alive && !ctx.draining;
         self.keep_alive = keep;
+        let rt = ctx.rt.clone();
+        let settings = self.settings(&rt);
+        let head_only = self.meta.method == request::Method::Head;
+        // gzip sees the file's 200: a compressed answer is the whole file (Range is ignored,
+        // as in nginx, whose range filter skips a body of unknown length).
+        let gz = match self.gzip {
+            Some(client) if !head_only && matches!(file.status, 200 | 206 | 416) => {
+                let hs: [(&[u8], &[u8]); 3] =
+                    [(b"Content-Type", file.content_type.as_bytes()), (b"Last-Modified", file.last_modified.as_bytes()), (b"ETag", file.etag.as_bytes())];
+                let ask = Ask { settings, client };
+                let d = gzip::decide(&ask, 200, hs.into_iter(), Some(file.size), &ctx.clock.http_date);
+                if d.compress {
+                    return self.answer_compressed(c, ctx, file, ask);
+                }
+                d
+            }
+            _ => gzip::Decision::default(),
+        };
         let cout = c.ensure_cout(ctx)?;
         let mark = cout.len();
         use std::fmt::Write as _;
@@ -49,13 +70,15 @@ impl Exchange {
         if file.status != 304 {
             ok = ok && write!(cout, "Content-Length: {}\r\n", if file.status == 416 { 0 } else { file.length }).is_ok();
         }
+        if gz.vary {
+            ok = ok && cout.put_all(b"Vary: Accept-Encoding\r\n");
+        }
         match file.status {
             206 => ok = ok && write!(cout, "Content-Range: bytes {}-{}/{}\r\n", file.offset, file.offset + file.length - 1, file.size).is_ok(),
             416 => ok = ok && write!(cout, "Content-Range: bytes */{}\r\n", file.size).is_ok(),
             _ => {}
         }
-        let rt = ctx.rt.clone();
-        ok = ok && added_headers(cout, file.status, &self.settings(&rt).add_header);
+        ok = ok && added_headers(cout, file.status, &settings.add_header);
         if !(ok && head_end(cout, keep)) {
             return Err(Closed::ByUs);
         }
@@ -63,13 +86,41 @@ impl Exchange {
         self.writer.status = file.status;
         self.writer.started = true;
         self.writer.keep_alive = keep;
-        let head_only = self.meta.method == request::Method::Head;
         if head_only || file.length == 0 || matches!(file.status, 304 | 416) {
             self.writer.finished = true;
             self.phase = self.after_answer();
         } else {
             self.phase = super::Phase::Answering(OwnBody::File(FileBody { file: file.file, offset: file.offset, remaining: file.length }));
         }
+        Ok(())
+    }
+}
+
+impl Exchange {
+    /// A whole static file compressed: the head through the response writer (as a proxied
+    /// response's), then the file read and compressed into `cout` as room appears.
+    fn answer_compressed(&mut self, c: &mut Client, ctx: &mut Ctx, file: StaticFile, ask: Ask) -> Res<()> {
+        let hs: [(&[u8], &[u8]); 3] =
+            [(b"Content-Type", file.content_type.as_bytes()), (b"Last-Modified", file.last_modified.as_bytes()), (b"ETag", file.etag.as_bytes())];
+        let cout = c.ensure_cout(ctx)?;
+        let facts = ReqFacts {
+            head: false,
+            minor: self.meta.minor,
+            keep_alive: self.keep_alive,
+            scheme: "http",
+            host: b"",
+            rewrite_from: [b"", b""],
+            rewrite: false,
+            date: &ctx.clock.http_date,
+            via: None,
+            add_headers: &ask.settings.add_header,
+            gzip: Some(ask),
+        };
+        if !self.writer.head(cout, 200, hs.into_iter(), Some(file.size), &facts) {
+            return Err(Closed::ByUs);
+        }
+        self.keep_alive = self.writer.keep_alive;
+        self.phase = super::Phase::Answering(OwnBody::Compressed(FileBody { file: file.file, offset: 0, remaining: file.size }));
         Ok(())
     }
 }

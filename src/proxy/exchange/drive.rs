@@ -3,6 +3,7 @@
 
 use super::{Exchange, OwnBody, Phase, MAX_FORM};
 use crate::backend::{BackendError, Handshake, Protocol, Step};
+use crate::files::FileBody;
 use crate::http::request::{self, BodyKind};
 use crate::http::writer::ReqFacts;
 use crate::proxy::body::{Collect, Discard, Forward};
@@ -251,7 +252,7 @@ impl Exchange {
         let settings = rt.location_settings(self.server, self.loc);
         let mask = self.retry_mask(settings, ups);
         let (Phase::AwaitingResponse(up) | Phase::Streaming(up)) = &mut self.phase else { return Ok(false) };
-        if up.bin.is_empty() && !up.eof() {
+        if up.bin.is_empty() && !up.eof() && !self.writer.flush_due() {
             return Ok(false);
         }
         if c.cout.is_none() {
@@ -271,12 +272,18 @@ impl Exchange {
             date: &ctx.clock.http_date,
             via: settings.proxy_via.value(),
             add_headers: &settings.add_header,
+            gzip: self.gzip.map(|client| crate::gzip::Ask { settings, client }),
         };
         let before = (up.bin.len(), cout.len());
         let was_started = self.writer.started;
         let mut step = up.adapter.decode(&mut up.bin, cout, &mut self.writer, &facts, mask);
         if step == Ok(Step::Blocked) && up.eof() && up.bin.is_empty() {
             step = up.adapter.eof(cout, &mut self.writer);
+        }
+        if step == Ok(Step::Blocked) && self.writer.flush_due() && !up.adapter.hold_output() {
+            // The backend's input ran dry: what zlib holds goes to the client now, as an
+            // uncompressed response's bytes would (a partial flush waits for room).
+            self.writer.flush(cout);
         }
         let progress = before != (up.bin.len(), cout.len()) || self.writer.started != was_started;
         if self.writer.started && !was_started {
@@ -363,6 +370,16 @@ impl Exchange {
                 *off += n;
                 (n > 0, *off == bytes.len())
             }
+            OwnBody::Compressed(file) => {
+                let Some(cout) = c.cout.as_mut() else { return Ok(false) };
+                let before = cout.len();
+                if let Err(e) = compress_file(file, cout, &mut self.writer) {
+                    log::error!("client {}: reading a file to compress failed: {}", c.peer, e);
+                    return Err(Closed::ByUs);
+                }
+                let done = file.remaining == 0 && self.writer.finish(cout);
+                (cout.len() != before, done)
+            }
             OwnBody::File(file) => {
                 if !c.transport.can_write() || c.output_pending() {
                     return Ok(false);
@@ -447,6 +464,29 @@ impl Exchange {
     pub(super) fn reuse_check(&self) -> Option<bool> {
         Some(self.meta.body != BodyKind::None)
     }
+}
+
+/// Reads a static file into its compressed response while `cout` has room. The file is read
+/// in pieces on the stack; what zlib did not take of a piece is read again next time.
+fn compress_file(file: &mut FileBody, cout: &mut crate::buffer::Buf, writer: &mut crate::http::writer::ResponseWriter) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut piece = [0u8; 16 * 1024];
+    while file.remaining > 0 {
+        let want = file.remaining.min(piece.len() as u64) as usize;
+        let n = match file.file.read_at(&mut piece[..want], file.offset) {
+            Ok(0) => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shrank while being sent")),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let taken = writer.data(cout, &piece[..n]);
+        file.offset += taken as u64;
+        file.remaining -= taken as u64;
+        if taken < n {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// What a backend error says in the error log.

@@ -63,6 +63,8 @@ pub(crate) enum OwnBody {
     Page { bytes: Vec<u8>, off: usize },
     /// A static file, sent with sendfile(2).
     File(FileBody),
+    /// A static file compressed with gzip: read and compressed into `cout` as room appears.
+    Compressed(FileBody),
 }
 
 /// A status-page request, kept until its body is in (not the hot path: allocations are fine).
@@ -145,6 +147,8 @@ pub(crate) struct Exchange {
     /// `proxy_ignore_client_abort off` (the default): a client that leaves ends the request.
     pub(crate) abort_with_client: bool,
     pub(crate) proxy: Option<ProxyState>,
+    /// The location has `gzip on`: what the request allows.
+    pub(crate) gzip: Option<crate::gzip::ClientGzip>,
     pub(crate) writer: ResponseWriter,
     pub(crate) phase: Phase,
 }
@@ -163,6 +167,7 @@ impl Exchange {
             continue_pending: false,
             abort_with_client: true,
             proxy: None,
+            gzip: None,
             writer: ResponseWriter::new(),
             phase: Phase::Done,
         }

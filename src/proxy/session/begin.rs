@@ -105,6 +105,9 @@ impl Session {
             ex = ex.expect_body();
         }
         ex.abort_with_client = !settings.proxy_ignore_client_abort;
+        if settings.gzip {
+            ex.gzip = Some(crate::gzip::ClientGzip::of(&req, meta.minor));
+        }
         let start = match plan.action {
             Action::Refuse(r) => {
                 log_refusal(&rt, r, peer, cin_line(cin.data()));
