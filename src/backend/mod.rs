@@ -26,7 +26,12 @@ use std::time::Duration;
 pub struct ForwardRequest<'a, 'b> {
     pub req: &'a httparse::Request<'a, 'b>,
     pub meta: &'a RequestMeta,
+    /// The client's address (`$remote_addr`): the connection's peer or the one realip trusts.
     pub client: SocketAddr,
+    /// The connection's peer (`$realip_remote_addr`).
+    pub conn_peer: SocketAddr,
+    /// The client's address in the connection's PROXY protocol header (`$proxy_protocol_addr`).
+    pub proxy_protocol: Option<SocketAddr>,
     pub local_port: u16,
     pub server_name: &'a str,
     /// What stands for Host when the client sent none (HTTP/1.0): the server's name, or the
@@ -77,6 +82,8 @@ impl<'a, 'b> ForwardRequest<'a, 'b> {
             req,
             meta,
             client,
+            conn_peer: client,
+            proxy_protocol: None,
             local_port,
             server_name,
             default_host: server_name,

@@ -11,12 +11,26 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+/// The addresses behind `Client::peer` when realip or a PROXY protocol header changed it:
+/// boxed, so that an ordinary connection carries one pointer for them (the idle session's
+/// size is bounded) and only such connections allocate, once.
+struct Origin {
+    conn_peer: SocketAddr,
+    proxy_protocol: Option<SocketAddr>,
+}
+
 pub(crate) struct Client {
     /// The session's key (and the client's token); backend connections are registered
     /// as belonging to it.
     pub(crate) key: usize,
     pub(crate) transport: ClientTransport,
+    /// The client's address, as everything that names the client reads it (`$remote_addr`,
+    /// error and access logs, X-Real-IP and X-Forwarded-For, AJP's remote_addr, allow/deny):
+    /// the connection's peer, or during a request the address realip trusts (`set_client`).
     pub(crate) peer: SocketAddr,
+    /// Where the client's address came from, once it is not simply the connection's peer
+    /// (`Origin`); None on an ordinary connection.
+    origin: Option<Box<Origin>>,
     pub(crate) local_port: u16,
     /// Index of the listening address it came in on.
     pub(crate) listen: usize,
@@ -33,7 +47,39 @@ pub(crate) struct Client {
 
 impl Client {
     pub(crate) fn new(key: usize, transport: ClientTransport, peer: SocketAddr, local_port: u16, listen: usize, now: Instant) -> Client {
-        Client { key, transport, peer, local_port, listen, cin: None, cout: None, t_read: now, t_wblock: now, sent: 0, serial: 0 }
+        Client { key, transport, peer, origin: None, local_port, listen, cin: None, cout: None, t_read: now, t_wblock: now, sent: 0, serial: 0 }
+    }
+
+    /// The connection's peer, as the socket has it (`$realip_remote_addr`).
+    pub(crate) fn conn_peer(&self) -> SocketAddr {
+        self.origin.as_ref().map_or(self.peer, |o| o.conn_peer)
+    }
+
+    /// The client's address in the connection's PROXY protocol header (`$proxy_protocol_addr`).
+    pub(crate) fn proxy_protocol(&self) -> Option<SocketAddr> {
+        self.origin.as_ref().and_then(|o| o.proxy_protocol)
+    }
+
+    /// The connection's PROXY protocol header named `src` as the client.
+    pub(crate) fn set_proxy_protocol(&mut self, src: SocketAddr) {
+        let peer = self.peer;
+        self.origin.get_or_insert_with(|| Box::new(Origin { conn_peer: peer, proxy_protocol: None })).proxy_protocol = Some(src);
+    }
+
+    /// The current request's client is `addr` (what realip found, or the connection's peer).
+    pub(crate) fn set_client(&mut self, addr: SocketAddr) {
+        if addr != self.peer {
+            let peer = self.peer;
+            self.origin.get_or_insert_with(|| Box::new(Origin { conn_peer: peer, proxy_protocol: None }));
+            self.peer = addr;
+        }
+    }
+
+    /// Between requests the client is the connection's peer again.
+    pub(crate) fn reset_client(&mut self) {
+        if let Some(o) = &self.origin {
+            self.peer = o.conn_peer;
+        }
     }
 
     /// Reads what the client sent into `cin` (taking a buffer when needed; `stash` holds a

@@ -6,6 +6,7 @@
 //! and logs nothing, so it is unit-tested without sockets. The session then begins what the
 //! plan says (`session/begin.rs`).
 
+use super::realip;
 use super::route::{find_location, find_server};
 use crate::backend::Adapter;
 use crate::config::{access_allowed, BackendConf, Handler, Part, Settings, StatusAccess};
@@ -22,7 +23,10 @@ use std::path::Path;
 pub(crate) struct ConnFacts {
     /// The listening address (index) the request came in on.
     pub(crate) listen: usize,
+    /// The connection's peer (`$realip_remote_addr`); the request's client is `Plan::client`.
     pub(crate) peer: SocketAddr,
+    /// The client's address in the connection's PROXY protocol header, if it had one.
+    pub(crate) proxy_protocol: Option<SocketAddr>,
     /// Requests already served on this connection.
     pub(crate) served: u32,
     /// The client already closed its side.
@@ -36,6 +40,9 @@ pub(crate) struct Plan<'c, 'r> {
     pub(crate) server: usize,
     pub(crate) loc: Option<usize>,
     pub(crate) settings: &'c Settings,
+    /// The client's address: the connection's peer, or the one realip trusts
+    /// (`$remote_addr`, allow/deny, the access log, X-Forwarded-For, AJP's remote_addr).
+    pub(crate) client: SocketAddr,
     /// The connection may be kept after this request.
     pub(crate) keep_alive: bool,
     /// The request body is read (forwarded, collected or discarded); `false` when the
@@ -124,6 +131,8 @@ pub(crate) fn plan<'c, 'r>(req: &httparse::Request<'_, 'r>, meta: &RequestMeta, 
     let http = &rt.cfg.http;
     let server = find_server(http, conn.listen, header(req, "host"));
     let srv = &http.servers[server];
+    // realip with the server's settings first (nginx's post-read phase).
+    let server_client = realip::client(&srv.settings, conn.peer, conn.proxy_protocol, req);
     let path: &'r str = req.path.unwrap_or("/");
     // Locations match the path as Tomcat will read it; the raw path when nothing differs.
     let raw_path = uri::path_of(path.as_bytes());
@@ -138,7 +147,8 @@ pub(crate) fn plan<'c, 'r>(req: &httparse::Request<'_, 'r>, meta: &RequestMeta, 
         Ok(p) => p,
         Err(e) => {
             let action = Action::Refuse(Refusal::BadPath(e));
-            return Plan { server, loc: None, settings: &srv.settings, keep_alive: false, reads_body: false, route_path: b"/", action };
+            let client = server_client.unwrap_or(conn.peer);
+            return Plan { server, loc: None, settings: &srv.settings, client, keep_alive: false, reads_body: false, route_path: b"/", action };
         }
     };
     let loc = find_location(srv, route_path);
@@ -148,13 +158,20 @@ pub(crate) fn plan<'c, 'r>(req: &httparse::Request<'_, 'r>, meta: &RequestMeta, 
         None if srv.settings.root.is_some() => (&srv.settings, &SERVE_ROOT),
         None => (&srv.settings, &Handler::None),
     };
-    let refuse = |r: Refusal, keep_alive: bool| Plan { server, loc, settings, keep_alive, reads_body: keep_alive, route_path, action: Action::Refuse(r) };
+    // Then with the location's, if the server's found nothing (nginx's pre-access phase).
+    let client = match server_client {
+        Some(a) => a,
+        None if loc.is_some() => realip::client(settings, conn.peer, conn.proxy_protocol, req).unwrap_or(conn.peer),
+        None => conn.peer,
+    };
+    let refuse =
+        |r: Refusal, keep_alive: bool| Plan { server, loc, settings, client, keep_alive, reads_body: keep_alive, route_path, action: Action::Refuse(r) };
     if let BodyKind::Length(n) = meta.body {
         if n > settings.client_max_body_size {
             return refuse(Refusal::BodyTooLarge(n), false);
         }
     }
-    if !settings.access.is_empty() && !access_allowed(&settings.access, conn.peer.ip()) {
+    if !settings.access.is_empty() && !access_allowed(&settings.access, client.ip()) {
         return refuse(Refusal::Forbidden, meta.keep_alive && !conn.draining);
     }
     let keep_alive =
@@ -193,7 +210,7 @@ pub(crate) fn plan<'c, 'r>(req: &httparse::Request<'_, 'r>, meta: &RequestMeta, 
         Handler::Status(access) => Action::StatusPage(*access),
         Handler::None => return refuse(Refusal::NotFound, keep_alive),
     };
-    Plan { server, loc, settings, keep_alive, reads_body: true, route_path, action }
+    Plan { server, loc, settings, client, keep_alive, reads_body: true, route_path, action }
 }
 
 #[cfg(test)]
@@ -210,7 +227,7 @@ mod tests {
     }
 
     fn conn() -> ConnFacts {
-        ConnFacts { listen: 0, peer: "127.0.0.1:5555".parse().expect("addr"), served: 0, client_closed: false, draining: false }
+        ConnFacts { listen: 0, peer: "127.0.0.1:5555".parse().expect("addr"), proxy_protocol: None, served: 0, client_closed: false, draining: false }
     }
 
     /// Plans `raw` and hands the result to `check` (the plan borrows the request).
@@ -328,6 +345,35 @@ mod tests {
         let rt = runtime(CONF);
         with_plan(&rt, "GET /x HTTP/1.1\r\nHost: one.example\r\n\r\n", ConnFacts { served: 999, ..conn() }, |p| assert!(!p.keep_alive, "keepalive_requests"));
         with_plan(&rt, "GET /x HTTP/1.1\r\nHost: one.example\r\n\r\n", ConnFacts { draining: true, ..conn() }, |p| assert!(!p.keep_alive));
+    }
+
+    /// realip as nginx phases it: the server's settings first; the location's only when those
+    /// found nothing; allow/deny judge the address found.
+    #[test]
+    fn real_client_address() {
+        let rt = runtime(
+            "http { server { listen 127.0.0.1:8080; set_real_ip_from 127.0.0.1;
+                location / { return 200; }
+                location /pp/ { set_real_ip_from 10.0.0.0/8; real_ip_header proxy_protocol; return 200; }
+                location /admin/ { allow 203.0.113.0/24; deny all; return 200; }
+            } }",
+        );
+        let get = |path: &str, xri: &str| format!("GET {path} HTTP/1.1\r\nHost: a\r\nX-Real-IP: {xri}\r\n\r\n");
+        let lb = ConnFacts { peer: "10.1.1.1:4000".parse().expect("addr"), proxy_protocol: Some("198.51.100.7:5000".parse().expect("addr")), ..conn() };
+        let client = |p: &Plan| p.client.to_string();
+        // Trusted by the server's settings: X-Real-IP.
+        with_plan(&rt, &get("/", "203.0.113.5"), conn(), |p| assert_eq!(client(p), "203.0.113.5:0"));
+        // Untrusted peer: its claim is ignored, the peer stays the client.
+        with_plan(&rt, &get("/", "203.0.113.5"), lb, |p| assert_eq!(client(p), "10.1.1.1:4000"));
+        // The server's settings found nothing, so the location's apply: the PROXY header.
+        with_plan(&rt, &get("/pp/", "203.0.113.5"), lb, |p| assert_eq!(client(p), "198.51.100.7:5000"));
+        // The server's settings found something: the location's are not asked.
+        with_plan(&rt, &get("/pp/", "203.0.113.5"), conn(), |p| assert_eq!(client(p), "203.0.113.5:0"));
+        // allow/deny judge the real address, not the peer's.
+        with_plan(&rt, &get("/admin/", "203.0.113.5"), conn(), |p| assert!(matches!(p.action, Action::Return { .. })));
+        with_plan(&rt, &get("/admin/", "198.51.100.1"), conn(), |p| assert_eq!(p.action.clone_refusal(), Some(Refusal::Forbidden)));
+        // A bad path is refused with the server's finding.
+        with_plan(&rt, &get("/a/%2e%2e/%2e%2e/x", "203.0.113.5"), conn(), |p| assert_eq!(client(p), "203.0.113.5:0"));
     }
 
     impl Action<'_> {

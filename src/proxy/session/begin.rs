@@ -73,10 +73,18 @@ impl Session {
             }
             Parse::Done(req, meta) => (req, meta),
         };
-        let (peer, local_port) = (self.client.peer, self.client.local_port);
-        let conn =
-            ConnFacts { listen: self.client.listen, peer, served: self.served, client_closed: self.client.transport.peer_closed(), draining: ctx.draining };
+        let c = &self.client;
+        let conn = ConnFacts {
+            listen: c.listen,
+            peer: c.conn_peer(),
+            proxy_protocol: c.proxy_protocol(),
+            served: self.served,
+            client_closed: c.transport.peer_closed(),
+            draining: ctx.draining,
+        };
         let plan = plan::plan(&req, &meta, conn, &rt, &mut self.path_scratch);
+        // The request's client is the one realip found (`Client::peer` once it starts).
+        let (peer, local_port) = (plan.client, self.client.local_port);
         let settings = plan.settings;
         let srv = &rt.cfg.http.servers[plan.server];
         let server_name = srv.names.first().map_or("", |s| s.as_str());
@@ -98,6 +106,8 @@ impl Session {
             default_host,
             tls: self.client.transport.tls_info(),
             uri: plan.route_path,
+            conn_peer: conn.peer,
+            proxy_protocol: conn.proxy_protocol,
             ..ForwardRequest::new(&req, &meta, peer, local_port, server_name, settings)
         };
         let mut ex = Exchange::new(now, plan.server, plan.loc, meta, plan.keep_alive);
@@ -151,6 +161,7 @@ impl Session {
                 Start::Abandon(ex)
             }
         };
+        self.client.set_client(peer);
         self.start(ctx, start, meta.head_len).map(|_| true)
     }
 
