@@ -85,7 +85,9 @@ fn v1(data: &[u8]) -> Parsed {
         return Parsed::Invalid("a line ended by LF alone (version 1 needs CRLF)");
     }
     match window.get(end + 1) {
-        None if end + 1 < V1_MAX => return Parsed::Incomplete,
+        // The LF is still to come: what precedes the CR must still be able to begin a line.
+        None if end + 1 < V1_MAX && v1_prefix_ok(&data[V1_PREFIX.len().min(end)..end]) => return Parsed::Incomplete,
+        None if end + 1 < V1_MAX => return Parsed::Invalid("malformed version 1 header"),
         None => return Parsed::Invalid("no CRLF within the first 107 bytes (version 1)"),
         Some(b'\n') => {}
         Some(_) => return Parsed::Invalid("a CR not followed by LF (version 1)"),

@@ -120,6 +120,16 @@ fn v1_garbage_is_refused_before_the_crlf() {
     }
 }
 
+/// Found by the fuzzer: a line whose CR has come but not its LF was `Incomplete` however
+/// malformed, while its prefixes without the CR were already `Invalid`.
+#[test]
+fn v1_malformed_before_the_lf_is_refused_at_the_cr() {
+    let crash = b"PROXY PRTCP6 OXY 2001: TCP6 db8::1 T2001:dl\xf4::2 40000 443\r";
+    assert!(matches!(parse(crash), Parsed::Invalid(_)));
+    assert!(matches!(parse(b"PROXY TCP4 1.2.3.x 5.6.7.8 1 2\r"), Parsed::Invalid(_)));
+    assert_eq!(parse(b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r"), Parsed::Incomplete);
+}
+
 #[test]
 fn v1_oversized() {
     // UNKNOWN takes anything, but not past 107 bytes.
