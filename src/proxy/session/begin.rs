@@ -10,6 +10,7 @@ use crate::backend::{Adapter, ForwardRequest, Protocol};
 use crate::buffer::{Buf, StackText};
 use crate::config::Part;
 use crate::http::request::{self, header, Method, Parse, RequestMeta};
+use crate::proxy::client::set_real_client;
 use crate::proxy::exchange::{static_answer, Exchange, Phase, ProxyState, StaticAnswer, StaticConditions, StatusReq};
 use crate::proxy::plan::{self, Action, ConnFacts, ProxyPlan, Refusal};
 use crate::proxy::{Closed, Res};
@@ -77,14 +78,17 @@ impl Session {
         let conn = ConnFacts {
             listen: c.listen,
             peer: c.conn_peer(),
-            proxy_protocol: c.proxy_protocol(),
+            origin: c.origin.as_deref(),
             served: self.served,
             client_closed: c.transport.peer_closed(),
             draining: ctx.draining,
         };
         let plan = plan::plan(&req, &meta, conn, &rt, &mut self.path_scratch);
-        // The request's client is the one realip found (`Client::peer` once it starts).
-        let (peer, local_port) = (plan.client, self.client.local_port);
+        // The request's client is the one realip found, if it found one.
+        if let Some(real) = plan.real_client {
+            set_real_client(&mut self.client.peer, &mut self.client.origin, real);
+        }
+        let (peer, local_port) = (self.client.peer, self.client.local_port);
         let settings = plan.settings;
         let srv = &rt.cfg.http.servers[plan.server];
         let server_name = srv.names.first().map_or("", |s| s.as_str());
@@ -106,8 +110,7 @@ impl Session {
             default_host,
             tls: self.client.transport.tls_info(),
             uri: plan.route_path,
-            conn_peer: conn.peer,
-            proxy_protocol: conn.proxy_protocol,
+            origin: self.client.origin.as_deref(),
             ..ForwardRequest::new(&req, &meta, peer, local_port, server_name, settings)
         };
         let mut ex = Exchange::new(now, plan.server, plan.loc, meta, plan.keep_alive);
@@ -161,7 +164,6 @@ impl Session {
                 Start::Abandon(ex)
             }
         };
-        self.client.set_client(peer);
         self.start(ctx, start, meta.head_len).map(|_| true)
     }
 

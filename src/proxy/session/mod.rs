@@ -117,6 +117,12 @@ impl Session {
 
     pub(crate) fn on_client_event(&mut self, ctx: &mut Ctx, ev: &mio::event::Event) -> Res<()> {
         self.client.transport.on_event(ev);
+        // The PROXY protocol header is read here, never in `pump`: a connection without one
+        // pays this test per event, and `pump` stays as it is for it.
+        if matches!(self.phase, ClientPhase::ProxyHeader) && !self.read_proxy_header(ctx)? {
+            self.arm_timer(ctx);
+            return Ok(());
+        }
         self.pump(ctx)
     }
 
@@ -157,15 +163,14 @@ impl Session {
 
     /// Moves bytes in every direction until nothing more can move, then re-arms the timer.
     pub(crate) fn pump(&mut self, ctx: &mut Ctx) -> Res<()> {
+        debug_assert!(!matches!(self.phase, ClientPhase::ProxyHeader), "the PROXY header is read before pump");
         for _ in 0..10_000 {
             let mut progress = match self.phase {
                 // No more requests are read; the answer goes out first.
                 ClientPhase::Closing => false,
-                ClientPhase::ProxyHeader => self.read_proxy_header(ctx)?,
                 _ => self.client.read(ctx, &mut self.head_stash)?,
             };
             progress |= match &mut self.phase {
-                ClientPhase::ProxyHeader => false,
                 ClientPhase::ReadingHead { .. } => self.begin(ctx)?,
                 ClientPhase::Exchange(ex) => {
                     let moved = ex.drive(&mut self.client, ctx)?;
@@ -176,7 +181,7 @@ impl Session {
                     }
                     moved || matches!(self.phase, ClientPhase::ReadingHead { .. } | ClientPhase::Closing)
                 }
-                ClientPhase::Closing => false,
+                ClientPhase::Closing | ClientPhase::ProxyHeader => false,
                 ClientPhase::Lingering { until } => {
                     if let Some(b) = self.client.cin.as_mut() {
                         b.clear();

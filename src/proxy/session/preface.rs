@@ -3,7 +3,7 @@
 //! first request (or TLS handshake), with the relayed client's address kept for realip
 //! (`real_ip_header proxy_protocol`) and `$proxy_protocol_addr`; anything else closes it,
 //! with one error-log line that names the peer and why. `proxy_protocol_timeout` is armed by
-//! `timeouts.rs`.
+//! `timeouts.rs`. `Session::on_client_event` calls it, so `pump` never meets this phase.
 
 use super::{ClientPhase, Session};
 use crate::proxy::{Closed, Res};

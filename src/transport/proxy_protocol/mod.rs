@@ -16,6 +16,16 @@ pub(crate) use parse::{Header, Parsed, MAX_HEADER};
 use super::ready::Readiness;
 use super::tls::ClientIo;
 use std::io::{self, ErrorKind};
+use std::net::SocketAddr;
+
+/// Where a client's address came from, once it is not simply the connection's peer: the
+/// peer as the socket has it (`$realip_remote_addr`) and the client a PROXY protocol header
+/// relayed (`$proxy_protocol_addr`). Kept (boxed) only by connections that have either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConnOrigin {
+    pub(crate) peer: SocketAddr,
+    pub(crate) proxy_protocol: Option<SocketAddr>,
+}
 
 /// Where reading the header stands.
 #[derive(Debug)]
