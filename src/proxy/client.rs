@@ -19,7 +19,7 @@ pub(crate) struct Client {
     pub(crate) transport: ClientTransport,
     /// The client's address, as everything that names the client reads it (`$remote_addr`,
     /// error and access logs, X-Real-IP and X-Forwarded-For, AJP's remote_addr, allow/deny):
-    /// the connection's peer, or during a request the address realip trusts (`set_client`).
+    /// the connection's peer, or during a request the address realip trusts (`set_real_client`).
     pub(crate) peer: SocketAddr,
     /// Where the client's address came from, once realip or a PROXY protocol header is in
     /// play; None on an ordinary connection. Boxed: an ordinary connection carries one pointer

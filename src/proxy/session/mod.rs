@@ -8,7 +8,8 @@
 //!
 //! This file holds the phases, the event entry points and the pump; `begin` turns a request
 //! head into an exchange (parse, plan, begin), `preface` reads the PROXY protocol header,
-//! `timeouts` arms and handles deadlines, and `access` writes the access log. The exchange itself is `proxy::exchange`.
+//! `timeouts` arms and handles deadlines, and `access` writes the access log. The exchange
+//! itself is `proxy::exchange`.
 
 use super::client::Client;
 use super::exchange::{Exchange, Moved, Phase};
