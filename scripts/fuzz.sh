@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs pounce's cargo-fuzz targets, each for FUZZ_SECONDS (default 600), one after another.
-#   scripts/fuzz.sh                  all five targets
+#   scripts/fuzz.sh                  all six targets
 #   scripts/fuzz.sh chunked_decoder  one target
 # Needs the nightly toolchain and cargo-fuzz (installed here when missing). A crash leaves
 # its input in fuzz/artifacts/<target>/ and makes this script fail; turn it into a
@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${FUZZ_SECONDS:-600}
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(request_parser chunked_decoder config_parser ajp_response tls_front)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(request_parser chunked_decoder config_parser ajp_response tls_front proxy_header)
 
 rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked

@@ -97,3 +97,32 @@ pub fn tls_front(data: &[u8], piece: usize) {
     }
     panic!("the TLS front end did not finish with {} bytes", data.len());
 }
+
+/// The PROXY protocol header parser on `data` as the first bytes of a connection: never a
+/// panic, and monotone as the socket reader relies on — a complete header is complete with
+/// exactly its bytes and every shorter prefix is `Incomplete`; an `Incomplete` input is
+/// shorter than what the reader peeks at and all its prefixes are `Incomplete` too; an
+/// `Invalid` one stays invalid whatever follows. The same bytes as an X-Forwarded-For
+/// address must not panic realip's parser either.
+pub fn proxy_header(data: &[u8]) {
+    use crate::transport::proxy_protocol::{parse, Parsed, MAX_HEADER, V1_MAX, V2_MAX};
+    let _ = crate::proxy::realip::parse_addr(data);
+    let whole = parse(data);
+    let prefixes_incomplete = |n: usize| (0..n).all(|cut| parse(&data[..cut]) == Parsed::Incomplete);
+    match whole {
+        Parsed::Done { len, .. } => {
+            assert!(len <= data.len() && len <= V1_MAX.max(V2_MAX), "a header of {} bytes", len);
+            assert_eq!(parse(&data[..len]), whole, "the header alone");
+            assert!(prefixes_incomplete(len), "a prefix of a valid header is not Incomplete");
+        }
+        Parsed::Incomplete => {
+            assert!(data.len() < MAX_HEADER, "Incomplete after {} bytes: the reader would wait past its peek", data.len());
+            assert!(prefixes_incomplete(data.len()), "a prefix of an incomplete header is not Incomplete");
+        }
+        Parsed::Invalid(_) => {
+            let mut more = data.to_vec();
+            more.extend_from_slice(b" 1 2\r\n\r\n");
+            assert!(matches!(parse(&more), Parsed::Invalid(_)), "invalid bytes mended by what follows");
+        }
+    }
+}

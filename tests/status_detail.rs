@@ -20,6 +20,32 @@ fn json(p: &Pounce) -> Json {
     status_json(p, PAGE)
 }
 
+/// The status JSON as the running generation `gen` sees it: right after a reload a new
+/// connection may still be taken by a finishing worker of the old one, which shows its own view.
+fn json_of(p: &Pounce, gen: f64) -> Json {
+    let mut last = None;
+    let served = eventually(Duration::from_secs(5), || {
+        let j = json(p);
+        let ok = j.get("generation").num() == gen;
+        last = Some(j);
+        ok
+    });
+    let j = last.expect("a status answer");
+    assert!(served, "generation {} never answered: {:?}", gen, j);
+    j
+}
+
+/// Prometheus text from the running generation `gen` (see `json_of`).
+fn prometheus_of(p: &Pounce, gen: f64) -> String {
+    let mut last = String::new();
+    let served = eventually(Duration::from_secs(5), || {
+        last = prometheus(p);
+        sample(&last, "pounce_config_generation") == Some(gen)
+    });
+    assert!(served, "generation {} never answered: {}", gen, last);
+    last
+}
+
 fn prometheus(p: &Pounce) -> String {
     let r = p.get(&format!("{}?format=prometheus", PAGE));
     assert_eq!(r.status, 200);
@@ -244,8 +270,7 @@ fn counters_survive_a_reload_and_reloads_are_shown() {
 
     // The same configuration again: every counter goes on.
     p.signal(libc::SIGHUP);
-    assert!(eventually(Duration::from_secs(5), || json(&p).get("generation").num() == 2.0));
-    let j = json(&p);
+    let j = json_of(&p, 2.0);
     assert_eq!(server_in(&j, &a.addr()).get("requests").num(), ra, "{:?}", j);
     assert_eq!(server_in(&j, &b.addr()).get("requests").num(), rb);
     assert_eq!(server_in(&j, &a.addr()).get("responses").get("2xx").num(), ra);
@@ -254,7 +279,7 @@ fn counters_survive_a_reload_and_reloads_are_shown() {
     let last = j.get("last_reload");
     assert_eq!((last.get("success"), last.get("error")), (&Json::Bool(true), &Json::Null));
     assert!(last.get("unix_time").num() > 1.6e9 && last.get("age_seconds").num() < 10.0, "{:?}", last);
-    let prom = prometheus(&p);
+    let prom = prometheus_of(&p, 2.0);
     for name in ["pounce_upstream_server_requests_total", "pounce_upstream_server_response_seconds_count"] {
         assert_eq!(sample(&prom, &format!("{}{{{}}}", name, la)), Some(ra), "{}", name);
     }
@@ -262,18 +287,19 @@ fn counters_survive_a_reload_and_reloads_are_shown() {
     assert_eq!(sample(&prom, "pounce_reloads_total"), Some(1.0));
     assert_eq!(sample(&prom, "pounce_last_reload_successful"), Some(1.0));
     assert!(sample(&prom, "pounce_last_reload_timestamp_seconds").is_some_and(|t| t > 1.6e9));
-    assert!(p.get(PAGE).text().contains("data-result=\"ok\""));
+    assert!(eventually(Duration::from_secs(5), || p.get(PAGE).text().contains("data-result=\"ok\"")));
 
     // b leaves, c comes: a keeps counting from where it was, c starts at zero.
     let up = Upstream::new("app").line("sticky_route;").server(format!("{} route=a", a.addr())).server(format!("{} route=c", c.addr()));
     p.rewrite_conf(&with_status(Conf::new().workers(2).upstream(up), "http://app", ""));
     p.signal(libc::SIGHUP);
-    assert!(eventually(Duration::from_secs(5), || json(&p).get("generation").num() == 3.0));
+    json_of(&p, 3.0);
     for _ in 0..2 {
         let _ = request(p.port, b"GET / HTTP/1.1\r\nHost: x\r\nCookie: JSESSIONID=1.a\r\nConnection: close\r\n\r\n");
     }
-    let j = json(&p);
-    assert_eq!(server_in(&j, &a.addr()).get("requests").num(), ra + 2.0);
+    // A request the old generation still took is counted there and moves over within 500 ms.
+    assert!(eventually(Duration::from_secs(5), || server_in(&json_of(&p, 3.0), &a.addr()).get("requests").num() == ra + 2.0));
+    let j = json_of(&p, 3.0);
     assert_eq!(server_in(&j, &c.addr()).get("requests").num(), 0.0);
     assert!(j.get("upstreams").arr()[0].get("servers").arr().iter().all(|s| s.get("address").str() != b.addr()));
 
@@ -304,8 +330,7 @@ fn a_response_that_ends_after_a_reload_is_counted_once() {
     let client = std::thread::spawn(move || request(port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").text());
     assert!(eventually(Duration::from_secs(5), || slow.requests() == 1));
     p.signal(libc::SIGHUP);
-    assert!(eventually(Duration::from_secs(5), || json(&p).get("generation").num() == 2.0));
-    let j = json(&p);
+    let j = json_of(&p, 2.0);
     let s = server_in(&j, &slow.addr());
     assert_eq!(
         (s.get("requests").num(), s.get("in_flight").num(), s.get("responses").get("2xx").num()),
@@ -317,10 +342,10 @@ fn a_response_that_ends_after_a_reload_is_counted_once() {
     // The old generation's worker finished it; its counts move to the running one, once.
     assert!(eventually(Duration::from_secs(5), || server_in(&json(&p), &slow.addr()).get("responses").get("2xx").num() == 1.0));
     std::thread::sleep(Duration::from_millis(1200));
-    let j = json(&p);
+    let j = json_of(&p, 2.0);
     let s = server_in(&j, &slow.addr());
     assert_eq!((s.get("requests").num(), s.get("responses").get("2xx").num()), (1.0, 1.0), "{:?}", s);
-    let text = prometheus(&p);
+    let text = prometheus_of(&p, 2.0);
     assert_eq!(sample(&text, &format!("pounce_upstream_server_response_seconds_count{{upstream=\"app\",server=\"{}\"}}", slow.addr())), Some(1.0));
     assert!(sample(&text, &format!("pounce_upstream_server_response_seconds_bucket{{upstream=\"app\",server=\"{}\",le=\"1\"}}", slow.addr())) == Some(0.0));
 }

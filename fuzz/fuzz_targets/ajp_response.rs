@@ -9,7 +9,7 @@ use pounce::http::request::{BodyKind, Method};
 use pounce::http::writer::{ReqFacts, ResponseWriter};
 
 fn run(adapter: &mut dyn Protocol, data: &[u8], piece: usize, room: usize, head: bool) {
-    let facts = ReqFacts { head, minor: 1, keep_alive: true, host: b"h", rewrite_from: [b"http://b:1", b""], rewrite: true, scheme: "http", date: "d", via: None, add_headers: &[] };
+    let facts = ReqFacts { head, minor: 1, keep_alive: true, host: b"h", rewrite_from: [b"http://b:1", b""], rewrite: true, scheme: "http", date: "d", via: None, add_headers: &[], gzip: None };
     let mut input = Buf::standalone(16 * 1024);
     let mut out = Buf::standalone(room);
     let mut w = ResponseWriter::new();

@@ -88,6 +88,11 @@ pub fn put_var(out: &mut Buf, var: Var, fr: &ForwardRequest) -> bool {
         Var::HttpHost => out.put_all(header(req, "host").unwrap_or(b"")),
         Var::RemoteAddr => out.put_ip(fr.client.ip()),
         Var::RemotePort => out.put_num(fr.client.port() as u64),
+        Var::RealipRemoteAddr => out.put_ip(fr.conn_peer().ip()),
+        Var::RealipRemotePort => out.put_num(fr.conn_peer().port() as u64),
+        // Empty without a PROXY protocol address (so a header set from it is not sent).
+        Var::ProxyProtocolAddr => fr.proxy_protocol().is_none_or(|a| out.put_ip(a.ip())),
+        Var::ProxyProtocolPort => fr.proxy_protocol().is_none_or(|a| out.put_num(a.port() as u64)),
         Var::Scheme => out.put_all(fr.scheme().as_bytes()),
         Var::ServerName => out.put_all(fr.server_name.as_bytes()),
         Var::ServerPort => out.put_num(fr.local_port as u64),

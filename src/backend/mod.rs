@@ -18,6 +18,7 @@ use crate::config::{BackendConf, Settings};
 use crate::http::request::RequestMeta;
 use crate::http::writer::{ReqFacts, ResponseWriter};
 use crate::tls::info::TlsInfo;
+use crate::transport::proxy_protocol::ConnOrigin;
 pub use crate::upstream::limits::KeepAliveHint;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -26,7 +27,11 @@ use std::time::Duration;
 pub struct ForwardRequest<'a, 'b> {
     pub req: &'a httparse::Request<'a, 'b>,
     pub meta: &'a RequestMeta,
+    /// The client's address (`$remote_addr`): the connection's peer or the one realip trusts.
     pub client: SocketAddr,
+    /// Where the client's address came from, when realip or a PROXY protocol header is in
+    /// play (`$realip_remote_addr`, `$proxy_protocol_addr`); None: `client` is the peer.
+    pub(crate) origin: Option<&'a ConnOrigin>,
     pub local_port: u16,
     pub server_name: &'a str,
     /// What stands for Host when the client sent none (HTTP/1.0): the server's name, or the
@@ -50,6 +55,16 @@ pub struct ForwardRequest<'a, 'b> {
 }
 
 impl ForwardRequest<'_, '_> {
+    /// The connection's peer (`$realip_remote_addr`).
+    pub fn conn_peer(&self) -> SocketAddr {
+        self.origin.map_or(self.client, |o| o.peer)
+    }
+
+    /// The client a PROXY protocol header relayed (`$proxy_protocol_addr`).
+    pub fn proxy_protocol(&self) -> Option<SocketAddr> {
+        self.origin.and_then(|o| o.proxy_protocol)
+    }
+
     /// `https` for a TLS client, else `http`.
     pub fn scheme(&self) -> &'static str {
         if self.tls.is_some() {
@@ -77,6 +92,7 @@ impl<'a, 'b> ForwardRequest<'a, 'b> {
             req,
             meta,
             client,
+            origin: None,
             local_port,
             server_name,
             default_host: server_name,

@@ -176,6 +176,7 @@ pub(super) struct ListenDecl {
     pub server: usize,
     pub default: bool,
     pub ssl: bool,
+    pub proxy_protocol: bool,
     pub pos: Pos,
 }
 

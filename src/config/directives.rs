@@ -4,7 +4,7 @@
 
 use super::builder::ctx::{EVENTS, HTTP, LOCATION, MAIN, SERVER, SETTINGS, UPSTREAM};
 use super::builder::{Args, Args::*, Row, Set};
-use super::{gzip, logformat, server, settings, ssl, top, upstream};
+use super::{gzip, logformat, realip, server, settings, ssl, top, upstream};
 
 const fn simple(name: &'static str, ctx: u8, args: Args, set: Set) -> Row {
     Row { name, ctx, args, block: false, set }
@@ -99,6 +99,11 @@ pub(super) const TABLE: &[Row] = &[
     simple("return",                    LOCATION,            Range(1, 2),  server::return_),
     simple("status",                    LOCATION,            Range(0, 1),  server::status),
     simple("alias",                     LOCATION,            Exactly(1),   server::alias),
+    // client addresses: realip and the PROXY protocol (realip.rs)
+    simple("set_real_ip_from",          SETTINGS,            Exactly(1),   realip::set_real_ip_from),
+    simple("real_ip_header",            SETTINGS,            Exactly(1),   realip::real_ip_header),
+    simple("real_ip_recursive",         SETTINGS,            Exactly(1),   realip::real_ip_recursive),
+    simple("proxy_protocol_timeout",    HTTP | SERVER,       Exactly(1),   realip::proxy_protocol_timeout),
 ];
 
 #[cfg(test)]

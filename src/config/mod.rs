@@ -13,6 +13,7 @@ mod gzip;
 mod lexer;
 mod logformat;
 mod parser;
+mod realip;
 mod server;
 mod settings;
 mod ssl;
@@ -29,6 +30,7 @@ use std::time::Duration;
 pub use gzip::{GzipTypes, Proxied};
 pub use lexer::{ConfError, Source};
 pub use logformat::{AccessLogRef, Capture, Escape, LogFormat, LogPart, LogVar};
+pub use realip::{Cidr, RealIpHeader};
 
 /// Servers an upstream may have (beyond 8 its balancer is the stride heap of
 /// `upstream::large`, whose cost per request hardly grows with the number of servers).
@@ -87,6 +89,9 @@ pub struct Listen {
     pub addr: SocketAddr,
     /// `listen ... ssl`: connections are TLS (on any of its servers' `listen`, as nginx).
     pub ssl: bool,
+    /// `listen ... proxy_protocol`: every connection starts with a PROXY protocol header (on
+    /// any of its servers' `listen`, as `ssl`).
+    pub proxy_protocol: bool,
     /// Indices into `Http::servers`; the first is the default server unless one says `default_server`.
     pub servers: Vec<usize>,
     pub default_server: usize,
@@ -401,6 +406,10 @@ pub enum Var {
     SslServerName,
     SslSessionId,
     SslSessionReused,
+    ProxyProtocolAddr,
+    ProxyProtocolPort,
+    RealipRemoteAddr,
+    RealipRemotePort,
 }
 
 impl Var {
@@ -428,6 +437,10 @@ impl Var {
             "ssl_server_name" => Var::SslServerName,
             "ssl_session_id" => Var::SslSessionId,
             "ssl_session_reused" => Var::SslSessionReused,
+            "proxy_protocol_addr" => Var::ProxyProtocolAddr,
+            "proxy_protocol_port" => Var::ProxyProtocolPort,
+            "realip_remote_addr" => Var::RealipRemoteAddr,
+            "realip_remote_port" => Var::RealipRemotePort,
             _ => return None,
         })
     }
@@ -444,25 +457,7 @@ pub struct AccessRule {
 impl AccessRule {
     /// Prefix 0 (`all`) matches every address, IPv4 or IPv6.
     pub fn matches(&self, ip: std::net::IpAddr) -> bool {
-        use std::net::IpAddr;
-        if self.prefix == 0 {
-            return true;
-        }
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        match (self.net, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix as u32) };
-                u32::from(n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix as u32) };
-                u128::from(n) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
+        Cidr { net: self.net, prefix: self.prefix }.matches(ip)
     }
 }
 
@@ -541,6 +536,10 @@ settings! {
     gzip_vary: bool = false,
     gzip_proxied: Proxied = Proxied::OFF,
     gzip_http_version: u8 = 1,
+    set_real_ip_from: Vec<Cidr> = Vec::new(),
+    real_ip_header: RealIpHeader = RealIpHeader::XRealIp,
+    real_ip_recursive: bool = false,
+    proxy_protocol_timeout: Duration = Duration::from_secs(30),
 }
 
 /// `add_header NAME VALUE [always]`.

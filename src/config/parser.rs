@@ -75,13 +75,14 @@ fn collect_listens(b: &mut Builder) -> Result<(), ConfError> {
         let i = match listens.iter().position(|x| x.addr == l.addr) {
             Some(i) => i,
             None => {
-                listens.push(Listen { addr: l.addr, ssl: false, servers: Vec::new(), default_server: l.server });
+                listens.push(Listen { addr: l.addr, ssl: false, proxy_protocol: false, servers: Vec::new(), default_server: l.server });
                 default_pos.push(None);
                 listens.len() - 1
             }
         };
         listens[i].servers.push(l.server);
         listens[i].ssl |= l.ssl;
+        listens[i].proxy_protocol |= l.proxy_protocol;
         if l.ssl && b.cfg.http.servers[l.server].settings.ssl_certificate.is_empty() {
             return err(&l.pos, "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive");
         }

@@ -17,7 +17,7 @@ pub(super) fn server(b: &mut Builder, d: &Directive, s: &mut Scope) -> Done {
     b.walk(list, &mut Scope::Server(&mut srv), |d| d.name != "location")?;
     if srv.listens.is_empty() {
         let addr: SocketAddr = ([0, 0, 0, 0], 80).into();
-        b.listen_decl.push(ListenDecl { addr, server: srv.index, default: false, ssl: false, pos: d.pos.clone() });
+        b.listen_decl.push(ListenDecl { addr, server: srv.index, default: false, ssl: false, proxy_protocol: false, pos: d.pos.clone() });
     }
     srv.settings = srv.patch.over(&http.settings);
     b.walk(list, &mut Scope::Server(&mut srv), |d| d.name == "location")?;
@@ -25,15 +25,16 @@ pub(super) fn server(b: &mut Builder, d: &Directive, s: &mut Scope) -> Done {
     Ok(())
 }
 
-/// `listen [ADDR:]PORT [ssl] [reuseport] [default_server]`.
+/// `listen [ADDR:]PORT [ssl] [proxy_protocol] [reuseport] [default_server]`.
 pub(super) fn listen(b: &mut Builder, d: &Directive, s: &mut Scope) -> Done {
     let srv = s.server(d)?;
     let addr = parse_listen(d, &d.args[0])?;
-    let (mut default, mut ssl) = (false, false);
+    let (mut default, mut ssl, mut proxy_protocol) = (false, false, false);
     for flag in &d.args[1..] {
         match flag.as_str() {
             "reuseport" => {}
             "ssl" => ssl = true,
+            "proxy_protocol" => proxy_protocol = true,
             "http2" | "quic" => return err(&d.pos, format!("the \"{}\" parameter of \"listen\" is not supported (HTTP/1.1 only)", flag)),
             "default_server" | "default" => default = true,
             _ => return err(&d.pos, format!("invalid parameter \"{}\"", flag)),
@@ -43,7 +44,7 @@ pub(super) fn listen(b: &mut Builder, d: &Directive, s: &mut Scope) -> Done {
         return err(&d.pos, format!("duplicate listen {}", addr));
     }
     srv.listens.push(addr);
-    b.listen_decl.push(ListenDecl { addr, server: srv.index, default, ssl, pos: d.pos.clone() });
+    b.listen_decl.push(ListenDecl { addr, server: srv.index, default, ssl, proxy_protocol, pos: d.pos.clone() });
     Ok(())
 }
 

@@ -101,9 +101,6 @@ const NGINX: &[(&str, &str)] = &[
     ("limit_rate_after", ""),
     ("auth_basic*", ""),
     ("auth_request*", ""),
-    ("real_ip_header", ""),
-    ("real_ip_recursive", ""),
-    ("set_real_ip_from", ""),
     ("stub_status", "the \"status\" directive serves pounce's status page"),
     // TLS
     ("ssl", "use \"listen ... ssl\""),

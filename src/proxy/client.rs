@@ -6,6 +6,7 @@
 use super::{Closed, Res};
 use crate::buffer::Buf;
 use crate::reactor::Ctx;
+use crate::transport::proxy_protocol::ConnOrigin;
 use crate::transport::ClientTransport;
 use std::io;
 use std::net::SocketAddr;
@@ -16,7 +17,14 @@ pub(crate) struct Client {
     /// as belonging to it.
     pub(crate) key: usize,
     pub(crate) transport: ClientTransport,
+    /// The client's address, as everything that names the client reads it (`$remote_addr`,
+    /// error and access logs, X-Real-IP and X-Forwarded-For, AJP's remote_addr, allow/deny):
+    /// the connection's peer, or during a request the address realip trusts (`set_real_client`).
     pub(crate) peer: SocketAddr,
+    /// Where the client's address came from, once realip or a PROXY protocol header is in
+    /// play; None on an ordinary connection. Boxed: an ordinary connection carries one pointer
+    /// for it (the idle session's size is bounded), and only those connections allocate, once.
+    pub(crate) origin: Option<Box<ConnOrigin>>,
     pub(crate) local_port: u16,
     /// Index of the listening address it came in on.
     pub(crate) listen: usize,
@@ -31,9 +39,40 @@ pub(crate) struct Client {
     pub(crate) serial: u64,
 }
 
+/// The current request's client is `addr`, the address realip found (`peer` and `origin`
+/// are a `Client`'s, passed apart so that the request head in `cin` may stay borrowed).
+pub(crate) fn set_real_client(peer: &mut SocketAddr, origin: &mut Option<Box<ConnOrigin>>, addr: SocketAddr) {
+    let conn_peer = *peer;
+    origin.get_or_insert_with(|| Box::new(ConnOrigin { peer: conn_peer, proxy_protocol: None }));
+    *peer = addr;
+}
+
 impl Client {
     pub(crate) fn new(key: usize, transport: ClientTransport, peer: SocketAddr, local_port: u16, listen: usize, now: Instant) -> Client {
-        Client { key, transport, peer, local_port, listen, cin: None, cout: None, t_read: now, t_wblock: now, sent: 0, serial: 0 }
+        Client { key, transport, peer, origin: None, local_port, listen, cin: None, cout: None, t_read: now, t_wblock: now, sent: 0, serial: 0 }
+    }
+
+    /// The connection's peer, as the socket has it (`$realip_remote_addr`).
+    pub(crate) fn conn_peer(&self) -> SocketAddr {
+        self.origin.as_ref().map_or(self.peer, |o| o.peer)
+    }
+
+    /// The client's address in the connection's PROXY protocol header (`$proxy_protocol_addr`).
+    pub(crate) fn proxy_protocol(&self) -> Option<SocketAddr> {
+        self.origin.as_ref().and_then(|o| o.proxy_protocol)
+    }
+
+    /// The connection's PROXY protocol header named `src` as the client.
+    pub(crate) fn set_proxy_protocol(&mut self, src: SocketAddr) {
+        let peer = self.peer;
+        self.origin.get_or_insert_with(|| Box::new(ConnOrigin { peer, proxy_protocol: None })).proxy_protocol = Some(src);
+    }
+
+    /// Between requests the client is the connection's peer again.
+    pub(crate) fn reset_client(&mut self) {
+        if let Some(o) = &self.origin {
+            self.peer = o.peer;
+        }
     }
 
     /// Reads what the client sent into `cin` (taking a buffer when needed; `stash` holds a

@@ -7,6 +7,7 @@ pub(crate) mod client;
 pub(crate) mod exchange;
 pub(crate) mod fail;
 pub(crate) mod plan;
+pub(crate) mod realip;
 pub(crate) mod route;
 pub(crate) mod session;
 pub(crate) mod upconn;
@@ -28,6 +29,9 @@ pub(crate) type Res<T> = Result<T, Closed>;
 /// expiry knows its reason (docs/LIFECYCLE.md lists them with their directives).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Wait {
+    /// The PROXY protocol header of a `listen ... proxy_protocol` connection:
+    /// `proxy_protocol_timeout`.
+    ProxyHeader,
     /// A TLS handshake: `ssl_handshake_timeout`.
     ClientHandshake,
     /// The first request, or the rest of a started head: `client_header_timeout`.

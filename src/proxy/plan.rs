@@ -6,12 +6,14 @@
 //! and logs nothing, so it is unit-tested without sockets. The session then begins what the
 //! plan says (`session/begin.rs`).
 
+use super::realip;
 use super::route::{find_location, find_server};
 use crate::backend::Adapter;
 use crate::config::{access_allowed, BackendConf, Handler, Part, Settings, StatusAccess};
 use crate::http::request::{header, headers_named, BodyKind, RequestMeta};
 use crate::http::uri::{self, UriError};
 use crate::runtime::Runtime;
+use crate::transport::proxy_protocol::ConnOrigin;
 use crate::upstream::{now_ms, sessions, sticky};
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
@@ -19,10 +21,14 @@ use std::path::Path;
 
 /// What the plan needs to know of the connection.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct ConnFacts {
+pub(crate) struct ConnFacts<'o> {
     /// The listening address (index) the request came in on.
     pub(crate) listen: usize,
+    /// The connection's peer (`$realip_remote_addr`); the request's client may be another
+    /// (`Plan::real_client`).
     pub(crate) peer: SocketAddr,
+    /// The connection's PROXY protocol address, if any (`Client::origin`).
+    pub(crate) origin: Option<&'o ConnOrigin>,
     /// Requests already served on this connection.
     pub(crate) served: u32,
     /// The client already closed its side.
@@ -36,6 +42,10 @@ pub(crate) struct Plan<'c, 'r> {
     pub(crate) server: usize,
     pub(crate) loc: Option<usize>,
     pub(crate) settings: &'c Settings,
+    /// The client's address realip trusts, when it found one; else the client is the
+    /// connection's peer (`$remote_addr`, allow/deny, the access log, X-Forwarded-For, AJP's
+    /// remote_addr).
+    pub(crate) real_client: Option<SocketAddr>,
     /// The connection may be kept after this request.
     pub(crate) keep_alive: bool,
     /// The request body is read (forwarded, collected or discarded); `false` when the
@@ -121,9 +131,14 @@ const SERVE_ROOT: Handler = Handler::Static { alias: None };
 
 /// Plans a parsed request. `scratch` holds the normalized path when it differs from the raw one.
 pub(crate) fn plan<'c, 'r>(req: &httparse::Request<'_, 'r>, meta: &RequestMeta, conn: ConnFacts, rt: &'c Runtime, scratch: &'r mut Vec<u8>) -> Plan<'c, 'r> {
+    // Without `set_real_ip_from` (the usual case) realip is one test of a length.
+    let realip_of =
+        |s: &Settings| if s.set_real_ip_from.is_empty() { None } else { realip::client(s, conn.peer, conn.origin.and_then(|o| o.proxy_protocol), req) };
     let http = &rt.cfg.http;
     let server = find_server(http, conn.listen, header(req, "host"));
     let srv = &http.servers[server];
+    // realip with the server's settings first (nginx's post-read phase).
+    let server_client = realip_of(&srv.settings);
     let path: &'r str = req.path.unwrap_or("/");
     // Locations match the path as Tomcat will read it; the raw path when nothing differs.
     let raw_path = uri::path_of(path.as_bytes());
@@ -138,7 +153,16 @@ pub(crate) fn plan<'c, 'r>(req: &httparse::Request<'_, 'r>, meta: &RequestMeta, 
         Ok(p) => p,
         Err(e) => {
             let action = Action::Refuse(Refusal::BadPath(e));
-            return Plan { server, loc: None, settings: &srv.settings, keep_alive: false, reads_body: false, route_path: b"/", action };
+            return Plan {
+                server,
+                loc: None,
+                settings: &srv.settings,
+                real_client: server_client,
+                keep_alive: false,
+                reads_body: false,
+                route_path: b"/",
+                action,
+            };
         }
     };
     let loc = find_location(srv, route_path);
@@ -148,13 +172,16 @@ pub(crate) fn plan<'c, 'r>(req: &httparse::Request<'_, 'r>, meta: &RequestMeta, 
         None if srv.settings.root.is_some() => (&srv.settings, &SERVE_ROOT),
         None => (&srv.settings, &Handler::None),
     };
-    let refuse = |r: Refusal, keep_alive: bool| Plan { server, loc, settings, keep_alive, reads_body: keep_alive, route_path, action: Action::Refuse(r) };
+    // Then with the location's, if the server's found nothing (nginx's pre-access phase).
+    let real_client = if server_client.is_none() && loc.is_some() { realip_of(settings) } else { server_client };
+    let refuse =
+        |r: Refusal, keep_alive: bool| Plan { server, loc, settings, real_client, keep_alive, reads_body: keep_alive, route_path, action: Action::Refuse(r) };
     if let BodyKind::Length(n) = meta.body {
         if n > settings.client_max_body_size {
             return refuse(Refusal::BodyTooLarge(n), false);
         }
     }
-    if !settings.access.is_empty() && !access_allowed(&settings.access, conn.peer.ip()) {
+    if !settings.access.is_empty() && !access_allowed(&settings.access, real_client.unwrap_or(conn.peer).ip()) {
         return refuse(Refusal::Forbidden, meta.keep_alive && !conn.draining);
     }
     let keep_alive =
@@ -193,7 +220,7 @@ pub(crate) fn plan<'c, 'r>(req: &httparse::Request<'_, 'r>, meta: &RequestMeta, 
         Handler::Status(access) => Action::StatusPage(*access),
         Handler::None => return refuse(Refusal::NotFound, keep_alive),
     };
-    Plan { server, loc, settings, keep_alive, reads_body: true, route_path, action }
+    Plan { server, loc, settings, real_client, keep_alive, reads_body: true, route_path, action }
 }
 
 #[cfg(test)]
@@ -209,8 +236,8 @@ mod tests {
         Runtime::new(cfg, 1)
     }
 
-    fn conn() -> ConnFacts {
-        ConnFacts { listen: 0, peer: "127.0.0.1:5555".parse().expect("addr"), served: 0, client_closed: false, draining: false }
+    fn conn() -> ConnFacts<'static> {
+        ConnFacts { listen: 0, peer: "127.0.0.1:5555".parse().expect("addr"), origin: None, served: 0, client_closed: false, draining: false }
     }
 
     /// Plans `raw` and hands the result to `check` (the plan borrows the request).
@@ -328,6 +355,36 @@ mod tests {
         let rt = runtime(CONF);
         with_plan(&rt, "GET /x HTTP/1.1\r\nHost: one.example\r\n\r\n", ConnFacts { served: 999, ..conn() }, |p| assert!(!p.keep_alive, "keepalive_requests"));
         with_plan(&rt, "GET /x HTTP/1.1\r\nHost: one.example\r\n\r\n", ConnFacts { draining: true, ..conn() }, |p| assert!(!p.keep_alive));
+    }
+
+    /// realip as nginx phases it: the server's settings first; the location's only when those
+    /// found nothing; allow/deny judge the address found.
+    #[test]
+    fn real_client_address() {
+        let rt = runtime(
+            "http { server { listen 127.0.0.1:8080; set_real_ip_from 127.0.0.1;
+                location / { return 200; }
+                location /pp/ { set_real_ip_from 10.0.0.0/8; real_ip_header proxy_protocol; return 200; }
+                location /admin/ { allow 203.0.113.0/24; deny all; return 200; }
+            } }",
+        );
+        let get = |path: &str, xri: &str| format!("GET {path} HTTP/1.1\r\nHost: a\r\nX-Real-IP: {xri}\r\n\r\n");
+        let origin = ConnOrigin { peer: "10.1.1.1:4000".parse().expect("addr"), proxy_protocol: Some("198.51.100.7:5000".parse().expect("addr")) };
+        let lb = ConnFacts { peer: origin.peer, origin: Some(&origin), ..conn() };
+        let client = |p: &Plan| p.real_client.map_or("the peer".to_string(), |a| a.to_string());
+        // Trusted by the server's settings: X-Real-IP.
+        with_plan(&rt, &get("/", "203.0.113.5"), conn(), |p| assert_eq!(client(p), "203.0.113.5:0"));
+        // Untrusted peer: its claim is ignored, the peer stays the client.
+        with_plan(&rt, &get("/", "203.0.113.5"), lb, |p| assert_eq!(client(p), "the peer"));
+        // The server's settings found nothing, so the location's apply: the PROXY header.
+        with_plan(&rt, &get("/pp/", "203.0.113.5"), lb, |p| assert_eq!(client(p), "198.51.100.7:5000"));
+        // The server's settings found something: the location's are not asked.
+        with_plan(&rt, &get("/pp/", "203.0.113.5"), conn(), |p| assert_eq!(client(p), "203.0.113.5:0"));
+        // allow/deny judge the real address, not the peer's.
+        with_plan(&rt, &get("/admin/", "203.0.113.5"), conn(), |p| assert!(matches!(p.action, Action::Return { .. })));
+        with_plan(&rt, &get("/admin/", "198.51.100.1"), conn(), |p| assert_eq!(p.action.clone_refusal(), Some(Refusal::Forbidden)));
+        // A bad path is refused with the server's finding.
+        with_plan(&rt, &get("/a/%2e%2e/%2e%2e/x", "203.0.113.5"), conn(), |p| assert_eq!(client(p), "203.0.113.5:0"));
     }
 
     impl Action<'_> {

@@ -84,7 +84,7 @@ mod tests {
         let mk = |names: &[&str]| Server { names: names.iter().map(|s| s.to_string()).collect(), locations: vec![], settings: Settings::default() };
         let http = Http {
             servers: vec![mk(&["default"]), mk(&["a.example"]), mk(&["*.example"])],
-            listens: vec![Listen { addr: ([127, 0, 0, 1], 1).into(), ssl: false, servers: vec![0, 1, 2], default_server: 0 }],
+            listens: vec![Listen { addr: ([127, 0, 0, 1], 1).into(), ssl: false, proxy_protocol: false, servers: vec![0, 1, 2], default_server: 0 }],
             ..Default::default()
         };
         assert_eq!(find_server(&http, 0, Some(b"A.Example:8080")), 1);

@@ -7,6 +7,7 @@
 //! it when a read or write meets `WouldBlock`, so callers loop on `can_read`/`can_write`.
 
 mod plain;
+pub(crate) mod proxy_protocol;
 mod ready;
 pub(crate) mod tls;
 
@@ -54,6 +55,18 @@ impl ClientTransport {
     /// The address the client connected to (a system call: only when it is needed).
     pub(crate) fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
         dispatch!(self, t => t.local_addr())
+    }
+
+    /// Reads the PROXY protocol header in front of the client's bytes (`listen ...
+    /// proxy_protocol`); only before the first `read`, which then starts after it.
+    pub(crate) fn read_proxy_header(&mut self) -> proxy_protocol::HeaderRead {
+        match self {
+            ClientTransport::Plain(t) => {
+                let (stream, ready) = t.raw_parts();
+                proxy_protocol::read_header(stream, ready)
+            }
+            ClientTransport::Tls(t) => t.read_proxy_header(),
+        }
     }
 
     /// Takes note of what epoll reported.

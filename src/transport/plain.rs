@@ -22,6 +22,11 @@ impl Plain {
         &mut self.stream
     }
 
+    /// The socket and its readiness, for the PROXY protocol header before the first read.
+    pub(super) fn raw_parts(&mut self) -> (&mut TcpStream, &mut Readiness) {
+        (&mut self.stream, &mut self.ready)
+    }
+
     pub(super) fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
         self.stream.local_addr()
     }

@@ -153,6 +153,13 @@ impl<S: ClientIo> TlsConn<S> {
         self.info.as_deref()
     }
 
+    /// The PROXY protocol header that comes before the ClientHello: read off the socket before
+    /// rustls sees a byte (only while nothing has been sniffed yet).
+    pub(crate) fn read_proxy_header(&mut self) -> super::proxy_protocol::HeaderRead {
+        debug_assert!(matches!(self.state, State::Sniffing));
+        super::proxy_protocol::read_header(&mut self.io, &mut self.ready)
+    }
+
     /// Plaintext from the client, running the handshake as far as its bytes allow.
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {

@@ -253,7 +253,8 @@ impl Worker {
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
-                    let local_port = self.ctx.rt.cfg.http.listens[listen_idx].addr.port();
+                    let listen = &self.ctx.rt.cfg.http.listens[listen_idx];
+                    let (local_port, proxy_protocol) = (listen.addr.port(), listen.proxy_protocol);
                     let entry = self.sessions.vacant_entry();
                     let key = entry.key();
                     let transport = match self.ctx.rt.tls.listener(listen_idx) {
@@ -261,7 +262,7 @@ impl Worker {
                         None => ClientTransport::Plain(Plain::new(stream)),
                     };
                     let serial = self.ctx.next_serial();
-                    let mut s = Session::new(key, transport, addr, local_port, listen_idx, self.ctx.now, serial);
+                    let mut s = Session::new(key, transport, addr, local_port, listen_idx, self.ctx.now, serial, proxy_protocol);
                     if let Err(e) = s.register(&mut self.ctx) {
                         log::error!("register client {}: {}", addr, e);
                         continue;

@@ -24,6 +24,7 @@ ap.add_argument("--host", default="localhost")
 ap.add_argument("--body", default="")
 ap.add_argument("--no-request", action="store_true")
 ap.add_argument("--connections", type=int, default=1, help="connect N times, resuming the first session")
+ap.add_argument("--proxy-header", help="bytes (hex) sent before the TLS handshake: a PROXY protocol header")
 a = ap.parse_args()
 
 VERSIONS = {"1.0": ssl.TLSVersion.TLSv1, "1.1": ssl.TLSVersion.TLSv1_1, "1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
@@ -74,6 +75,8 @@ session = None
 try:
     for i in range(a.connections):
         raw = socket.create_connection(("127.0.0.1", a.port), timeout=10)
+        if a.proxy_header:
+            raw.sendall(bytes.fromhex(a.proxy_header))
         s = ctx.wrap_socket(raw, server_hostname=None if a.no_sni else (a.sni or "localhost"), session=session)
         out["version"] = s.version()
         out["cipher"] = s.cipher()[0]

@@ -152,6 +152,20 @@ impl ValueSource for Line<'_> {
                 let _ = write!(out, "{}", c.peer.ip());
             }
             LogVar::RemotePort => put_uint(out, c.peer.port().into()),
+            LogVar::RealipRemoteAddr => {
+                let _ = write!(out, "{}", c.conn_peer().ip());
+            }
+            LogVar::RealipRemotePort => put_uint(out, c.conn_peer().port().into()),
+            LogVar::ProxyProtocolAddr => match c.proxy_protocol() {
+                Some(a) => {
+                    let _ = write!(out, "{}", a.ip());
+                }
+                None => return false,
+            },
+            LogVar::ProxyProtocolPort => match c.proxy_protocol() {
+                Some(a) => put_uint(out, a.port().into()),
+                None => return false,
+            },
             // pounce authenticates nobody.
             LogVar::RemoteUser => return false,
             LogVar::ServerName => {

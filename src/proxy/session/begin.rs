@@ -10,6 +10,7 @@ use crate::backend::{Adapter, ForwardRequest, Protocol};
 use crate::buffer::{Buf, StackText};
 use crate::config::Part;
 use crate::http::request::{self, header, Method, Parse, RequestMeta};
+use crate::proxy::client::set_real_client;
 use crate::proxy::exchange::{static_answer, Exchange, Phase, ProxyState, StaticAnswer, StaticConditions, StatusReq};
 use crate::proxy::plan::{self, Action, ConnFacts, ProxyPlan, Refusal};
 use crate::proxy::{Closed, Res};
@@ -73,10 +74,21 @@ impl Session {
             }
             Parse::Done(req, meta) => (req, meta),
         };
-        let (peer, local_port) = (self.client.peer, self.client.local_port);
-        let conn =
-            ConnFacts { listen: self.client.listen, peer, served: self.served, client_closed: self.client.transport.peer_closed(), draining: ctx.draining };
+        let c = &self.client;
+        let conn = ConnFacts {
+            listen: c.listen,
+            peer: c.conn_peer(),
+            origin: c.origin.as_deref(),
+            served: self.served,
+            client_closed: c.transport.peer_closed(),
+            draining: ctx.draining,
+        };
         let plan = plan::plan(&req, &meta, conn, &rt, &mut self.path_scratch);
+        // The request's client is the one realip found, if it found one.
+        if let Some(real) = plan.real_client {
+            set_real_client(&mut self.client.peer, &mut self.client.origin, real);
+        }
+        let (peer, local_port) = (self.client.peer, self.client.local_port);
         let settings = plan.settings;
         let srv = &rt.cfg.http.servers[plan.server];
         let server_name = srv.names.first().map_or("", |s| s.as_str());
@@ -98,6 +110,7 @@ impl Session {
             default_host,
             tls: self.client.transport.tls_info(),
             uri: plan.route_path,
+            origin: self.client.origin.as_deref(),
             ..ForwardRequest::new(&req, &meta, peer, local_port, server_name, settings)
         };
         let mut ex = Exchange::new(now, plan.server, plan.loc, meta, plan.keep_alive);

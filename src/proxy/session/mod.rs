@@ -1,13 +1,15 @@
-//! One client connection. Where it stands is one enum, `ClientPhase`: waiting for a request
-//! head, an exchange in progress, closing once the last answer is out, or lingering. Bytes
+//! One client connection. Where it stands is one enum, `ClientPhase`: waiting for its PROXY
+//! protocol header (on a `listen ... proxy_protocol` address), waiting for a request head, an
+//! exchange in progress, closing once the last answer is out, or lingering. Bytes
 //! move through the client's two pooled buffers (`Client`) and, while a request is proxied,
 //! its backend connection's two; `pump` moves them until nothing more can move — a full
 //! buffer stops its reader (back-pressure), and edge-triggered readiness is remembered so a
 //! reader resumes as soon as room appears.
 //!
 //! This file holds the phases, the event entry points and the pump; `begin` turns a request
-//! head into an exchange (parse, plan, begin), `timeouts` arms and handles deadlines, and
-//! `access` writes the access log. The exchange itself is `proxy::exchange`.
+//! head into an exchange (parse, plan, begin), `preface` reads the PROXY protocol header,
+//! `timeouts` arms and handles deadlines, and `access` writes the access log. The exchange
+//! itself is `proxy::exchange`.
 
 use super::client::Client;
 use super::exchange::{Exchange, Moved, Phase};
@@ -21,6 +23,7 @@ use std::time::{Duration, Instant};
 
 mod access;
 mod begin;
+mod preface;
 mod timeouts;
 
 use access::LogFields;
@@ -37,6 +40,9 @@ const HEAD_STASH_MAX: usize = 1024;
 /// an allocation per request, and the session's size is checked by a test.
 #[allow(clippy::large_enum_variant)]
 enum ClientPhase {
+    /// A `listen ... proxy_protocol` connection before its PROXY protocol header is whole:
+    /// nothing else is read (the transport, TLS included, starts after the header).
+    ProxyHeader,
     /// Waiting for (the rest of) a request head; `since`: when its first byte came.
     ReadingHead { since: Option<Instant> },
     /// A request is in hand.
@@ -66,14 +72,25 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(key: usize, transport: ClientTransport, peer: SocketAddr, local_port: u16, listen: usize, now: Instant, serial: u64) -> Session {
+    /// A new connection; `proxy_protocol`: its address expects a PROXY protocol header first.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        key: usize,
+        transport: ClientTransport,
+        peer: SocketAddr,
+        local_port: u16,
+        listen: usize,
+        now: Instant,
+        serial: u64,
+        proxy_protocol: bool,
+    ) -> Session {
         let mut client = Client::new(key, transport, peer, local_port, listen, now);
         client.serial = serial;
         Session {
             key,
             timer: TimerSlot::default(),
             client,
-            phase: ClientPhase::ReadingHead { since: None },
+            phase: if proxy_protocol { ClientPhase::ProxyHeader } else { ClientPhase::ReadingHead { since: None } },
             served: 0,
             idle_since: now,
             head_stash: Vec::new(),
@@ -88,7 +105,10 @@ impl Session {
 
     /// True when no request is in progress and nothing is buffered (safe to drop at shutdown).
     pub(crate) fn is_idle(&self) -> bool {
-        matches!(self.phase, ClientPhase::ReadingHead { .. }) && self.head_stash.is_empty() && self.client.input_empty() && !self.client.output_pending()
+        matches!(self.phase, ClientPhase::ReadingHead { .. } | ClientPhase::ProxyHeader)
+            && self.head_stash.is_empty()
+            && self.client.input_empty()
+            && !self.client.output_pending()
     }
 
     /// Idle (see `is_idle`) since at least `since`: no request and nothing to send since then.
@@ -98,6 +118,12 @@ impl Session {
 
     pub(crate) fn on_client_event(&mut self, ctx: &mut Ctx, ev: &mio::event::Event) -> Res<()> {
         self.client.transport.on_event(ev);
+        // The PROXY protocol header is read here, never in `pump`: a connection without one
+        // pays this test per event, and `pump` stays as it is for it.
+        if matches!(self.phase, ClientPhase::ProxyHeader) && !self.read_proxy_header(ctx)? {
+            self.arm_timer(ctx);
+            return Ok(());
+        }
         self.pump(ctx)
     }
 
@@ -138,6 +164,7 @@ impl Session {
 
     /// Moves bytes in every direction until nothing more can move, then re-arms the timer.
     pub(crate) fn pump(&mut self, ctx: &mut Ctx) -> Res<()> {
+        debug_assert!(!matches!(self.phase, ClientPhase::ProxyHeader), "the PROXY header is read before pump");
         for _ in 0..10_000 {
             let mut progress = match self.phase {
                 // No more requests are read; the answer goes out first.
@@ -155,7 +182,7 @@ impl Session {
                     }
                     moved || matches!(self.phase, ClientPhase::ReadingHead { .. } | ClientPhase::Closing)
                 }
-                ClientPhase::Closing => false,
+                ClientPhase::Closing | ClientPhase::ProxyHeader => false,
                 ClientPhase::Lingering { until } => {
                     if let Some(b) = self.client.cin.as_mut() {
                         b.clear();
@@ -205,6 +232,8 @@ impl Session {
         // Connection: close; an idle one is closed by the worker after its grace time.
         let keep = ex.keep_alive && ex.writer.keep_alive && ex.writer.finished && ex.body_done();
         ex.teardown(ctx);
+        // The next request's client is found again (realip); until then, the connection's peer.
+        self.client.reset_client();
         self.phase = if keep { ClientPhase::ReadingHead { since: None } } else { ClientPhase::Closing };
         self.idle_since = ctx.now;
     }

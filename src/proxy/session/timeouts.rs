@@ -1,7 +1,7 @@
 //! A session's deadline: the earliest wait of its phase, armed with the wait it stands for,
 //! and what each expiry does. An exchange's own waits are the exchange's
-//! (`exchange/waits.rs`); here are the connection's: the head, idle keep-alive, a blocked
-//! write while closing, and the lingering close.
+//! (`exchange/waits.rs`); here are the connection's: the PROXY protocol header, the head, idle
+//! keep-alive, a blocked write while closing, and the lingering close.
 
 use super::{ClientPhase, Session};
 use crate::http::request::RequestMeta;
@@ -15,6 +15,11 @@ impl Session {
         let c = &self.client;
         self.timer.deadline = match &self.phase {
             ClientPhase::Lingering { until } => Some((*until, Wait::Linger)),
+            ClientPhase::ProxyHeader => {
+                // The listen address's default server: no request has named a server yet.
+                let s = &rt.cfg.http.servers[rt.cfg.http.listens[c.listen].default_server].settings;
+                Some((c.t_read + s.proxy_protocol_timeout, Wait::ProxyHeader))
+            }
             ClientPhase::Exchange(ex) => ex.deadline(c, rt),
             ClientPhase::ReadingHead { since } => {
                 let s = &rt.cfg.http.servers[rt.cfg.http.listens[c.listen].default_server].settings;
@@ -46,6 +51,10 @@ impl Session {
             return self.pump(ctx);
         }
         match wait {
+            Wait::ProxyHeader => {
+                log::error!("client {}: no complete PROXY protocol header within proxy_protocol_timeout, closing the connection", self.client.peer);
+                Err(Closed::ByUs)
+            }
             Wait::ClientSend => {
                 log::info!("client {} timed out while sending response", self.client.peer);
                 Err(Closed::ByUs)
