@@ -14,6 +14,7 @@ pub mod logging;
 pub mod master;
 pub mod pidfile;
 pub(crate) mod proxy;
+pub(crate) mod ratelimit;
 pub(crate) mod reactor;
 pub(crate) mod runtime;
 pub(crate) mod status;

@@ -10,6 +10,7 @@
 mod builder;
 mod directives;
 mod lexer;
+mod limit;
 mod logformat;
 mod parser;
 mod server;
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use lexer::{ConfError, Source};
+pub use limit::{KeyPart, LimitConn, LimitLogLevel, LimitReq, LimitZone, ZoneKind, MAX_LIMITS};
 pub use logformat::{AccessLogRef, Capture, Escape, LogFormat, LogPart, LogVar};
 
 /// Servers an upstream may have (beyond 8 its balancer is the stride heap of
@@ -78,6 +80,8 @@ pub struct Http {
     pub access_logs: Vec<PathBuf>,
     /// `log_format`s, `combined` first; settings refer to them by index.
     pub log_formats: Vec<LogFormat>,
+    /// `limit_req_zone`s and `limit_conn_zone`s; `limit_req`/`limit_conn` refer to them by index.
+    pub limit_zones: Vec<LimitZone>,
 }
 
 #[derive(Debug, Clone)]
@@ -531,6 +535,14 @@ settings! {
     ssl_client_certificate: Option<PathBuf> = None,
     ssl_handshake_timeout: Duration = Duration::from_secs(60),
     ssl_prefer_server_ciphers: bool = true,
+    limit_req: Vec<LimitReq> = Vec::new(),
+    limit_req_status: u16 = 503,
+    limit_req_log_level: LimitLogLevel = LimitLogLevel::Error,
+    limit_req_dry_run: bool = false,
+    limit_conn: Vec<LimitConn> = Vec::new(),
+    limit_conn_status: u16 = 503,
+    limit_conn_log_level: LimitLogLevel = LimitLogLevel::Error,
+    limit_conn_dry_run: bool = false,
 }
 
 /// `add_header NAME VALUE [always]`.
