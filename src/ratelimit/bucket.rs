@@ -204,14 +204,6 @@ impl ReqZone {
         }
         (t, used)
     }
-
-    /// Adds `old`'s counts to this zone's (a reload that made a new zone keeps the totals).
-    pub(crate) fn absorb(&self, old: &ReqZone) {
-        let (t, _) = old.totals();
-        for (c, n) in self.slots[0].counts.iter().zip(t) {
-            c.fetch_add(n, Relaxed);
-        }
-    }
 }
 
 impl Shard {

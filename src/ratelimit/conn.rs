@@ -95,14 +95,6 @@ impl ConnZone {
         }
         (t, used)
     }
-
-    /// Adds `old`'s counts to this zone's.
-    pub(crate) fn absorb(&self, old: &ConnZone) {
-        let (t, _) = old.totals();
-        for (c, n) in self.slots[0].counts.iter().zip(t) {
-            c.fetch_add(n, Relaxed);
-        }
-    }
 }
 
 impl Drop for ConnHold {

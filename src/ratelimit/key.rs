@@ -41,10 +41,6 @@ impl Key {
         Some(Key { hash: seed.hash_one(data), len, bytes })
     }
 
-    pub(crate) fn hash(&self) -> u64 {
-        self.hash
-    }
-
     /// Which of `n` (a power of two) shards holds it: bits the hash table does not lean on.
     pub(crate) fn shard(&self, n: usize) -> usize {
         (self.hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & (n - 1)

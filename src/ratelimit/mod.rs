@@ -14,6 +14,7 @@ mod key;
 pub(crate) use conn::ConnHold;
 
 use crate::config::{Http, LimitLogLevel, LimitZone, Settings, ZoneKind, MAX_LIMITS};
+use crate::runtime::Runtime;
 use bucket::{delay_ms, Held, Looked, Outcome, ReqZone};
 use conn::{ConnZone, Refused};
 use key::{request_key, Key};
@@ -175,6 +176,14 @@ impl Zones {
                 ZoneView { name: c.name.clone(), kind, rate, capacity, used, passed, delayed, rejected }
             })
             .collect()
+    }
+}
+
+/// Both checks, in nginx's order: `limit_req`, then `limit_conn`.
+pub(crate) fn check(rt: &Runtime, s: &Settings, who: &Who, now_ms: u64, marks: &mut Marks, holds: &mut Vec<ConnHold>) -> Verdict {
+    match limit_req(&rt.zones, &rt.cfg.http, s, who, now_ms, marks) {
+        Verdict::Go => limit_conn(&rt.zones, &rt.cfg.http, s, who, holds, marks),
+        v => v,
     }
 }
 

@@ -73,7 +73,7 @@ impl Exchange {
                 Err(Closed::ByUs)
             }
             // The session's own waits.
-            Wait::ClientHandshake | Wait::ClientHeader | Wait::KeepaliveIdle | Wait::Linger => Ok(()),
+            Wait::ClientHandshake | Wait::ClientHeader | Wait::KeepaliveIdle | Wait::Linger | Wait::LimitDelay => Ok(()),
         }
     }
 }

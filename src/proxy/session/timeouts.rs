@@ -15,6 +15,7 @@ impl Session {
         let c = &self.client;
         self.timer.deadline = match &self.phase {
             ClientPhase::Lingering { until } => Some((*until, Wait::Linger)),
+            ClientPhase::Delayed(d) => Some((d.until, Wait::LimitDelay)),
             ClientPhase::Exchange(ex) => ex.deadline(c, rt),
             ClientPhase::ReadingHead { since } => {
                 let s = &rt.cfg.http.servers[rt.cfg.http.listens[c.listen].default_server].settings;
@@ -41,6 +42,13 @@ impl Session {
 
     /// The armed deadline passed; `wait` says which one.
     pub(crate) fn on_timeout(&mut self, ctx: &mut Ctx, wait: Wait) -> Res<()> {
+        if let ClientPhase::Delayed(d) = &self.phase {
+            // Its turn: begun again from its head, still in `cin` (`begin` skips limit_req,
+            // whose mark says it was delayed), timed from when it first began.
+            let since = Some(d.ex.start);
+            self.phase = ClientPhase::ReadingHead { since };
+            return self.pump(ctx);
+        }
         if let ClientPhase::Exchange(ex) = &mut self.phase {
             ex.on_timeout(wait, &mut self.client, ctx)?;
             return self.pump(ctx);
