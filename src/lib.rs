@@ -26,3 +26,7 @@ pub(crate) mod worker;
 /// The selection micro-benchmark's hook (`bench/select.rs`).
 #[doc(hidden)]
 pub use upstream::bench::SelectBench;
+
+/// The limit zone contention benchmark's hook (`bench/zone.rs`).
+#[doc(hidden)]
+pub use ratelimit::bench::ZoneBench;

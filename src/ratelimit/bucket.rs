@@ -103,8 +103,14 @@ pub(crate) struct ReqZone {
 impl ReqZone {
     /// A zone of `capacity` states (spread over the shards; each gets at least one).
     pub(crate) fn new(capacity: usize) -> ReqZone {
-        let cap = capacity.div_ceil(SHARDS).max(1);
-        let slots = (0..SHARDS)
+        ReqZone::with_shards(capacity, SHARDS)
+    }
+
+    /// As `new`, with `shards` (a power of two) shards: 1 is the single-lock zone the
+    /// contention benchmark compares against.
+    pub(crate) fn with_shards(capacity: usize, shards: usize) -> ReqZone {
+        let cap = capacity.div_ceil(shards).max(1);
+        let slots = (0..shards)
             .map(|_| Slot {
                 shard: Mutex::new(Shard {
                     index: HashMap::with_capacity_and_hasher(cap, BuildKeyHasher::default()),
@@ -117,7 +123,7 @@ impl ReqZone {
                 counts: Default::default(),
             })
             .collect();
-        ReqZone { slots, seed: RandomState::new(), capacity: cap * SHARDS }
+        ReqZone { slots, seed: RandomState::new(), capacity: cap * shards }
     }
 
     fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
@@ -129,7 +135,7 @@ impl ReqZone {
     /// nginx's lookup of `key` at `now` (ms). `account`: this is the request's last limit, so
     /// its state is updated now; otherwise it is held for `account`/`unhold`.
     pub(crate) fn lookup(&self, key: &Key, rate: u64, burst: u64, now: u64, account: bool) -> Looked {
-        let shard = key.shard(SHARDS);
+        let shard = key.shard(self.slots.len());
         let mut s = self.lock(shard);
         if let Some(&i) = s.index.get(key) {
             s.touch(i);
@@ -189,7 +195,7 @@ impl ReqZone {
 
     /// Counts a request's outcome in the shard of `key`.
     pub(crate) fn count(&self, key: &Key, o: Outcome) {
-        self.slots[key.shard(SHARDS)].counts[o as usize].fetch_add(1, Relaxed);
+        self.slots[key.shard(self.slots.len())].counts[o as usize].fetch_add(1, Relaxed);
     }
 
     /// Passed, delayed and rejected requests, and the states in use.

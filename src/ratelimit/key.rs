@@ -76,6 +76,13 @@ pub(crate) type BuildKeyHasher = BuildHasherDefault<KeyHasher>;
 /// The key of a request to a zone keyed by `parts`: the client's address (the one place
 /// that decides which address that is: today the connection's peer) and the server name.
 pub(crate) fn request_key(parts: &[KeyPart], client: IpAddr, server_name: &str, seed: &RandomState) -> Option<Key> {
+    if let [KeyPart::BinaryRemoteAddr] = parts {
+        // The usual key, without the general path's buffer.
+        return match client {
+            IpAddr::V4(a) => Key::new(&a.octets(), seed),
+            IpAddr::V6(a) => Key::new(&a.octets(), seed),
+        };
+    }
     let mut buf = [0u8; 256];
     let mut out = &mut buf[..];
     for p in parts {

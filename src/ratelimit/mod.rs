@@ -7,6 +7,7 @@
 //! (`bucket`, `conn`); a reload keeps a zone whose kind, key and size are unchanged, with its
 //! states and counters, as nginx keeps a shared zone.
 
+pub(crate) mod bench;
 mod bucket;
 mod conn;
 mod key;
@@ -202,7 +203,7 @@ pub(crate) fn limit_req(zones: &Zones, http: &Http, s: &Settings, who: &Who, now
         ZoneKind::Req { rate } => rate,
         ZoneKind::Conn => 1000,
     };
-    let mut held: [Option<(usize, Held)>; MAX_LIMITS] = [None; MAX_LIMITS];
+    let mut held: [Option<(usize, Held, Key)>; MAX_LIMITS] = [None; MAX_LIMITS];
     let mut found: Option<(usize, Looked, Key)> = None;
     let mut last = limits.len() - 1;
     for (n, l) in limits.iter().enumerate() {
@@ -212,7 +213,7 @@ pub(crate) fn limit_req(zones: &Zones, http: &Http, s: &Settings, who: &Who, now
         let looked = z.lookup(&key, rate(l.zone), l.burst, now, n == limits.len() - 1);
         found = Some((n, looked, key));
         match looked {
-            Looked::Held(h) => held[n] = Some((n, h)),
+            Looked::Held(h) => held[n] = Some((n, h, key)),
             _ => break,
         }
     }
@@ -230,7 +231,7 @@ pub(crate) fn limit_req(zones: &Zones, http: &Http, s: &Settings, who: &Who, now
             }
             _ => log::error!("could not allocate node in limit_req zone \"{}\", {}", name(n), who),
         }
-        for (i, h) in held.iter().flatten() {
+        for (i, h, _) in held.iter().flatten() {
             if let Some(z) = zone_of(*i) {
                 z.unhold(*h);
             }
@@ -248,15 +249,12 @@ pub(crate) fn limit_req(zones: &Zones, http: &Http, s: &Settings, who: &Who, now
     if let (Looked::Passed(_), Some(z)) = (looked, zone_of(n)) {
         z.count(&key, if max_delay > 0 { Outcome::Delayed } else { Outcome::Passed });
     }
-    for (i, h) in held.iter().flatten().rev() {
+    for (i, h, k) in held.iter().flatten().rev() {
         let Some(z) = zone_of(*i) else { continue };
         let r = rate(limits[*i].zone);
         let e = z.account(*h, r, now);
         let d = delay_ms(e, limits[*i].delay, r);
-        let k = request_key(&http.limit_zones[limits[*i].zone].key, who.client, who.server_name, &z.seed);
-        if let Some(k) = k {
-            z.count(&k, if d > 0 { Outcome::Delayed } else { Outcome::Passed });
-        }
+        z.count(k, if d > 0 { Outcome::Delayed } else { Outcome::Passed });
         if d > max_delay {
             (max_delay, excess, by) = (d, e, *i);
         }
