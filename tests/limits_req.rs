@@ -215,7 +215,11 @@ fn a_reload_keeps_an_unchanged_zone_and_starts_a_changed_one_empty() {
     assert_eq!(p.get("/").status, 503, "the state survived the reload");
     assert_eq!(zone(&p, "one").2, 2, "and so did the counters");
     reload(&conf(&zones("2m"), "limit_req zone=one;", &b.addr()), 3.0);
-    assert_eq!(statuses(&p, 2, "/"), [200, 503], "a zone of another size starts empty");
+    // The old generation's workers may still take a connection or two while they quit (503:
+    // their zone remembers); the new generation's zone starts empty: one 200, then 503 from
+    // either.
+    assert!(eventually(Duration::from_secs(10), || p.get("/").status == 200), "a zone of another size starts empty");
+    assert_eq!(p.get("/").status, 503);
 }
 
 #[test]
