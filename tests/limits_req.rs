@@ -59,6 +59,9 @@ fn burst_with_nodelay_passes_exactly_burst_plus_one() {
     assert_eq!(got, [[200; 6], [503; 6]].concat());
     assert_eq!(b.requests(), 6, "refused requests never reach the backend");
     assert_eq!(zone(&p, "one"), (6, 0, 6, 1, 8192));
+    let prom = request(p.status_port, b"GET /?format=prometheus HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").text();
+    assert!(prom.contains("pounce_limit_requests_total{zone=\"one\",kind=\"limit_req\",outcome=\"rejected\"} 6"), "{}", prom);
+    assert!(prom.contains("pounce_limit_zone_states{zone=\"one\"} 1"), "{}", prom);
     let log = p.error_log();
     assert!(log.contains("limiting requests, excess: ") && log.contains(" by zone \"one\", client: 127.0.0.1, server: "), "{}", log);
     let lines = log_lines(&p, 12);
@@ -238,4 +241,15 @@ fn configuration_errors_name_file_and_line() {
         assert!(!out.status.success(), "{}", text);
         assert!(said.contains(want), "for {:?}: {}", text, said);
     }
+}
+
+#[test]
+fn limits_come_before_access_rules_as_in_nginx() {
+    // nginx's preaccess phase runs before its access phase: a denied client still spends its
+    // rate, and once over it gets the limit's status rather than 403.
+    let c = Conf::new()
+        .http("limit_req_zone $binary_remote_addr zone=one:1m rate=1r/m;")
+        .server(Server::new().location(Location::new("/").line("deny all;").line("limit_req zone=one;").line("root /nonexistent;")));
+    let p = Pounce::start(&c);
+    assert_eq!(statuses(&p, 2, "/x"), [403, 503]);
 }
