@@ -10,9 +10,9 @@
 //! `limit_req` on one request) is never dropped, and when only such remain the request is
 //! refused (nginx's "could not allocate node").
 
-use super::key::{BuildKeyHasher, Key};
+use super::key::Key;
+use super::table::Table;
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 
@@ -66,7 +66,6 @@ pub(crate) enum Outcome {
 }
 
 struct State {
-    key: Key,
     /// Time of the last accounted request (ms).
     last: u64,
     /// Thousandths of a request.
@@ -79,12 +78,9 @@ struct State {
 }
 
 struct Shard {
-    index: HashMap<Key, u32, BuildKeyHasher>,
-    states: Vec<State>,
-    free: Vec<u32>,
+    states: Table<State>,
     newest: u32,
     oldest: u32,
-    cap: usize,
 }
 
 /// A shard with its counters, on cache lines of its own.
@@ -110,19 +106,8 @@ impl ReqZone {
     /// contention benchmark compares against.
     pub(crate) fn with_shards(capacity: usize, shards: usize) -> ReqZone {
         let cap = capacity.div_ceil(shards).max(1);
-        let slots = (0..shards)
-            .map(|_| Slot {
-                shard: Mutex::new(Shard {
-                    index: HashMap::with_capacity_and_hasher(cap, BuildKeyHasher::default()),
-                    states: Vec::with_capacity(cap),
-                    free: Vec::new(),
-                    newest: NIL,
-                    oldest: NIL,
-                    cap,
-                }),
-                counts: Default::default(),
-            })
-            .collect();
+        let slots =
+            (0..shards).map(|_| Slot { shard: Mutex::new(Shard { states: Table::new(cap), newest: NIL, oldest: NIL }), counts: Default::default() }).collect();
         ReqZone { slots, seed: RandomState::new(), capacity: cap * shards }
     }
 
@@ -137,9 +122,9 @@ impl ReqZone {
     pub(crate) fn lookup(&self, key: &Key, rate: u64, burst: u64, now: u64, account: bool) -> Looked {
         let shard = key.shard(self.slots.len());
         let mut s = self.lock(shard);
-        if let Some(&i) = s.index.get(key) {
+        if let Some(i) = s.states.find(key) {
             s.touch(i);
-            let st = &mut s.states[i as usize];
+            let st = s.states.get_mut(i);
             let ms = now.wrapping_sub(st.last) as i64;
             let excess = leak(st.excess, rate, ms);
             if excess > burst {
@@ -156,14 +141,12 @@ impl ReqZone {
             return Looked::Held(Held { shard: shard as u16, index: i });
         }
         s.expire(now, rate, 1);
-        if s.index.len() >= s.cap {
+        if s.states.is_full() {
             s.expire(now, rate, 0);
-            if s.index.len() >= s.cap {
-                return Looked::NoRoom;
-            }
         }
         let (last, count) = if account { (now, 0) } else { (0, 1) };
-        let i = s.insert(State { key: *key, last, excess: 0, count, newer: NIL, older: NIL });
+        let Some(i) = s.states.insert(*key, State { last, excess: 0, count, newer: NIL, older: NIL }) else { return Looked::NoRoom };
+        s.link_newest(i);
         if account {
             Looked::Passed(0)
         } else {
@@ -175,7 +158,7 @@ impl ReqZone {
     /// brought to `now` with this request, stored; returns it.
     pub(crate) fn account(&self, h: Held, rate: u64, now: u64) -> u64 {
         let mut s = self.lock(h.shard as usize);
-        let st = &mut s.states[h.index as usize];
+        let st = s.states.get_mut(h.index);
         let ms = now.wrapping_sub(st.last) as i64;
         let excess = leak(st.excess, rate, ms);
         if ms != 0 {
@@ -189,7 +172,7 @@ impl ReqZone {
     /// Lets go of a held state (the request was refused by a later limit).
     pub(crate) fn unhold(&self, h: Held) {
         let mut s = self.lock(h.shard as usize);
-        let st = &mut s.states[h.index as usize];
+        let st = s.states.get_mut(h.index);
         st.count = st.count.saturating_sub(1);
     }
 
@@ -206,49 +189,34 @@ impl ReqZone {
             for (t, c) in t.iter_mut().zip(&slot.counts) {
                 *t += c.load(Relaxed);
             }
-            used += slot.shard.lock().map_or(0, |s| s.index.len());
+            used += slot.shard.lock().map_or(0, |s| s.states.len());
         }
         (t, used)
     }
 }
 
 impl Shard {
-    fn insert(&mut self, st: State) -> u32 {
-        let key = st.key;
-        let i = match self.free.pop() {
-            Some(i) => {
-                self.states[i as usize] = st;
-                i
-            }
-            None => {
-                self.states.push(st);
-                (self.states.len() - 1) as u32
-            }
-        };
-        self.index.insert(key, i);
-        self.link_newest(i);
-        i
-    }
-
     fn unlink(&mut self, i: u32) {
-        let (newer, older) = (self.states[i as usize].newer, self.states[i as usize].older);
+        let st = self.states.get(i);
+        let (newer, older) = (st.newer, st.older);
         match newer {
             NIL => self.newest = older,
-            n => self.states[n as usize].older = older,
+            n => self.states.get_mut(n).older = older,
         }
         match older {
             NIL => self.oldest = newer,
-            o => self.states[o as usize].newer = newer,
+            o => self.states.get_mut(o).newer = newer,
         }
     }
 
     fn link_newest(&mut self, i: u32) {
-        let st = &mut self.states[i as usize];
+        let newest = self.newest;
+        let st = self.states.get_mut(i);
         st.newer = NIL;
-        st.older = self.newest;
-        match self.newest {
+        st.older = newest;
+        match newest {
             NIL => self.oldest = i,
-            n => self.states[n as usize].newer = i,
+            n => self.states.get_mut(n).newer = i,
         }
         self.newest = i;
     }
@@ -270,7 +238,7 @@ impl Shard {
             if i == NIL {
                 return;
             }
-            let st = &self.states[i as usize];
+            let st = self.states.get(i);
             if st.count > 0 {
                 return;
             }
@@ -284,10 +252,8 @@ impl Shard {
                 }
             }
             n += 1;
-            let key = st.key;
             self.unlink(i);
-            self.index.remove(&key);
-            self.free.push(i);
+            self.states.remove(i);
         }
     }
 }
@@ -323,6 +289,14 @@ mod tests {
         for (i, (at, want)) in script.into_iter().enumerate() {
             assert_eq!(z.lookup(&k, 2000, 3000, T0 + at, true), want, "step {} at {} ms", i, at);
         }
+    }
+
+    /// A state and its key within nginx's 128 bytes, index slots included (README).
+    #[test]
+    fn a_state_is_smaller_than_nginx_counts_it() {
+        let entry = std::mem::size_of::<(Key, State)>();
+        println!("limit_req state: {} bytes + 4 (free list) + 8..16 (index)", entry);
+        assert!(entry + 4 + 16 <= 128, "{} bytes", entry);
     }
 
     #[test]

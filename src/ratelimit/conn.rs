@@ -5,22 +5,21 @@
 //! allocate node"); nothing is evicted, since every state belongs to a request in progress.
 
 use super::bucket::SHARDS;
-use super::key::{BuildKeyHasher, Key};
+use super::key::Key;
+use super::table::Table;
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 #[repr(align(128))]
 struct Slot {
-    shard: Mutex<HashMap<Key, u32, BuildKeyHasher>>,
+    shard: Mutex<Table<u32>>,
     /// Passed and rejected requests.
     counts: [AtomicU64; 2],
 }
 
 pub(crate) struct ConnZone {
     slots: Box<[Slot]>,
-    cap: usize,
     pub(crate) seed: RandomState,
     pub(crate) capacity: usize,
 }
@@ -43,31 +42,24 @@ pub(crate) struct ConnHold {
 impl ConnZone {
     pub(crate) fn new(capacity: usize) -> ConnZone {
         let cap = capacity.div_ceil(SHARDS).max(1);
-        let slots = (0..SHARDS)
-            .map(|_| Slot { shard: Mutex::new(HashMap::with_capacity_and_hasher(cap, BuildKeyHasher::default())), counts: Default::default() })
-            .collect();
-        ConnZone { slots, cap, seed: RandomState::new(), capacity: cap * SHARDS }
+        let slots = (0..SHARDS).map(|_| Slot { shard: Mutex::new(Table::new(cap)), counts: Default::default() }).collect();
+        ConnZone { slots, seed: RandomState::new(), capacity: cap * SHARDS }
     }
 
-    fn lock(&self, key: &Key) -> MutexGuard<'_, HashMap<Key, u32, BuildKeyHasher>> {
+    fn lock(&self, key: &Key) -> MutexGuard<'_, Table<u32>> {
         self.slots[key.shard(SHARDS)].shard.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Counts a request under `key` unless `limit` are in progress already.
     pub(crate) fn enter(self: &Arc<Self>, key: Key, limit: u32) -> Result<ConnHold, Refused> {
         let mut m = self.lock(&key);
-        let full = m.len() >= self.cap;
-        let r = match m.get_mut(&key) {
-            Some(n) if *n >= limit => Err(Refused::Limit),
-            Some(n) => {
-                *n += 1;
+        let r = match m.find(&key) {
+            Some(e) if *m.get(e) >= limit => Err(Refused::Limit),
+            Some(e) => {
+                *m.get_mut(e) += 1;
                 Ok(())
             }
-            None if full => Err(Refused::NoRoom),
-            None => {
-                m.insert(key, 1);
-                Ok(())
-            }
+            None => m.insert(key, 1).map(|_| ()).ok_or(Refused::NoRoom),
         };
         drop(m);
         let counts = &self.slots[key.shard(SHARDS)].counts;
@@ -100,10 +92,11 @@ impl ConnZone {
 impl Drop for ConnHold {
     fn drop(&mut self) {
         let mut m = self.zone.lock(&self.key);
-        if let Some(n) = m.get_mut(&self.key) {
+        if let Some(e) = m.find(&self.key) {
+            let n = m.get_mut(e);
             *n -= 1;
             if *n == 0 {
-                m.remove(&self.key);
+                m.remove(e);
             }
         }
     }

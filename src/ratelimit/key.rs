@@ -5,7 +5,7 @@
 
 use crate::config::KeyPart;
 use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::io::Write as _;
 use std::net::IpAddr;
 
@@ -41,37 +41,15 @@ impl Key {
         Some(Key { hash: seed.hash_one(data), len, bytes })
     }
 
+    pub(crate) fn hash(&self) -> u64 {
+        self.hash
+    }
+
     /// Which of `n` (a power of two) shards holds it: bits the hash table does not lean on.
     pub(crate) fn shard(&self, n: usize) -> usize {
         (self.hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & (n - 1)
     }
 }
-
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        h.write_u64(self.hash);
-    }
-}
-
-/// Hands the key's own hash to the table (it was computed once, with the zone's seed).
-#[derive(Default)]
-pub(crate) struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8 | u64::from(b)).rotate_left(5);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-pub(crate) type BuildKeyHasher = BuildHasherDefault<KeyHasher>;
 
 /// The key of a request to a zone keyed by `parts`: the client's address (the one place
 /// that decides which address that is: today the connection's peer) and the server name.

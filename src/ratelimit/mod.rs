@@ -11,6 +11,7 @@ pub(crate) mod bench;
 mod bucket;
 mod conn;
 mod key;
+mod table;
 
 pub(crate) use conn::ConnHold;
 
