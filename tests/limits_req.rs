@@ -253,3 +253,19 @@ fn limits_come_before_access_rules_as_in_nginx() {
     let p = Pounce::start(&c);
     assert_eq!(statuses(&p, 2, "/x"), [403, 503]);
 }
+
+#[test]
+fn a_delayed_request_keeps_its_body_and_its_pipelined_successor() {
+    // The body (and a pipelined request behind it) arrive while the request waits: both are
+    // read on, held in the connection's buffer, and served in order once its turn comes.
+    let b = Backend::named("a");
+    let p = Pounce::start(&conf("limit_req_zone $binary_remote_addr zone=one:1m rate=4r/s;", "limit_req zone=one burst=3;", &b.addr()));
+    assert_eq!(p.get("/").status, 200);
+    let mut s = BufReader::new(connect(p.port));
+    s.get_mut().write_all(b"POST /one HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello worldGET /two HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
+    let first = read_response(&mut s, false).expect("first");
+    assert_eq!((first.status, first.text().as_str()), (200, "hello world"));
+    assert_eq!(read_response(&mut s, false).expect("second").status, 200);
+    let (passed, delayed, _, _, _) = zone(&p, "one");
+    assert_eq!((passed, delayed), (1, 2), "both waited their turn");
+}
