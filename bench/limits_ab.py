@@ -8,8 +8,10 @@ no limits, a limit_req zone at a rate no client reaches, and that plus a limit_c
 callgrind: user-space instructions per proxied request (1 worker), from two runs of N1 and N2
 requests (ab -k -c 4) under valgrind --tool=callgrind: (Ir(N2) - Ir(N1)) / (N2 - N1), so start-up
 and shutdown cancel out. Repeatable even on a busy machine.
-wrk: req/s and the proxy's CPU (user + system) per request, 2 workers, wrk -t1 -c32, the
-variants alternated --reps times; medians. Needs a quiet machine.
+wrk: req/s and the proxy's CPU (user + system) per request, 2 workers, wrk -t1 -c32 (one client
+address: every request has the same key, so both workers meet on one shard: the worst case for
+contention, counted as the zones' lock waits), the variants alternated --reps times; medians.
+Needs a quiet machine.
 Everything started here is stopped at the end.
 """
 import argparse
@@ -83,7 +85,7 @@ def proxy_conf(workers, port, backend, variant):
     return (
         "worker_processes %d;\nerror_log logs/error.log error;\nevents { worker_connections 1024; }\n"
         "http {\n access_log off;\n %s\n upstream b { server 127.0.0.1:%d; keepalive 64; }\n"
-        " server { listen 127.0.0.1:%d; location / { proxy_pass http://b; %s } }\n}\n"
+        " server { listen 127.0.0.1:%d; location / { proxy_pass http://b; %s } location = /status { status read_only; } }\n}\n"
     ) % (workers, zones, backend, port, limits)
 
 
@@ -119,6 +121,15 @@ def callgrind_ir(binary, backend, variant, n):
     shutil.rmtree(out_dir, ignore_errors=True)
     m = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
     return int(m.group(1))
+
+
+def lock_waits(port):
+    """The zones' lock waits and passed requests, from the status JSON."""
+    import json
+    import urllib.request
+
+    j = json.load(urllib.request.urlopen("http://127.0.0.1:%d/status?format=json" % port))
+    return sum(z["lock_waits"] for z in j["limit_zones"]), sum(z["passed"] for z in j["limit_zones"])
 
 
 def cpu_ticks(pid):
@@ -176,9 +187,11 @@ def main():
             for v in order if rep % 2 == 0 else reversed(order):
                 port, proc, _ = procs[v]
                 results[v].append(wrk_run(port, proc.pid, a.duration))
-        print("| configuration | req/s | proxy CPU µs / request |\n|---|---|---|")
+        print("| configuration | req/s | proxy CPU µs / request | lock waits per 1,000 zone lookups |\n|---|---|---|---|")
         for v, r in results.items():
-            print("| %s | %s | %.2f |" % (v, format(int(statistics.median(x[0] for x in r)), ","), statistics.median(x[1] for x in r)))
+            waits, passed = lock_waits(procs[v][0])
+            share = "%.2f" % (waits * 1000 / passed) if passed else "—"
+            print("| %s | %s | %.2f | %s |" % (v, format(int(statistics.median(x[0] for x in r)), ","), statistics.median(x[1] for x in r), share))
         for _, proc, d in procs.values():
             stop(proc, d)
     finally:

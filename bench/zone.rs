@@ -1,7 +1,9 @@
 //! What a `limit_req` zone lookup costs a request, and what threads sharing a zone cost each
 //! other: ns per lookup with 1, 2 and 4 threads, each a client population of its own (10,000
-//! addresses), on pounce's 16-shard zone and on the same zone with one lock. Run it when asked,
-//! in release mode, on a quiet machine:
+//! addresses), on pounce's 16-shard zone and on the same zone with one lock; and the share of
+//! lookups that found their shard's lock held by another thread (the zone's `lock_waits`,
+//! which, unlike the times, a busy machine does not distort much). Run it when asked, in
+//! release mode, on a quiet machine:
 //!
 //!     cargo run --release --example zone [-- LOOKUPS_PER_THREAD]
 //!
@@ -30,16 +32,22 @@ fn run(zone: &ZoneBench, threads: usize, lookups: usize) -> f64 {
 fn main() {
     let lookups: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(2_000_000);
     println!("ns per lookup per thread (best of 5 runs of {} lookups per thread; 10m zone, 81,920 states)\n", lookups);
-    println!("| zone | 1 thread | 2 threads | 4 threads |");
-    println!("|---|---|---|---|");
+    println!("| zone | 1 thread | 2 threads | 4 threads | lock waits, 2 threads | lock waits, 4 threads |");
+    println!("|---|---|---|---|---|---|");
     for (name, shards) in [("16 shards (pounce)", 16), ("1 lock", 1)] {
         let mut cells = Vec::new();
+        let mut waits = Vec::new();
         for threads in [1, 2, 4] {
             let zone = ZoneBench::new(81_920, shards);
             run(&zone, threads, lookups / 10);
+            let before = zone.lock_waits();
             let best = (0..5).map(|_| run(&zone, threads, lookups)).fold(f64::MAX, f64::min);
             cells.push(format!("{:.0}", best));
+            if threads > 1 {
+                let share = (zone.lock_waits() - before) as f64 / (5 * threads * lookups) as f64;
+                waits.push(format!("{:.3}%", share * 100.0));
+            }
         }
-        println!("| {} | {} |", name, cells.join(" | "));
+        println!("| {} | {} | {} |", name, cells.join(" | "), waits.join(" | "));
     }
 }

@@ -18,6 +18,11 @@ impl ZoneBench {
         ZoneBench { zone: Arc::new(ReqZone::with_shards(capacity, shards)) }
     }
 
+    /// Times a lookup found its shard's lock held by another thread.
+    pub fn lock_waits(&self) -> u64 {
+        self.zone.totals().0[3]
+    }
+
     /// One request from `client` at `now_ms`, at a rate nobody reaches; true if it passed.
     pub fn request(&self, client: u32, now_ms: u64) -> bool {
         let ip = IpAddr::V4(Ipv4Addr::from(client));

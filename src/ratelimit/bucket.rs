@@ -11,7 +11,7 @@
 //! refused (nginx's "could not allocate node").
 
 use super::key::Key;
-use super::table::Table;
+use super::table::{lock_counting, Table};
 use std::collections::hash_map::RandomState;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
@@ -87,7 +87,8 @@ struct Shard {
 #[repr(align(128))]
 struct Slot {
     shard: Mutex<Shard>,
-    counts: [AtomicU64; 3],
+    /// Passed, delayed, rejected; and lock waits.
+    counts: [AtomicU64; 4],
 }
 
 pub(crate) struct ReqZone {
@@ -112,9 +113,8 @@ impl ReqZone {
     }
 
     fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {
-        // A panic under the lock cannot leave a state half-changed in a way that matters more
-        // than losing the limit: go on with the data.
-        self.slots[shard].shard.lock().unwrap_or_else(|p| p.into_inner())
+        let slot = &self.slots[shard];
+        lock_counting(&slot.shard, &slot.counts[3])
     }
 
     /// nginx's lookup of `key` at `now` (ms). `account`: this is the request's last limit, so
@@ -181,9 +181,9 @@ impl ReqZone {
         self.slots[key.shard(self.slots.len())].counts[o as usize].fetch_add(1, Relaxed);
     }
 
-    /// Passed, delayed and rejected requests, and the states in use.
-    pub(crate) fn totals(&self) -> ([u64; 3], usize) {
-        let mut t = [0u64; 3];
+    /// Passed, delayed and rejected requests, lock waits, and the states in use.
+    pub(crate) fn totals(&self) -> ([u64; 4], usize) {
+        let mut t = [0u64; 4];
         let mut used = 0;
         for slot in self.slots.iter() {
             for (t, c) in t.iter_mut().zip(&slot.counts) {

@@ -6,7 +6,7 @@
 
 use super::bucket::SHARDS;
 use super::key::Key;
-use super::table::Table;
+use super::table::{lock_counting, Table};
 use std::collections::hash_map::RandomState;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 #[repr(align(128))]
 struct Slot {
     shard: Mutex<Table<u32>>,
-    /// Passed and rejected requests.
-    counts: [AtomicU64; 2],
+    /// Passed and rejected requests; lock waits.
+    counts: [AtomicU64; 3],
 }
 
 pub(crate) struct ConnZone {
@@ -47,7 +47,8 @@ impl ConnZone {
     }
 
     fn lock(&self, key: &Key) -> MutexGuard<'_, Table<u32>> {
-        self.slots[key.shard(SHARDS)].shard.lock().unwrap_or_else(|p| p.into_inner())
+        let slot = &self.slots[key.shard(SHARDS)];
+        lock_counting(&slot.shard, &slot.counts[2])
     }
 
     /// Counts a request under `key` unless `limit` are in progress already.
@@ -75,9 +76,9 @@ impl ConnZone {
         }
     }
 
-    /// Passed and rejected requests, and the keys with requests in progress.
-    pub(crate) fn totals(&self) -> ([u64; 2], usize) {
-        let mut t = [0u64; 2];
+    /// Passed and rejected requests, lock waits, and the keys with requests in progress.
+    pub(crate) fn totals(&self) -> ([u64; 3], usize) {
+        let mut t = [0u64; 3];
         let mut used = 0;
         for slot in self.slots.iter() {
             for (t, c) in t.iter_mut().zip(&slot.counts) {
@@ -117,7 +118,7 @@ mod tests {
         drop(a1);
         let a3 = z.enter(k(1), 2).expect("room again once one ended");
         drop((a2, a3, b));
-        assert_eq!(z.totals(), ([4, 1], 0), "states go with their last request");
+        assert_eq!(z.totals(), ([4, 1, 0], 0), "states go with their last request");
     }
 
     #[test]
@@ -126,7 +127,7 @@ mod tests {
         let holds: Vec<ConnHold> = (0..=255u8).filter_map(|n| z.enter(Key::new(&[n], &z.seed).expect("key"), 1).ok()).collect();
         assert_eq!(holds.len(), 16);
         let (counts, used) = z.totals();
-        assert_eq!((counts, used), ([16, 240], 16));
+        assert_eq!((counts, used), ([16, 240, 0], 16));
         drop(holds);
         assert!(z.enter(Key::new(&[0], &z.seed).expect("key"), 1).is_ok());
     }

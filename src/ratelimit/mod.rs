@@ -125,6 +125,8 @@ pub(crate) struct ZoneView {
     pub(crate) passed: u64,
     pub(crate) delayed: u64,
     pub(crate) rejected: u64,
+    /// Times a worker found a shard's lock held by another (contention).
+    pub(crate) lock_waits: u64,
 }
 
 impl Zones {
@@ -164,18 +166,18 @@ impl Zones {
             .iter()
             .zip(conf)
             .map(|(z, c)| {
-                let (kind, rate, capacity, used, [passed, delayed, rejected]) = match z {
+                let (kind, rate, capacity, used, [passed, delayed, rejected, lock_waits]) = match z {
                     Zone::Req(z) => {
                         let (t, used) = z.totals();
                         let rate = if let ZoneKind::Req { rate } = c.kind { rate as f64 / 1000.0 } else { 0.0 };
                         ("limit_req", rate, z.capacity, used, t)
                     }
                     Zone::Conn(z) => {
-                        let ([p, r], used) = z.totals();
-                        ("limit_conn", 0.0, z.capacity, used, [p, 0, r])
+                        let ([p, r, w], used) = z.totals();
+                        ("limit_conn", 0.0, z.capacity, used, [p, 0, r, w])
                     }
                 };
-                ZoneView { name: c.name.clone(), kind, rate, capacity, used, passed, delayed, rejected }
+                ZoneView { name: c.name.clone(), kind, rate, capacity, used, passed, delayed, rejected, lock_waits }
             })
             .collect()
     }

@@ -5,8 +5,25 @@
 //! memory is what its size says, whatever its clients do.
 
 use super::key::Key;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 
 const NIL: u32 = u32::MAX;
+
+/// Locks a shard, counting in `waits` the times another thread held it (the zone's contention,
+/// on the status page). The uncontended path is the lock's own compare-and-swap. A panic under
+/// the lock cannot leave a state changed in a way that matters more than losing the limit: a
+/// poisoned shard is used as it is.
+pub(crate) fn lock_counting<'a, T>(m: &'a Mutex<T>, waits: &AtomicU64) -> MutexGuard<'a, T> {
+    match m.try_lock() {
+        Ok(g) => g,
+        Err(TryLockError::WouldBlock) => {
+            waits.fetch_add(1, Relaxed);
+            m.lock().unwrap_or_else(|p| p.into_inner())
+        }
+        Err(TryLockError::Poisoned(p)) => p.into_inner(),
+    }
+}
 
 pub(crate) struct Table<V> {
     entries: Vec<(Key, V)>,

@@ -83,7 +83,7 @@ pub(crate) fn render(s: &Snapshot) -> Vec<u8> {
         }
         let _ = write!(
             o,
-            "{{\"name\":{},\"kind\":\"{}\",\"rate\":{},\"states\":{},\"capacity\":{},\"passed\":{},\"delayed\":{},\"rejected\":{}}}",
+            "{{\"name\":{},\"kind\":\"{}\",\"rate\":{},\"states\":{},\"capacity\":{},\"passed\":{},\"delayed\":{},\"rejected\":{},\"lock_waits\":{}}}",
             json_str(&z.name),
             z.kind,
             z.rate,
@@ -91,7 +91,8 @@ pub(crate) fn render(s: &Snapshot) -> Vec<u8> {
             z.capacity,
             z.passed,
             z.delayed,
-            z.rejected
+            z.rejected,
+            z.lock_waits
         );
     }
     o.push_str("]}\n");

@@ -158,6 +158,10 @@ pub(crate) fn render(s: &Snapshot) -> Vec<u8> {
         for z in &s.limit_zones {
             let _ = writeln!(o, "pounce_limit_zone_states{{zone=\"{}\"}} {}", label(&z.name), z.used);
         }
+        family(&mut o, "pounce_limit_lock_waits_total", "counter", "Times a worker found a limit zone's shard locked by another (contention).");
+        for z in &s.limit_zones {
+            let _ = writeln!(o, "pounce_limit_lock_waits_total{{zone=\"{}\"}} {}", label(&z.name), z.lock_waits);
+        }
     }
     let mut top = |name: &str, kind: &str, help: &str, value: String| {
         family(&mut o, name, kind, help);
