@@ -15,6 +15,7 @@ pub mod logging;
 pub mod master;
 pub mod pidfile;
 pub(crate) mod proxy;
+pub(crate) mod ratelimit;
 pub(crate) mod reactor;
 pub(crate) mod runtime;
 pub(crate) mod status;
@@ -26,3 +27,7 @@ pub(crate) mod worker;
 /// The selection micro-benchmark's hook (`bench/select.rs`).
 #[doc(hidden)]
 pub use upstream::bench::SelectBench;
+
+/// The limit zone contention benchmark's hook (`bench/zone.rs`).
+#[doc(hidden)]
+pub use ratelimit::bench::ZoneBench;

@@ -5,6 +5,7 @@
 //! reloads) is kept here too.
 
 use crate::config::{Config, Settings};
+use crate::ratelimit::Zones;
 use crate::tls::Tls;
 use crate::upstream::UpstreamState;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -31,6 +32,8 @@ pub(crate) struct Runtime {
     pub(crate) workers: Vec<WorkerStats>,
     /// Certificates and TLS configurations of the `listen ... ssl` addresses.
     pub(crate) tls: Tls,
+    /// `limit_req_zone`s and `limit_conn_zone`s (kept across a reload when unchanged).
+    pub(crate) zones: Zones,
 }
 
 /// When the process started (uptime on the status page).
@@ -46,6 +49,7 @@ impl Runtime {
         let tls = Tls::build(&cfg, previous.map(|p| &p.tls))?;
         let mut rt = Runtime::new(cfg, generation);
         rt.tls = tls;
+        rt.zones = Zones::build(&rt.cfg.http.limit_zones, previous.map(|p| (&p.cfg.http.limit_zones[..], &p.zones)));
         Ok(rt)
     }
 
@@ -54,7 +58,8 @@ impl Runtime {
         process_start();
         let upstreams = cfg.http.upstreams.iter().cloned().map(UpstreamState::new).collect();
         let workers = (0..cfg.worker_processes).map(|_| WorkerStats::default()).collect();
-        Runtime { cfg, upstreams, generation, workers, tls: Tls::default() }
+        let zones = Zones::build(&cfg.http.limit_zones, None);
+        Runtime { cfg, upstreams, generation, workers, tls: Tls::default(), zones }
     }
 
     /// Moves the counters of servers that still exist (same upstream name and address) from

@@ -4,7 +4,7 @@
 
 use super::builder::ctx::{EVENTS, HTTP, LOCATION, MAIN, SERVER, SETTINGS, UPSTREAM};
 use super::builder::{Args, Args::*, Row, Set};
-use super::{gzip, logformat, realip, server, settings, ssl, top, upstream};
+use super::{gzip, limit, logformat, realip, server, settings, ssl, top, upstream};
 
 const fn simple(name: &'static str, ctx: u8, args: Args, set: Set) -> Row {
     Row { name, ctx, args, block: false, set }
@@ -104,6 +104,17 @@ pub(super) const TABLE: &[Row] = &[
     simple("real_ip_header",            SETTINGS,            Exactly(1),   realip::real_ip_header),
     simple("real_ip_recursive",         SETTINGS,            Exactly(1),   realip::real_ip_recursive),
     simple("proxy_protocol_timeout",    HTTP | SERVER,       Exactly(1),   realip::proxy_protocol_timeout),
+    // request and connection limits (limit.rs)
+    simple("limit_req_zone",            HTTP,                Range(2, 3),  limit::limit_req_zone),
+    simple("limit_req",                 SETTINGS,            Range(1, 3),  limit::limit_req),
+    simple("limit_req_status",          SETTINGS,            Exactly(1),   limit::limit_req_status),
+    simple("limit_req_log_level",       SETTINGS,            Exactly(1),   limit::limit_req_log_level),
+    simple("limit_req_dry_run",         SETTINGS,            Exactly(1),   limit::limit_req_dry_run),
+    simple("limit_conn_zone",           HTTP,                Exactly(2),   limit::limit_conn_zone),
+    simple("limit_conn",                SETTINGS,            Exactly(2),   limit::limit_conn),
+    simple("limit_conn_status",         SETTINGS,            Exactly(1),   limit::limit_conn_status),
+    simple("limit_conn_log_level",      SETTINGS,            Exactly(1),   limit::limit_conn_log_level),
+    simple("limit_conn_dry_run",        SETTINGS,            Exactly(1),   limit::limit_conn_dry_run),
 ];
 
 #[cfg(test)]

@@ -73,6 +73,8 @@ pub enum LogVar {
     UpstreamAddr,
     UpstreamStatus,
     UpstreamResponseTime,
+    LimitReqStatus,
+    LimitConnStatus,
 }
 
 impl LogVar {
@@ -171,6 +173,8 @@ impl LogFormat {
             "upstream_addr" => LogVar::UpstreamAddr,
             "upstream_status" => LogVar::UpstreamStatus,
             "upstream_response_time" => LogVar::UpstreamResponseTime,
+            "limit_req_status" => LogVar::LimitReqStatus,
+            "limit_conn_status" => LogVar::LimitConnStatus,
             _ => return err(&d.pos, format!("unknown \"{}\" variable in log format \"{}\"", name, self.name)),
         })
     }

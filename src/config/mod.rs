@@ -11,6 +11,7 @@ mod builder;
 mod directives;
 mod gzip;
 mod lexer;
+mod limit;
 mod logformat;
 mod parser;
 mod realip;
@@ -29,6 +30,7 @@ use std::time::Duration;
 
 pub use gzip::{GzipTypes, Proxied};
 pub use lexer::{ConfError, Source};
+pub use limit::{KeyPart, LimitConn, LimitLogLevel, LimitReq, LimitZone, ZoneKind, MAX_LIMITS};
 pub use logformat::{AccessLogRef, Capture, Escape, LogFormat, LogPart, LogVar};
 pub use realip::{Cidr, RealIpHeader};
 
@@ -82,6 +84,8 @@ pub struct Http {
     pub access_logs: Vec<PathBuf>,
     /// `log_format`s, `combined` first; settings refer to them by index.
     pub log_formats: Vec<LogFormat>,
+    /// `limit_req_zone`s and `limit_conn_zone`s; `limit_req`/`limit_conn` refer to them by index.
+    pub limit_zones: Vec<LimitZone>,
 }
 
 #[derive(Debug, Clone)]
@@ -540,6 +544,14 @@ settings! {
     real_ip_header: RealIpHeader = RealIpHeader::XRealIp,
     real_ip_recursive: bool = false,
     proxy_protocol_timeout: Duration = Duration::from_secs(30),
+    limit_req: Vec<LimitReq> = Vec::new(),
+    limit_req_status: u16 = 503,
+    limit_req_log_level: LimitLogLevel = LimitLogLevel::Error,
+    limit_req_dry_run: bool = false,
+    limit_conn: Vec<LimitConn> = Vec::new(),
+    limit_conn_status: u16 = 503,
+    limit_conn_log_level: LimitLogLevel = LimitLogLevel::Error,
+    limit_conn_dry_run: bool = false,
 }
 
 /// `add_header NAME VALUE [always]`.

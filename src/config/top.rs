@@ -84,8 +84,10 @@ pub(super) fn http(b: &mut Builder, d: &Directive, _: &mut Scope) -> Done {
     // Upstream blocks first, so proxy_pass may name one defined later in the file; server
     // blocks last, so they inherit every http setting wherever it is written.
     // Log formats likewise, so access_log may name one written further down.
-    b.walk(list, &mut Scope::Http(&mut http), |d| d.name == "upstream" || d.name == "log_format")?;
-    b.walk(list, &mut Scope::Http(&mut http), |d| !matches!(d.name.as_str(), "upstream" | "log_format" | "server"))?;
+    // Limit zones too, so limit_req and limit_conn may name one written further down.
+    let first = |d: &Directive| matches!(d.name.as_str(), "upstream" | "log_format" | "limit_req_zone" | "limit_conn_zone");
+    b.walk(list, &mut Scope::Http(&mut http), first)?;
+    b.walk(list, &mut Scope::Http(&mut http), |d| !first(d) && d.name != "server")?;
     http.settings = http.patch.over(&Settings::default());
     b.walk(list, &mut Scope::Http(&mut http), |d| d.name == "server")
 }

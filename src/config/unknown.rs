@@ -95,8 +95,6 @@ const NGINX: &[(&str, &str)] = &[
     ("gunzip", ""),
     ("ssi", ""),
     // limits and access
-    ("limit_req*", ""),
-    ("limit_conn*", ""),
     ("limit_rate", ""),
     ("limit_rate_after", ""),
     ("auth_basic*", ""),

@@ -54,4 +54,6 @@ pub(crate) enum Wait {
     TunnelIdle,
     /// A lingering close.
     Linger,
+    /// A request delayed by `limit_req` until its turn.
+    LimitDelay,
 }

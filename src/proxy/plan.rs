@@ -104,9 +104,17 @@ pub(crate) enum Refusal {
     StickyForced { upstream: usize, peer: usize },
     /// No location and no handler.
     NotFound,
+    /// `limit_req` or `limit_conn` refused it, with its `_status` (`ratelimit`, logged there).
+    Limited(u16),
 }
 
 impl Refusal {
+    /// Answered before nginx's preaccess phase, so before the limits: a malformed path, a
+    /// body over the limit (nginx checks it when it picks the location).
+    pub(crate) fn before_limits(self) -> bool {
+        matches!(self, Refusal::BadPath(_) | Refusal::BodyTooLarge(_) | Refusal::Limited(_))
+    }
+
     pub(crate) fn status(self) -> u16 {
         match self {
             Refusal::BadPath(_) => 400,
@@ -115,6 +123,7 @@ impl Refusal {
             Refusal::UpgradeUnsupported => 501,
             Refusal::StickyForced { .. } => 503,
             Refusal::NotFound => 404,
+            Refusal::Limited(code) => code,
         }
     }
 

@@ -64,6 +64,24 @@ pub(crate) fn page(s: &Snapshot, path: &str, refresh: Option<u32>) -> Vec<u8> {
         }
         o.push_str("</table>\n");
     }
+    if !s.limit_zones.is_empty() {
+        o.push_str("<h2>Limits</h2>\n<table class=\"limits\"><tr><th>zone</th><th>kind</th><th>rate r/s</th><th>states</th><th>capacity</th><th>passed</th><th>delayed</th><th>rejected</th></tr>\n");
+        for z in &s.limit_zones {
+            let _ = writeln!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                html_escape(&z.name),
+                z.kind,
+                z.rate,
+                z.used,
+                z.capacity,
+                z.passed,
+                z.delayed,
+                z.rejected
+            );
+        }
+        o.push_str("</table>\n");
+    }
     let _ = write!(
         o,
         "<p><small>bytes to server: the requests pounce sent it; from server: the response bodies it sent back &middot; response time: from the start of an attempt (connect included) to the response head &middot; buffers are {} KiB each</small></p>\n</body></html>\n",

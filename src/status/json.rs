@@ -76,6 +76,25 @@ pub(crate) fn render(s: &Snapshot) -> Vec<u8> {
         let _ =
             write!(o, "{{\"listen\":{},\"handshakes\":{},\"resumed\":{},\"handshake_failures\":{}}}", json_str(&t.listen), t.handshakes, t.resumed, t.failures);
     }
+    o.push_str("],\"limit_zones\":[");
+    for (i, z) in s.limit_zones.iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        let _ = write!(
+            o,
+            "{{\"name\":{},\"kind\":\"{}\",\"rate\":{},\"states\":{},\"capacity\":{},\"passed\":{},\"delayed\":{},\"rejected\":{},\"lock_waits\":{}}}",
+            json_str(&z.name),
+            z.kind,
+            z.rate,
+            z.used,
+            z.capacity,
+            z.passed,
+            z.delayed,
+            z.rejected,
+            z.lock_waits
+        );
+    }
     o.push_str("]}\n");
     o.into_bytes()
 }

@@ -147,6 +147,22 @@ pub(crate) fn render(s: &Snapshot) -> Vec<u8> {
             }
         }
     }
+    if !s.limit_zones.is_empty() {
+        family(&mut o, "pounce_limit_requests_total", "counter", "Requests by limit_req/limit_conn zone and outcome (dry runs counted as if real).");
+        for z in &s.limit_zones {
+            for (outcome, n) in [("passed", z.passed), ("delayed", z.delayed), ("rejected", z.rejected)] {
+                let _ = writeln!(o, "pounce_limit_requests_total{{zone=\"{}\",kind=\"{}\",outcome=\"{}\"}} {}", label(&z.name), z.kind, outcome, n);
+            }
+        }
+        family(&mut o, "pounce_limit_zone_states", "gauge", "Keys a limit zone holds now.");
+        for z in &s.limit_zones {
+            let _ = writeln!(o, "pounce_limit_zone_states{{zone=\"{}\"}} {}", label(&z.name), z.used);
+        }
+        family(&mut o, "pounce_limit_lock_waits_total", "counter", "Times a worker found a limit zone's shard locked by another (contention).");
+        for z in &s.limit_zones {
+            let _ = writeln!(o, "pounce_limit_lock_waits_total{{zone=\"{}\"}} {}", label(&z.name), z.lock_waits);
+        }
+    }
     let mut top = |name: &str, kind: &str, help: &str, value: String| {
         family(&mut o, name, kind, help);
         let _ = writeln!(o, "{} {}", name, value);

@@ -114,6 +114,8 @@ pub(crate) struct Snapshot {
     pub(crate) upstreams: Vec<UpstreamView>,
     pub(crate) workers: Vec<WorkerView>,
     pub(crate) tls: Vec<TlsView>,
+    /// `limit_req_zone`s and `limit_conn_zone`s.
+    pub(crate) limit_zones: Vec<crate::ratelimit::ZoneView>,
 }
 
 pub(crate) fn take(rt: &Runtime, access: StatusAccess) -> Snapshot {
@@ -263,5 +265,6 @@ pub(crate) fn take(rt: &Runtime, access: StatusAccess) -> Snapshot {
         upstreams,
         workers,
         tls,
+        limit_zones: rt.zones.views(&rt.cfg.http.limit_zones),
     }
 }

@@ -73,7 +73,7 @@ impl Exchange {
                 Err(Closed::ByUs)
             }
             // The session's own waits.
-            Wait::ProxyHeader | Wait::ClientHandshake | Wait::ClientHeader | Wait::KeepaliveIdle | Wait::Linger => Ok(()),
+            Wait::ProxyHeader | Wait::ClientHandshake | Wait::ClientHeader | Wait::KeepaliveIdle | Wait::Linger | Wait::LimitDelay => Ok(()),
         }
     }
 }

@@ -180,6 +180,14 @@ impl ValueSource for Line<'_> {
             LogVar::Connection => put_uint(out, c.serial),
             LogVar::ConnectionRequests => put_uint(out, u64::from(s.served) + 1),
             LogVar::Pid => put_uint(out, crate::logging::pid().into()),
+            LogVar::LimitReqStatus => match s.marks.req {
+                Some(st) => out.extend_from_slice(st.text().as_bytes()),
+                None => return false,
+            },
+            LogVar::LimitConnStatus => match s.marks.conn {
+                Some(st) => out.extend_from_slice(st.text().as_bytes()),
+                None => return false,
+            },
             LogVar::UpstreamAddr => {
                 let Some((ups, h)) = tries else { return false };
                 let servers = &self.rt.upstreams[ups].conf.servers;

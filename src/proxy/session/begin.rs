@@ -4,7 +4,7 @@
 //! answer); then the head leaves `cin` and the exchange starts.
 
 use super::access::{cin_line, HeadView};
-use super::{ClientPhase, Session};
+use super::{ClientPhase, Delayed, Session};
 use crate::backend::http::put_template;
 use crate::backend::{Adapter, ForwardRequest, Protocol};
 use crate::buffer::{Buf, StackText};
@@ -14,10 +14,12 @@ use crate::proxy::client::set_real_client;
 use crate::proxy::exchange::{static_answer, Exchange, Phase, ProxyState, StaticAnswer, StaticConditions, StatusReq};
 use crate::proxy::plan::{self, Action, ConnFacts, ProxyPlan, Refusal};
 use crate::proxy::{Closed, Res};
+use crate::ratelimit::{self, ReqStatus, Verdict, Who};
 use crate::reactor::Ctx;
 use crate::runtime::Runtime;
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// What the parsed head led to, held until the head has left `cin`.
 enum Start<'c> {
@@ -121,7 +123,36 @@ impl Session {
         if settings.gzip {
             ex.gzip = Some(crate::gzip::ClientGzip::of(&req, meta.minor));
         }
-        let start = match plan.action {
+        // nginx's preaccess phase: after the location, before access rules and content.
+        let limited = (!settings.limit_req.is_empty() || !settings.limit_conn.is_empty())
+            && match &plan.action {
+                Action::Return { .. } | Action::Abandon => false,
+                Action::Refuse(r) => !r.before_limits(),
+                _ => true,
+            };
+        let verdict = if limited {
+            let who = Who { client: peer.ip(), server_name, request: cin_line(cin.data()), host: header(&req, "host") };
+            let mut none = Vec::new();
+            let holds = if settings.limit_conn.is_empty() { &mut none } else { &mut **self.holds.get_or_insert_with(Box::default) };
+            ratelimit::check(&rt, settings, &who, ctx.now_ms, &mut self.marks, holds)
+        } else {
+            Verdict::Go
+        };
+        match verdict {
+            Verdict::Delay(ms) => {
+                self.phase = ClientPhase::Delayed(Box::new(Delayed { until: now + Duration::from_millis(ms), ex }));
+                return Ok(true);
+            }
+            _ if self.marks.req == Some(ReqStatus::Delayed) => {
+                // Begun again after its delay: timed from its first start.
+                if let ClientPhase::ReadingHead { since: Some(t) } = self.phase {
+                    ex.start = t;
+                }
+            }
+            _ => {}
+        }
+        let action = if let Verdict::Refuse(code) = verdict { Action::Refuse(Refusal::Limited(code)) } else { plan.action };
+        let start = match action {
             Action::Refuse(r) => {
                 log_refusal(&rt, r, peer, cin_line(cin.data()));
                 Start::Answer(ex, r.status(), r.text().map(Cow::Borrowed))
@@ -285,6 +316,6 @@ fn log_refusal(rt: &Runtime, r: Refusal, peer: SocketAddr, line: &[u8]) {
                 peer
             );
         }
-        Refusal::NotFound => {}
+        Refusal::NotFound | Refusal::Limited(_) => {}
     }
 }

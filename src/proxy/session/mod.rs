@@ -14,6 +14,7 @@
 use super::client::Client;
 use super::exchange::{Exchange, Moved, Phase};
 use super::{Closed, Res, Wait};
+use crate::ratelimit::{ConnHold, Marks};
 use crate::reactor::timer::TimerSlot;
 use crate::reactor::{client_token, Ctx};
 use crate::transport::ClientTransport;
@@ -47,6 +48,10 @@ enum ClientPhase {
     ReadingHead { since: Option<Instant> },
     /// A request is in hand.
     Exchange(Exchange),
+    /// `limit_req` delays the request whose head is in `cin` until `until`; then it is begun
+    /// again (the limits already decided). `ex` stands for it in the access log if the client
+    /// leaves meanwhile. Boxed: rare, and the session's size is kept small.
+    Delayed(Box<Delayed>),
     /// The last answer is in `cout`: no more requests; close once it is flushed.
     Closing,
     /// Our side is shut; reading and dropping what the client still sends, until its EOF
@@ -54,8 +59,13 @@ enum ClientPhase {
     Lingering { until: Instant },
 }
 
+/// A request `limit_req` delays.
+struct Delayed {
+    until: Instant,
+    ex: Exchange,
+}
+
 pub(crate) struct Session {
-    pub(crate) key: usize,
     pub(crate) timer: TimerSlot<Wait>,
     client: Client,
     phase: ClientPhase,
@@ -69,6 +79,12 @@ pub(crate) struct Session {
     path_scratch: Vec<u8>,
     /// Request line, referer and user agent of the current request, for the access log.
     log: LogFields,
+    /// What `limit_req` and `limit_conn` decided of the current request.
+    marks: Marks,
+    /// The current request's counts in `limit_conn` zones, given back when it ends (boxed on
+    /// the first request that needs it, then reused: the session's size is kept small).
+    #[allow(clippy::box_collection)]
+    holds: Option<Box<Vec<ConnHold>>>,
 }
 
 impl Session {
@@ -87,7 +103,6 @@ impl Session {
         let mut client = Client::new(key, transport, peer, local_port, listen, now);
         client.serial = serial;
         Session {
-            key,
             timer: TimerSlot::default(),
             client,
             phase: if proxy_protocol { ClientPhase::ProxyHeader } else { ClientPhase::ReadingHead { since: None } },
@@ -96,11 +111,13 @@ impl Session {
             head_stash: Vec::new(),
             path_scratch: Vec::new(),
             log: LogFields::default(),
+            marks: Marks::default(),
+            holds: None,
         }
     }
 
     pub(crate) fn register(&mut self, ctx: &mut Ctx) -> io::Result<()> {
-        self.client.transport.register(&ctx.registry, client_token(self.key))
+        self.client.transport.register(&ctx.registry, client_token(self.client.key))
     }
 
     /// True when no request is in progress and nothing is buffered (safe to drop at shutdown).
@@ -183,6 +200,14 @@ impl Session {
                     moved || matches!(self.phase, ClientPhase::ReadingHead { .. } | ClientPhase::Closing)
                 }
                 ClientPhase::Closing | ClientPhase::ProxyHeader => false,
+                ClientPhase::Delayed(_) => {
+                    // A client that leaves while its request waits ends it (nginx's
+                    // `ngx_http_test_reading`): 499.
+                    if self.client.transport.read_closed() || self.client.transport.peer_closed() {
+                        return Err(Closed::ByClient);
+                    }
+                    false
+                }
                 ClientPhase::Lingering { until } => {
                     if let Some(b) = self.client.cin.as_mut() {
                         b.clear();
@@ -227,6 +252,11 @@ impl Session {
         let ClientPhase::Exchange(ex) = std::mem::replace(&mut self.phase, ClientPhase::Closing) else { return };
         self.write_access_log(ctx, &ex, ex.writer.status);
         self.served += 1;
+        // The request is over: its limit_conn counts go back.
+        self.marks = Marks::default();
+        if let Some(h) = self.holds.as_mut() {
+            h.clear();
+        }
         // A response that went out as keep-alive keeps the connection even while draining:
         // the client may already be sending its next request, which is then served with
         // Connection: close; an idle one is closed by the worker after its grace time.
@@ -267,11 +297,18 @@ impl Session {
     /// gone to the socket, even if it was complete in `cout` — and its backend connection
     /// closed, never pooled.
     pub(crate) fn close(mut self, ctx: &mut Ctx, cause: Closed) {
-        if let ClientPhase::Exchange(ex) = std::mem::replace(&mut self.phase, ClientPhase::Closing) {
-            let tunnel = matches!(ex.phase, Phase::Tunnel(_));
-            let status = if tunnel || (cause == Closed::ByUs && ex.writer.started) { ex.writer.status } else { 499 };
-            self.write_access_log(ctx, &ex, status);
-            ex.teardown(ctx);
+        match std::mem::replace(&mut self.phase, ClientPhase::Closing) {
+            ClientPhase::Exchange(ex) => {
+                let tunnel = matches!(ex.phase, Phase::Tunnel(_));
+                let status = if tunnel || (cause == Closed::ByUs && ex.writer.started) { ex.writer.status } else { 499 };
+                self.write_access_log(ctx, &ex, status);
+                ex.teardown(ctx);
+            }
+            ClientPhase::Delayed(d) => {
+                self.write_access_log(ctx, &d.ex, 499);
+                d.ex.teardown(ctx);
+            }
+            _ => {}
         }
         self.client.transport.deregister(&ctx.registry);
     }

@@ -20,6 +20,7 @@ impl Session {
                 let s = &rt.cfg.http.servers[rt.cfg.http.listens[c.listen].default_server].settings;
                 Some((c.t_read + s.proxy_protocol_timeout, Wait::ProxyHeader))
             }
+            ClientPhase::Delayed(d) => Some((d.until, Wait::LimitDelay)),
             ClientPhase::Exchange(ex) => ex.deadline(c, rt),
             ClientPhase::ReadingHead { since } => {
                 let s = &rt.cfg.http.servers[rt.cfg.http.listens[c.listen].default_server].settings;
@@ -41,11 +42,18 @@ impl Session {
                 (c.output_pending() && !c.transport.can_write()).then_some((c.t_wblock + s.send_timeout, Wait::ClientSend))
             }
         };
-        ctx.timers.arm(self.key, &mut self.timer);
+        ctx.timers.arm(self.client.key, &mut self.timer);
     }
 
     /// The armed deadline passed; `wait` says which one.
     pub(crate) fn on_timeout(&mut self, ctx: &mut Ctx, wait: Wait) -> Res<()> {
+        if let ClientPhase::Delayed(d) = &self.phase {
+            // Its turn: begun again from its head, still in `cin` (`begin` skips limit_req,
+            // whose mark says it was delayed), timed from when it first began.
+            let since = Some(d.ex.start);
+            self.phase = ClientPhase::ReadingHead { since };
+            return self.pump(ctx);
+        }
         if let ClientPhase::Exchange(ex) = &mut self.phase {
             ex.on_timeout(wait, &mut self.client, ctx)?;
             return self.pump(ctx);
