@@ -16,7 +16,6 @@ mod table;
 pub(crate) use conn::ConnHold;
 
 use crate::config::{Http, LimitLogLevel, LimitZone, Settings, ZoneKind, MAX_LIMITS};
-use crate::runtime::Runtime;
 use bucket::{delay_ms, Held, Looked, Outcome, ReqZone};
 use conn::{ConnZone, Refused};
 use key::{request_key, Key};
@@ -184,9 +183,9 @@ impl Zones {
 }
 
 /// Both checks, in nginx's order: `limit_req`, then `limit_conn`.
-pub(crate) fn check(rt: &Runtime, s: &Settings, who: &Who, now_ms: u64, marks: &mut Marks, holds: &mut Vec<ConnHold>) -> Verdict {
-    match limit_req(&rt.zones, &rt.cfg.http, s, who, now_ms, marks) {
-        Verdict::Go => limit_conn(&rt.zones, &rt.cfg.http, s, who, holds, marks),
+pub(crate) fn check(zones: &Zones, http: &Http, s: &Settings, who: &Who, now_ms: u64, marks: &mut Marks, holds: &mut Vec<ConnHold>) -> Verdict {
+    match limit_req(zones, http, s, who, now_ms, marks) {
+        Verdict::Go => limit_conn(zones, http, s, who, holds, marks),
         v => v,
     }
 }

@@ -9,6 +9,7 @@
 mod plain;
 pub(crate) mod proxy_protocol;
 mod ready;
+mod socket;
 pub(crate) mod tls;
 
 pub(crate) use plain::Plain;

@@ -11,6 +11,7 @@
 //! records itself.
 
 use super::ready::Readiness;
+pub(crate) use super::socket::ClientIo;
 use crate::files::FileBody;
 use crate::tls::info::TlsInfo;
 use crate::tls::TlsListener;
@@ -21,37 +22,6 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-
-/// What a TLS connection needs of its socket beyond `Read` and `Write`.
-pub(crate) trait ClientIo: Read + Write {
-    fn peek(&self, buf: &mut [u8]) -> io::Result<usize>;
-    /// Bytes waiting to be read (FIONREAD).
-    fn available(&self) -> io::Result<usize>;
-    fn shutdown_write(&self);
-    /// The address the client connected to.
-    fn local_addr(&self) -> io::Result<SocketAddr>;
-}
-
-impl ClientIo for mio::net::TcpStream {
-    fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        mio::net::TcpStream::peek(self, buf)
-    }
-    fn available(&self) -> io::Result<usize> {
-        use std::os::fd::AsRawFd;
-        let mut n: libc::c_int = 0;
-        // SAFETY: FIONREAD on a socket we own writes one c_int.
-        if unsafe { libc::ioctl(self.as_raw_fd(), libc::FIONREAD, &mut n) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(n.max(0) as usize)
-    }
-    fn shutdown_write(&self) {
-        let _ = self.shutdown(std::net::Shutdown::Write);
-    }
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        mio::net::TcpStream::local_addr(self)
-    }
-}
 
 /// Plaintext waiting in rustls beyond this holds back `write` (back-pressure).
 const SEND_LIMIT: usize = 32 * 1024;

@@ -134,7 +134,7 @@ impl Session {
             let who = Who { client: peer.ip(), server_name, request: cin_line(cin.data()), host: header(&req, "host") };
             let mut none = Vec::new();
             let holds = if settings.limit_conn.is_empty() { &mut none } else { &mut **self.holds.get_or_insert_with(Box::default) };
-            ratelimit::check(&rt, settings, &who, ctx.now_ms, &mut self.marks, holds)
+            ratelimit::check(&rt.zones, &rt.cfg.http, settings, &who, ctx.now_ms, &mut self.marks, holds)
         } else {
             Verdict::Go
         };

@@ -14,7 +14,7 @@ pub(crate) use parse::{parse, V1_MAX, V2_MAX};
 pub(crate) use parse::{Header, Parsed, MAX_HEADER};
 
 use super::ready::Readiness;
-use super::tls::ClientIo;
+use super::socket::ClientIo;
 use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 
