@@ -377,3 +377,20 @@ fn haproxy_in_tcp_mode_sends_proxy_v1_and_v2() {
     // HAProxy's health checks (with send-proxy-v2: a LOCAL header, then a close) are not errors.
     assert!(!p.error_log().contains("broken PROXY protocol header"), "{}", p.error_log_tail(10));
 }
+
+/// `limit_req` keys on the address realip took from the PROXY header: two clients relayed by
+/// the same balancer have a bucket each, and one's refusals do not touch the other.
+#[test]
+fn limits_count_each_relayed_client_apart() {
+    let b = Backend::named("b");
+    let conf = pp_conf("http", &b.addr()).http("limit_req_zone $binary_remote_addr zone=one:1m rate=1r/m;").http("limit_req zone=one; limit_req_status 429;");
+    let p = Pounce::start(&conf);
+    let front = format!("127.0.0.1:{}", p.port);
+    let statuses = |client: &str| -> Vec<u16> { (0..2).map(|_| via(p.port, &v1(client, &front), GET).status).collect() };
+    assert_eq!(statuses("198.51.100.7:40000"), vec![200, 429], "the first client's second request is over its rate");
+    assert_eq!(statuses("198.51.100.8:40000"), vec![200, 429], "another relayed client has its own bucket");
+    // An IPv6 client relayed in a version 2 header: its own bucket too.
+    assert_eq!(via(p.port, &v2("[2001:db8::9]:40000", &format!("[::1]:{}", p.port)), GET).status, 200);
+    let log = p.access_log();
+    assert!(log.lines().any(|l| l.starts_with("198.51.100.8 ") && l.ends_with(" 429")), "{}", log);
+}
