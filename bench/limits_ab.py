@@ -3,15 +3,13 @@
 second pounce answering `return 200` with 100 bytes), three configurations side by side:
 no limits, a limit_req zone at a rate no client reaches, and that plus a limit_conn zone.
 
-    bench/limits_ab.py [--binary target/release/pounce] [--mode callgrind|wrk] ...
+    bench/limits_ab.py [--binary target/release/pounce] [--reps N] [--duration S]
 
-callgrind: user-space instructions per proxied request (1 worker), from two runs of N1 and N2
-requests (ab -k -c 4) under valgrind --tool=callgrind: (Ir(N2) - Ir(N1)) / (N2 - N1), so start-up
-and shutdown cancel out. Repeatable even on a busy machine.
-wrk: req/s and the proxy's CPU (user + system) per request, 2 workers, wrk -t1 -c32 (one client
+req/s and the proxy's CPU (user + system) per request, 2 workers, wrk -t1 -c32 (one client
 address: every request has the same key, so both workers meet on one shard: the worst case for
 contention, counted as the zones' lock waits), the variants alternated --reps times; medians.
-Needs a quiet machine.
+Needs a quiet machine. (Instructions per request, repeatable on a busy one: bench/instructions.py
+with the zones as --http and the limits as --location lines.)
 Everything started here is stopped at the end.
 """
 import argparse
@@ -19,12 +17,13 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run import free_port, wait_port  # noqa: E402  (the rig's)
 
 BODY = "x" * 100
 VARIANTS = {
@@ -40,32 +39,13 @@ VARIANTS = {
 }
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait_port(port, limit=30.0):
-    deadline = time.time() + limit
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return True
-        except OSError:
-            time.sleep(0.1)
-    return False
-
-
-def start(binary, conf_text, tag, wrap=None):
+def start(binary, conf_text, tag):
     d = tempfile.mkdtemp(prefix="limits-ab-%s-" % tag)
     os.makedirs(os.path.join(d, "logs"))
     conf = os.path.join(d, "pounce.conf")
     with open(conf, "w") as f:
         f.write(conf_text)
-    cmd = (wrap or []) + [binary, "-p", d, "-c", conf]
+    cmd = [binary, "-p", d, "-c", conf]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=d), d
 
 
@@ -94,33 +74,6 @@ def backend_conf(port):
         "worker_processes 1;\nerror_log logs/error.log error;\nevents { worker_connections 1024; }\n"
         'http {\n access_log off;\n server { listen 127.0.0.1:%d; location / { return 200 "%s"; } }\n}\n'
     ) % (port, BODY)
-
-
-def ab(port, n):
-    out = subprocess.run(["ab", "-q", "-k", "-n", str(n), "-c", "4", "http://127.0.0.1:%d/" % port], capture_output=True, text=True).stdout
-    failed = int(re.search(r"Failed requests:\s+(\d+)", out).group(1))
-    non2xx = re.search(r"Non-2xx responses:\s+(\d+)", out)
-    if failed or non2xx:
-        sys.exit("ab saw failures: %s" % out)
-
-
-def callgrind_ir(binary, backend, variant, n):
-    port = free_port()
-    out_dir = tempfile.mkdtemp(prefix="limits-ab-cg-")
-    out = os.path.join(out_dir, "cg.out")
-    wrap = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out]
-    proc, d = start(binary, proxy_conf(1, port, backend, variant), "cg", wrap)
-    try:
-        if not wait_port(port, 60):
-            sys.exit("pounce under valgrind did not start")
-        ab(port, n)
-    finally:
-        stop(proc, d)
-    with open(out) as f:
-        text = f.read()
-    shutil.rmtree(out_dir, ignore_errors=True)
-    m = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
-    return int(m.group(1))
 
 
 def lock_waits(port):
@@ -155,9 +108,6 @@ def wrk_run(port, pid, duration):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--binary", default="target/release/pounce")
-    ap.add_argument("--mode", choices=["callgrind", "wrk"], default="callgrind")
-    ap.add_argument("--n1", type=int, default=2000)
-    ap.add_argument("--n2", type=int, default=12000)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--duration", type=int, default=10)
     a = ap.parse_args()
@@ -165,22 +115,13 @@ def main():
     bport = free_port()
     backend, bdir = start(a.binary, backend_conf(bport), "backend")
     try:
-        if not wait_port(bport):
-            sys.exit("the backend did not start")
-        if a.mode == "callgrind":
-            print("| configuration | instructions per request |\n|---|---|")
-            for v in VARIANTS:
-                ir1 = callgrind_ir(a.binary, bport, v, a.n1)
-                ir2 = callgrind_ir(a.binary, bport, v, a.n2)
-                print("| %s | %s |" % (v, format((ir2 - ir1) // (a.n2 - a.n1), ",")), flush=True)
-            return
+        wait_port(bport)
         procs = {}
         for v in VARIANTS:
             port = free_port()
             proc, d = start(a.binary, proxy_conf(2, port, bport, v), "wrk")
             procs[v] = (port, proc, d)
-            if not wait_port(port):
-                sys.exit("pounce (%s) did not start" % v)
+            wait_port(port)
         results = {v: [] for v in VARIANTS}
         order = list(VARIANTS)
         for rep in range(a.reps):

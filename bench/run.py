@@ -436,15 +436,25 @@ def table(title, results, throughput=False):
     return text
 
 
-def idle_connections(targets, n):
-    """Opens n keep-alive connections to each target, one request each, then measures RSS."""
-    out = ["\n### 10,000 idle keep-alive client connections\n", "| target | connections held | proxy RSS MiB before | with the connections |", "|---|---|---|---|"]
+def idle_connections(targets, n, tls=False):
+    """Opens n keep-alive connections (TLS ones with `tls`) to each target, one request each,
+    then measures the proxy's RSS while they are held."""
+    connect = lambda port: socket.create_connection(("127.0.0.1", port), timeout=5)  # noqa: E731
+    if tls:
+        import ssl
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        connect = lambda port: ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),  # noqa: E731
+                                               server_hostname="localhost")
+    title = f"{n:,} idle TLS keep-alive client connections" if tls else f"{n:,} idle keep-alive client connections"
+    out = [f"\n### {title}\n", "| target | connections held | proxy RSS MiB before | with the connections |", "|---|---|---|---|"]
     for name, port, proc in targets:
         before = rss_mib(proc.pid())
         socks, held = [], 0
         for _ in range(n):
             try:
-                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                s = connect(port)
                 s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
                 socks.append(s)
             except OSError:
@@ -477,36 +487,6 @@ def make_tls_cert():
     combined = os.path.join(d, "combined.pem")
     write(combined, open(cert).read() + open(key).read())
     return {"cert": cert, "key": key, "combined": combined}
-
-
-def idle_tls_connections(targets, n):
-    """Opens n TLS keep-alive connections to each target, one request each, then measures RSS."""
-    import ssl
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    out = [f"\n### {n:,} idle TLS keep-alive client connections\n", "| target | connections held | proxy RSS MiB before | with the connections |", "|---|---|---|---|"]
-    for name, port, proc in targets:
-        before = rss_mib(proc.pid())
-        socks, held = [], 0
-        for _ in range(n):
-            try:
-                s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname="localhost")
-                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-                if s.recv(4096):
-                    held += 1
-                socks.append(s)
-            except OSError:
-                break
-        time.sleep(1.5)
-        during = rss_mib(proc.pid())
-        for s in socks:
-            s.close()
-        out.append(f"| {name} | {held} | {before:.1f} | {during:.1f} |")
-        time.sleep(1)
-    text = "\n".join(out)
-    print(text, flush=True)
-    return text
 
 
 def main():
@@ -553,7 +533,7 @@ def main():
             report.append(table(f"TLS, a new connection per request (wrk resumes the session), 64 connections, {secs}s",
                                 measure(t, "/", 64, secs, args.reps, close=True, scheme="https")))
             if not args.quick:
-                report.append(idle_tls_connections([x for x in t if x[0] in ("pounce", "nginx", "haproxy")], 10000))
+                report.append(idle_connections([x for x in t if x[0] in ("pounce", "nginx", "haproxy")], 10000, tls=True))
             # Resumption off everywhere: every connection is a full handshake.
             full = dict(cert, no_resumption=True)
             t = [("pounce",) + start_pounce("pounce-tls-full", fast, tls=full)]
