@@ -11,7 +11,7 @@ run: build
 
 # Every test: unit tests, and integration tests that start the real binary against small
 # backends, real Tomcat 10 and (the status page) headless Chromium; scripts/test-deps.sh
-# installs tomcat10, chromium and chromium-driver when they are missing.
+# installs tomcat10, chromium, chromium-driver, haproxy and the other tools when they are missing.
 test:
 	scripts/test-deps.sh
 	$(CARGO) test -- --test-threads=4

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What `make test` needs beyond cargo, installed with apt-get when it is missing: Debian's
 # tomcat10 (the tests against real Tomcat), chromium and chromium-driver (the status page's
-# browser test), logrotate (the packaging test). Without them those tests would only say SKIPPED (and fail in CI).
+# browser test), logrotate (the packaging test), haproxy (a PROXY protocol sender in front of
+# pounce), and the openssl, curl and ss commands the TLS and connection tests run. Without them those tests would only say SKIPPED (and fail in CI).
 #   scripts/test-deps.sh            install what is missing (as root, or through sudo)
 #   scripts/test-deps.sh --check    only list what is missing; exit 1 if anything is
 set -euo pipefail
@@ -12,6 +13,10 @@ need=()
 [ -x "${CHROMEDRIVER:-/usr/bin/chromedriver}" ] || need+=(chromium-driver)
 command -v python3 >/dev/null || need+=(python3)
 { command -v logrotate >/dev/null || [ -x /usr/sbin/logrotate ]; } || need+=(logrotate)
+{ command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ]; } || need+=(haproxy)
+command -v openssl >/dev/null || need+=(openssl)
+command -v curl >/dev/null || need+=(curl)
+{ command -v ss >/dev/null || [ -x /usr/bin/ss ] || [ -x /usr/sbin/ss ]; } || need+=(iproute2)
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
