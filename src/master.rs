@@ -197,12 +197,8 @@ pub fn run(cfg: Config) -> i32 {
         match wait_signal(Duration::from_millis(500)) {
             Some(libc::SIGHUP) => {
                 log::info!("reloading configuration ({})", m.rt.cfg.path.display());
-                match m.reload() {
-                    Ok(()) => reloads().record(Ok(())),
-                    Err(e) => {
-                        log::error!("reload failed, keeping the running configuration: {}", e);
-                        reloads().record(Err(&e));
-                    }
+                if let Err(e) = m.reload() {
+                    log::error!("reload failed, keeping the running configuration: {}", e);
                 }
             }
             Some(libc::SIGUSR1) => m.reopen_logs(),
@@ -238,7 +234,17 @@ pub fn run(cfg: Config) -> i32 {
 impl Master {
     /// SIGHUP: a new generation of workers on the configuration read again; the old one
     /// drains. Err: why the running configuration stays.
+    /// Loads the configuration again and switches to it; the attempt is recorded for the
+    /// status page (its success before the new workers serve, so their page shows it).
     fn reload(&mut self) -> Result<(), String> {
+        let r = self.switch_config();
+        if let Err(e) = &r {
+            reloads().record(Err(e));
+        }
+        r
+    }
+
+    fn switch_config(&mut self) -> Result<(), String> {
         let new_cfg = config::load(&self.rt.cfg.path, &self.rt.cfg.prefix).map_err(|e| e.to_string())?;
         let per_worker = prepare_sockets(&new_cfg, &mut self.sockets).map_err(|e| e.to_string())?;
         // A new error_log is opened before anything changes, and used once the reload stands.
@@ -258,10 +264,12 @@ impl Master {
         new_rt.inherit_worker_totals(&self.rt);
         // The counters move before the new workers serve, so their page never shows zeros.
         new_rt.absorb_counters(&self.rt);
+        reloads().record(Ok(()));
         let new_workers = match spawn_workers(&new_rt, per_worker) {
             Ok(w) => w,
             Err(e) => {
                 self.rt.absorb_counters(&new_rt);
+                reloads().undo_success();
                 return Err(e.to_string());
             }
         };

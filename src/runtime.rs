@@ -153,6 +153,12 @@ impl Reloads {
         self.last_at.store(now, Relaxed);
     }
 
+    /// The attempt recorded as a success did not stand after all: it is recorded again as
+    /// the failure it was (by `record(Err)`), counted once.
+    pub(crate) fn undo_success(&self) {
+        self.attempts.fetch_sub(1, Relaxed);
+    }
+
     /// Attempts and failures so far.
     pub(crate) fn counts(&self) -> (u64, u64) {
         (self.attempts.load(Relaxed), self.failures.load(Relaxed))
