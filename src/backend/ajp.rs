@@ -10,10 +10,14 @@ use super::{BackendError, ForwardRequest, Handshake, KeepAliveHint, Protocol, Re
 use crate::buffer::{Buf, PutText, StackText};
 use crate::config::BackendConf;
 use crate::http::request::{header, host_name, BodyKind};
+use crate::http::status::bodiless;
 use crate::http::writer::{hop_by_hop, ReqFacts, ResponseWriter};
 use std::time::Duration;
 
 enum RState {
+    /// The connection's previous response ended with its body; its END_RESPONSE comes
+    /// first (`after_unread_tail`).
+    PriorEnd,
     Packet,
     /// Inside a SEND_BODY_CHUNK: data bytes left, then bytes to skip (the trailing NUL).
     Chunk {
@@ -26,7 +30,7 @@ enum RState {
 pub struct AjpAdapter {
     packet_size: usize,
     /// One body packet may be sent now, of at most this many bytes.
-    credit: Option<usize>,
+    credit: Option<u32>,
     /// Tomcat asked for body (GET_BODY_CHUNK) and has not been answered yet.
     asked: bool,
     /// The unsolicited first body packet of a Content-Length request is still owed.
@@ -38,15 +42,28 @@ pub struct AjpAdapter {
     closing: bool,
     /// Tomcat sent a flush packet (the application flushed): no output is held back any more.
     flushed: bool,
+    /// Body bytes the response still declares, once its head came (0 for HEAD and bodiless
+    /// statuses); None: unknown (no Content-Length) or too large to count.
+    body_due: Option<u32>,
     /// `ajp_ping on`: a CPING must be answered by a CPONG within this time before each request.
     ping: Option<Duration>,
+    /// The response ended with the last byte of its declared body; END_RESPONSE is still
+    /// to come (`unread_tail`).
+    ended_early: bool,
+    /// A CPING is out and its CPONG not yet in.
+    handshaking: bool,
+    /// The previous response's END_RESPONSE was read first (a pooled connection).
+    after_tail: bool,
 }
+
+/// END_RESPONSE with reuse: what a response that ended with its body still owes.
+const END_REUSE: [u8; 6] = [0x41, 0x42, 0x00, 0x02, END_RESPONSE, 1];
 
 impl AjpAdapter {
     pub fn new(body: BodyKind, packet_size: usize) -> AjpAdapter {
         let max = packet_size - 6;
         let (credit, first_pending) = match body {
-            BodyKind::Length(n) if n > 0 => (Some((n as usize).min(max)), true),
+            BodyKind::Length(n) if n > 0 => (Some((n as usize).min(max) as u32), true),
             _ => (None, false),
         };
         AjpAdapter {
@@ -59,7 +76,11 @@ impl AjpAdapter {
             started: false,
             closing: false,
             flushed: false,
+            body_due: None,
             ping: None,
+            ended_early: false,
+            handshaking: false,
+            after_tail: false,
         }
     }
 
@@ -67,6 +88,40 @@ impl AjpAdapter {
     pub fn with_ping(mut self, timeout: Option<Duration>) -> AjpAdapter {
         self.ping = timeout;
         self
+    }
+
+    /// Skips the END_RESPONSE the previous response left unread. One saying the connection
+    /// will not be reused is dropped too: Tomcat closes it next, and the request is resent
+    /// as on any pooled connection the backend closed. False: more bytes are needed.
+    fn skip_prior_end(&mut self, input: &mut Buf) -> Result<bool, BackendError> {
+        let d = input.data();
+        if d.len() < END_REUSE.len() {
+            return Ok(false);
+        }
+        if d[..5] != END_REUSE[..5] || d[5] > 1 {
+            return Err(BackendError::Protocol("stray bytes before the AJP response"));
+        }
+        self.closing = d[5] == 0;
+        self.after_tail = true;
+        input.consume(END_REUSE.len());
+        self.state = RState::Packet;
+        Ok(true)
+    }
+
+    /// The declared body is all here and nothing else is: the response can end now, its
+    /// END_RESPONSE read with the next response (Tomcat writes it as a separate segment a
+    /// moment later; waking for it alone would cost a read and a sleep per request).
+    fn may_end_with_body(&self, input: &Buf) -> bool {
+        self.body_due == Some(0) && input.is_empty() && self.request_complete()
+    }
+
+    fn end_early(&mut self, out: &mut Buf, w: &mut ResponseWriter) -> Step {
+        if !w.finish(out) {
+            return Step::Blocked;
+        }
+        self.state = RState::Done;
+        self.ended_early = true;
+        Step::Done { reusable: true }
     }
 
     fn error(&self, e: AjpError) -> BackendError {
@@ -193,17 +248,26 @@ impl AjpAdapter {
 impl Protocol for AjpAdapter {
     fn begin_handshake(&mut self, out: &mut Buf) -> Option<Duration> {
         let timeout = self.ping?;
-        out.put_all(&CPING_PACKET).then_some(timeout)
+        self.handshaking = out.put_all(&CPING_PACKET);
+        self.handshaking.then_some(timeout)
     }
 
     /// The CPONG is exactly `41 42 00 01 09`; anything else fails the connection.
     fn handshake_input(&mut self, input: &mut Buf, eof: bool) -> Result<Handshake, BackendError> {
+        if matches!(self.state, RState::PriorEnd) && !self.skip_prior_end(input)? {
+            return if eof { Err(BackendError::Handshake("connection closed instead of CPONG")) } else { Ok(Handshake::Pending) };
+        }
+        if eof && input.is_empty() && self.after_tail {
+            // Closed while pooled, behind the tail: stale, resent on a new connection.
+            return Err(BackendError::PrematureClose);
+        }
         if input.len() >= 5 {
             let d = input.data();
             if d[..2] != MAGIC_FROM_TOMCAT || d[2..5] != [0, 1, CPONG] {
                 return Err(BackendError::Handshake("invalid CPONG"));
             }
             input.consume(5);
+            self.handshaking = false;
             return Ok(Handshake::Done);
         }
         if eof {
@@ -217,11 +281,11 @@ impl Protocol for AjpAdapter {
     }
 
     fn body_credit(&self) -> usize {
-        self.credit.unwrap_or(0)
+        self.credit.map_or(0, |c| c as usize)
     }
 
     fn encode_body(&mut self, data: &[u8], out: &mut Buf) -> usize {
-        let Some(max) = self.credit else { return 0 };
+        let Some(max) = self.credit.map(|c| c as usize) else { return 0 };
         let n = data.len().min(max).min(out.room().saturating_sub(6));
         if n == 0 || !put_body_packet(out, &data[..n]) {
             return 0;
@@ -248,18 +312,23 @@ impl Protocol for AjpAdapter {
     }
 
     fn decode(&mut self, input: &mut Buf, out: &mut Buf, w: &mut ResponseWriter, facts: &ReqFacts, retry: RetryMask) -> Result<Step, BackendError> {
+        if matches!(self.state, RState::PriorEnd) && !self.skip_prior_end(input)? {
+            return Ok(Step::Blocked);
+        }
         if !input.is_empty() {
             self.started = true;
         }
         loop {
             match self.state {
                 RState::Done => return Ok(Step::Blocked),
+                RState::PriorEnd => return Err(BackendError::Protocol("AJP END_RESPONSE expected")),
                 RState::Chunk { left, skip } => {
                     if left > 0 {
                         let taken = w.pass(out, input, left);
                         if taken == 0 {
                             return Ok(Step::Blocked);
                         }
+                        self.body_due = self.body_due.map(|due| due.saturating_sub(taken as u32));
                         self.state = RState::Chunk { left: left - taken, skip };
                     } else if skip > 0 {
                         let n = input.len().min(skip);
@@ -273,6 +342,9 @@ impl Protocol for AjpAdapter {
                     }
                 }
                 RState::Packet => {
+                    if self.may_end_with_body(input) {
+                        return Ok(self.end_early(out, w));
+                    }
                     let d = input.data();
                     let Some((len, ty)) = packet_head(d, self.packet_size).map_err(|e| self.error(e))? else { return Ok(Step::Blocked) };
                     let whole = 4 + len;
@@ -324,6 +396,7 @@ impl Protocol for AjpAdapter {
                                 return Ok(Step::Blocked);
                             }
                             self.headers_sent = true;
+                            self.body_due = if facts.head || bodiless(sh.status) { Some(0) } else { sh.content_length.and_then(|n| u32::try_from(n).ok()) };
                             input.consume(whole);
                         }
                         END_RESPONSE => {
@@ -359,7 +432,7 @@ impl Protocol for AjpAdapter {
                             let asked = u16::from_be_bytes([d[5], d[6]]) as usize;
                             input.consume(whole);
                             self.asked = true;
-                            self.credit = Some(asked.min(self.packet_size - 6));
+                            self.credit = Some(asked.min(self.packet_size - 6) as u32);
                             // Returning lets the session send the packet before reading on.
                             return Ok(Step::Blocked);
                         }
@@ -391,6 +464,25 @@ impl Protocol for AjpAdapter {
     /// for the body, so the client gets one write instead of two.
     fn hold_output(&self) -> bool {
         self.headers_sent && !self.flushed && !matches!(self.state, RState::Done)
+    }
+
+    fn unread_tail(&self) -> Option<&'static [u8]> {
+        self.ended_early.then_some(&END_REUSE[..])
+    }
+
+    fn after_unread_tail(&mut self) {
+        self.state = RState::PriorEnd;
+    }
+
+    /// A CPONG, the lone END_RESPONSE of a response of unknown length, or the last bytes
+    /// of a body chunk are shorter than an unread tail.
+    fn next_may_be_tiny(&self) -> bool {
+        match self.state {
+            RState::PriorEnd | RState::Done => false,
+            RState::Chunk { left, skip } => left + skip <= END_REUSE.len(),
+            RState::Packet if !self.headers_sent => self.handshaking,
+            RState::Packet => self.body_due.is_none_or(|due| due == 0),
+        }
     }
 }
 
@@ -530,5 +622,75 @@ mod tests {
             assert!(a.decode(&mut input, &mut out, &mut w, &ReqFacts::plain_get(), RetryMask(0)).is_err(), "{:02x?}", c);
             assert!(out.is_empty());
         }
+    }
+
+    /// SEND_HEADERS 200 with `Content-Length: 12`, then "hello world\n" in one chunk.
+    fn small_response(input: &mut Buf) {
+        input.put(&[0x41, 0x42, 0x00, 0x12, 0x04, 0x00, 0xc8, 0x00, 0x03, b'2', b'0', b'0', 0x00, 0x00, 0x01]);
+        input.put(&[0xa0, 0x03, 0x00, 0x02, b'1', b'2', 0x00]);
+        input.put(&[0x41, 0x42, 0x00, 0x10, 0x03, 0x00, 0x0C]);
+        input.put(b"hello world\n\0");
+    }
+
+    #[test]
+    fn a_response_complete_by_its_length_ends_before_end_response() {
+        let mut a = AjpAdapter::new(BodyKind::None, 8192);
+        let (mut input, mut out, mut w) = (Buf::standalone(4096), Buf::standalone(4096), ResponseWriter::new());
+        small_response(&mut input);
+        let step = a.decode(&mut input, &mut out, &mut w, &ReqFacts::plain_get(), RetryMask(0));
+        assert_eq!(step, Ok(Step::Done { reusable: true }));
+        assert!(String::from_utf8_lossy(out.data()).ends_with("\r\n\r\nhello world\n"));
+        assert_eq!(a.unread_tail(), Some(&END_REUSE[..]), "END_RESPONSE still owed");
+        // With END_RESPONSE already in, it is read as always: nothing owed.
+        let mut b = AjpAdapter::new(BodyKind::None, 8192);
+        let (mut out, mut w) = (Buf::standalone(4096), ResponseWriter::new());
+        small_response(&mut input);
+        input.put(&END_REUSE);
+        assert_eq!(b.decode(&mut input, &mut out, &mut w, &ReqFacts::plain_get(), RetryMask(0)), Ok(Step::Done { reusable: true }));
+        assert_eq!(b.unread_tail(), None);
+        assert!(input.is_empty());
+    }
+
+    #[test]
+    fn the_next_response_skips_the_tail_and_says_what_may_come_alone() {
+        let mut a = AjpAdapter::new(BodyKind::None, 8192);
+        a.after_unread_tail();
+        let (mut input, mut out, mut w) = (Buf::standalone(4096), Buf::standalone(4096), ResponseWriter::new());
+        input.put(&END_REUSE[..3]);
+        assert_eq!(a.decode(&mut input, &mut out, &mut w, &ReqFacts::plain_get(), RetryMask(0)), Ok(Step::Blocked));
+        assert!(!a.response_started(), "a tail is not a response");
+        input.put(&END_REUSE[3..]);
+        assert_eq!(a.decode(&mut input, &mut out, &mut w, &ReqFacts::plain_get(), RetryMask(0)), Ok(Step::Blocked));
+        assert!(!a.response_started() && !a.next_may_be_tiny(), "SEND_HEADERS or GET_BODY_CHUNK next: 7 bytes or more");
+        // A head without Content-Length: its END_RESPONSE may come alone.
+        input.put(&[0x41, 0x42, 0x00, 0x08, 0x04, 0x00, 0xc8, 0x00, 0x00, 0x00, 0x00, 0x00]);
+        assert_eq!(a.decode(&mut input, &mut out, &mut w, &ReqFacts::plain_get(), RetryMask(0)), Ok(Step::Blocked));
+        assert!(a.response_started() && a.next_may_be_tiny());
+        // Anything but END_RESPONSE where the tail should be is a broken backend.
+        let mut c = AjpAdapter::new(BodyKind::None, 8192);
+        c.after_unread_tail();
+        input.clear();
+        input.put(&[0x41, 0x42, 0x00, 0x03, 0x03, 0x00, 0x00]);
+        assert!(matches!(c.decode(&mut input, &mut out, &mut w, &ReqFacts::plain_get(), RetryMask(0)), Err(BackendError::Protocol(_))));
+    }
+
+    #[test]
+    fn a_cpong_behind_the_tail() {
+        let mut a = AjpAdapter::new(BodyKind::None, 8192).with_ping(Some(Duration::from_millis(300)));
+        a.after_unread_tail();
+        let mut out = Buf::standalone(64);
+        assert!(a.begin_handshake(&mut out).is_some());
+        let mut input = Buf::standalone(64);
+        input.put(&END_REUSE);
+        assert_eq!(a.handshake_input(&mut input, false), Ok(Handshake::Pending));
+        assert!(a.next_may_be_tiny(), "a CPONG is 5 bytes");
+        input.put(&[0x41, 0x42, 0x00, 0x01, CPONG]);
+        assert_eq!(a.handshake_input(&mut input, false), Ok(Handshake::Done));
+        // A tail that said "closing", then the close: a stale connection, not a CPING failure.
+        let mut b = AjpAdapter::new(BodyKind::None, 8192).with_ping(Some(Duration::from_millis(300)));
+        b.after_unread_tail();
+        assert!(b.begin_handshake(&mut out).is_some());
+        input.put(&[0x41, 0x42, 0x00, 0x02, END_RESPONSE, 0]);
+        assert_eq!(b.handshake_input(&mut input, true), Err(BackendError::PrematureClose));
     }
 }

@@ -432,6 +432,16 @@ impl Protocol for HttpAdapter {
     fn hold_output(&self) -> bool {
         false
     }
+
+    fn unread_tail(&self) -> Option<&'static [u8]> {
+        None
+    }
+
+    fn after_unread_tail(&mut self) {}
+
+    fn next_may_be_tiny(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

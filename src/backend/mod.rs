@@ -172,6 +172,15 @@ pub trait Protocol {
     /// flushed: a small piece decoded for the client may wait for the rest (AJP, whose
     /// Tomcat flushes the headers on their own and marks an application's flush explicitly).
     fn hold_output(&self) -> bool;
+    /// The response ended before the last bytes the backend owes for it, known exactly (AJP:
+    /// a body complete by its Content-Length, END_RESPONSE still to come). The connection
+    /// can be pooled; the next response on it skips them (`after_unread_tail`).
+    fn unread_tail(&self) -> Option<&'static [u8]>;
+    /// This connection's previous response left its `unread_tail`: it comes first.
+    fn after_unread_tail(&mut self);
+    /// What the backend sends next may be shorter than a tail plus one byte, so a socket
+    /// that sleeps through a lone tail (`UpConn`'s raised low-water mark) must not wait on it.
+    fn next_may_be_tiny(&self) -> bool;
 }
 
 /// Statuses the session wants to see before they are written (`proxy_next_upstream http_5xx`).
@@ -265,5 +274,14 @@ impl Protocol for Adapter {
     }
     fn hold_output(&self) -> bool {
         dispatch!(self, a => a.hold_output())
+    }
+    fn unread_tail(&self) -> Option<&'static [u8]> {
+        dispatch!(self, a => a.unread_tail())
+    }
+    fn after_unread_tail(&mut self) {
+        dispatch!(self, a => a.after_unread_tail())
+    }
+    fn next_may_be_tiny(&self) -> bool {
+        dispatch!(self, a => a.next_may_be_tiny())
     }
 }

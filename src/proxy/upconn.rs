@@ -15,6 +15,7 @@ use crate::upstream::{now_ms, Balancer};
 use mio::event::Event;
 use mio::net::TcpStream;
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
@@ -84,7 +85,7 @@ impl UpConn {
         let mut reused = None;
         if let Some(must_be_clean) = reuse {
             let idle_limit = ups.peers[peer].idle_limit(ups.conf.keepalive_timeout);
-            while let Some(idle) = ctx.keepalive.take(upstream, peer) {
+            while let Some(mut idle) = ctx.keepalive.take(upstream, peer) {
                 if ctx.now.duration_since(idle.since) < idle_limit && (!must_be_clean || idle.is_clean()) {
                     reused = Some(idle);
                     break;
@@ -93,13 +94,13 @@ impl UpConn {
                 ctx.close_backend(&mut s, idle.token);
             }
         }
-        let (stream, connected, requests, token) = match reused {
+        let (stream, connected, requests, token, tail, lowat_raised) = match reused {
             Some(idle) => {
                 // Same registration, new owner: no epoll_ctl.
                 if let Some(o) = ctx.backends.get_mut(idle.token) {
                     *o = Owner::Session(key);
                 }
-                (idle.stream, true, idle.requests, idle.token)
+                (idle.stream, true, idle.requests, idle.token, idle.tail.is_some(), idle.sleeps_through_tail)
             }
             None => {
                 let mut s = TcpStream::connect(ups.conf.servers[peer].addr).inspect_err(|e| {
@@ -107,16 +108,16 @@ impl UpConn {
                 })?;
                 let _ = s.set_nodelay(true);
                 let id = ctx.register_backend(&mut s, key)?;
-                (s, false, 0, id)
+                (s, false, 0, id, false, false)
             }
         };
         ups.peers[peer].in_flight.fetch_add(1, Relaxed);
         ups.peers[peer].requests.fetch_add(1, Relaxed);
         ctx.keepalive.opened(upstream, peer);
-        let up = UpConn {
-            // Nothing can be pending on a pooled connection (its readiness would have closed
-            // it while idle): no read until the backend's first edge.
-            sock: Sock { stream, readable: false, writable: connected, rdhup: false, eof: false },
+        let mut up = UpConn {
+            // Nothing but its tail can be pending on a pooled connection (other bytes would
+            // have closed it while idle): no read until the backend's first edge.
+            sock: Sock { stream, readable: false, writable: connected, rdhup: false, eof: false, lowat_raised },
             token,
             upstream,
             peer,
@@ -130,6 +131,9 @@ impl UpConn {
             watched: ups.conf.frozen_timeout.is_some(),
             reach: if connected { Reach::Connected } else { Reach::Connecting },
         };
+        if tail {
+            up.adapter.after_unread_tail();
+        }
         Ok((up, connected))
     }
 
@@ -234,6 +238,18 @@ impl UpConn {
         Ok((self.bin.len(), self.sock.eof) != before)
     }
 
+    /// Before sleeping on this connection: a socket that sleeps through a lone tail (see
+    /// `release`) must wake for any byte again when what comes next may be that short.
+    pub(crate) fn keep_waking(&mut self) {
+        if self.sock.lowat_raised && (!self.bin.is_empty() || self.adapter.next_may_be_tiny()) {
+            // Cannot fail on a connected TCP socket; if it did, proxy_read_timeout still ends the wait.
+            if let Err(e) = set_rcvlowat(&self.sock.stream, 1) {
+                log::error!("setsockopt(SO_RCVLOWAT) failed ({})", e);
+            }
+            self.sock.lowat_raised = false;
+        }
+    }
+
     /// Moves bytes from `from` towards the backend through `bout` (the tunnel).
     pub(crate) fn send_through(&mut self, from: &mut Buf, now: Instant) -> io::Result<bool> {
         let n = self.bout.put(from.data());
@@ -269,18 +285,26 @@ impl UpConn {
         if let Release::Done { .. } = how {
             state.learn_from_response(requests, self.adapter.keepalive_hint());
         }
+        let tail = self.adapter.unread_tail();
         let poolable = how == Release::Done { reusable: true }
             && self.adapter.request_complete()
             && self.bout.is_empty()
             && ups.conf.keepalive.enabled()
             && requests < state.request_limit(ups.conf.keepalive_requests)
             && !ctx.draining;
-        if !poolable {
+        // A tail still to come (AJP's END_RESPONSE, written just after the body) must not
+        // wake the worker on its own: the socket's low-water mark is raised above its length
+        // once per connection, and the next response on it reads the tail first.
+        let sleeps_through_tail = match tail {
+            Some(t) if poolable && !self.sock.lowat_raised => set_rcvlowat(&self.sock.stream, t.len() + 1).is_ok(),
+            _ => self.sock.lowat_raised,
+        };
+        if !poolable || (tail.is_some() && !sleeps_through_tail) {
             ctx.close_backend(&mut self.sock.stream, self.token);
             return;
         }
         let token = self.token;
-        let idle = IdleConn { stream: self.sock.stream, upstream: self.upstream, peer: self.peer, since: ctx.now, requests, token };
+        let idle = IdleConn { stream: self.sock.stream, upstream: self.upstream, peer: self.peer, since: ctx.now, requests, token, tail, sleeps_through_tail };
         match ctx.keepalive.offer(idle, ups.conf.keepalive.cap()) {
             Ok((key, evicted)) => {
                 if let Some(mut old) = evicted {
@@ -304,6 +328,8 @@ struct Sock {
     /// EPOLLRDHUP seen: keep reading until read() returns 0.
     rdhup: bool,
     eof: bool,
+    /// SO_RCVLOWAT is above one byte: a lone unread tail does not wake the worker.
+    lowat_raised: bool,
 }
 
 impl Sock {
@@ -344,4 +370,24 @@ impl Sock {
         }
         Ok(())
     }
+}
+
+/// SO_RCVLOWAT: epoll reports the socket readable once `bytes` are queued (or on FIN/error);
+/// lowering it wakes a waiter at once when enough is already there (Linux ≥ 4.19).
+fn set_rcvlowat(stream: &TcpStream, bytes: usize) -> io::Result<()> {
+    let v = bytes as libc::c_int;
+    // SAFETY: a socket this connection owns; the value is a c_int of its size.
+    let r = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            &v as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

@@ -22,6 +22,7 @@
 use crate::runtime::Runtime;
 use mio::net::TcpStream;
 use slab::Slab;
+use std::io::Read;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,20 +39,38 @@ pub(crate) struct IdleConn {
     pub(crate) requests: u32,
     /// Its id (and epoll token) in the worker's backend table.
     pub(crate) token: usize,
+    /// Bytes its last response still owes, exactly (`Protocol::unread_tail`): the next
+    /// response on it reads them first.
+    pub(crate) tail: Option<&'static [u8]>,
+    /// Its low-water mark is raised so that the tail alone does not wake the worker.
+    pub(crate) sleeps_through_tail: bool,
 }
 
 impl IdleConn {
     /// Still open with nothing pending? (A peek: EOF or stray bytes both mean no.)
-    pub(crate) fn is_clean(&self) -> bool {
+    pub(crate) fn is_clean(&mut self) -> bool {
         self.peek() == Peek::Clean
     }
 
-    pub(crate) fn peek(&self) -> Peek {
-        let mut b = [0u8; 1];
-        match self.stream.peek(&mut b) {
+    /// What it holds. A tail it owes that has come whole is read here, so that a close
+    /// behind it is seen; the start of a tail is left for the next response.
+    pub(crate) fn peek(&mut self) -> Peek {
+        let mut b = [0u8; 16];
+        let want = self.tail.map_or(1, |t| (t.len() + 1).min(b.len()));
+        match self.stream.peek(&mut b[..want]) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Peek::Clean,
             Ok(0) => Peek::Closed,
-            Ok(_) => Peek::Data,
+            Ok(n) => match self.tail {
+                Some(t) if n == t.len() && b[..n] == *t => match self.stream.read(&mut b[..n]) {
+                    Ok(read) if read == n => {
+                        self.tail = None;
+                        self.peek()
+                    }
+                    _ => Peek::Closed,
+                },
+                Some(t) if t.starts_with(&b[..n]) => Peek::Clean,
+                _ => Peek::Data,
+            },
             Err(_) => Peek::Closed,
         }
     }
@@ -250,8 +269,8 @@ impl KeepalivePool {
         (key != NIL).then(|| self.take_key(key))
     }
 
-    pub(crate) fn get(&self, key: usize) -> Option<&IdleConn> {
-        self.conns.get(key).map(|e| &e.conn)
+    pub(crate) fn get_mut(&mut self, key: usize) -> Option<&mut IdleConn> {
+        self.conns.get_mut(key).map(|e| &mut e.conn)
     }
 
     /// Removes a connection by key (it became readable: closed by the backend, or stray data).
@@ -349,7 +368,7 @@ mod tests {
         fn conn(&mut self, peer: usize) -> IdleConn {
             let s = std::net::TcpStream::connect(self.listener.local_addr().expect("addr")).expect("connect");
             self.accepted.push(self.listener.accept().expect("accept").0);
-            IdleConn { stream: TcpStream::from_std(s), upstream: 0, peer, since: self.now, requests: 1, token: 0 }
+            IdleConn { stream: TcpStream::from_std(s), upstream: 0, peer, since: self.now, requests: 1, token: 0, tail: None, sleeps_through_tail: false }
         }
 
         /// `n` requests at once to `peer`, then all released; returns how many were kept.
@@ -440,7 +459,7 @@ mod tests {
         // The server closes one: the peek says so, and it can be removed by key.
         let key = r.pool.ups[0].peers[1].idle.first;
         r.accepted.clear();
-        assert!(eventually(|| r.pool.get(key).map(IdleConn::peek) == Some(Peek::Closed)));
+        assert!(eventually(|| r.pool.get_mut(key).map(IdleConn::peek) == Some(Peek::Closed)));
         let c = r.pool.remove(key).expect("there");
         assert_eq!(c.peer, 1);
         assert!(r.pool.remove(key).is_none());

@@ -318,7 +318,7 @@ impl Worker {
     /// may teach), or stray bytes? Either way it goes. (An edge queued while it was still
     /// busy is no reason to drop it.)
     fn idle_backend_stirred(&mut self, key: usize) {
-        let peek = match self.ctx.keepalive.get(key) {
+        let peek = match self.ctx.keepalive.get_mut(key) {
             Some(c) => c.peek(),
             None => return,
         };

@@ -52,7 +52,9 @@ pub enum AjpReply {
     /// Raw bytes from "Tomcat", then close.
     Raw(Vec<u8>),
     /// Raw pieces written one by one with `gap` between them, as Tomcat writes a response in
-    /// several flushes; the connection stays open.
+    /// several flushes; the connection stays open unless the last piece ends with an
+    /// END_RESPONSE without reuse (then it is closed, as Tomcat does) or is empty (closed
+    /// then, as Tomcat closes an idle connection).
     Pieces {
         pieces: Vec<Vec<u8>>,
         gap: Duration,
@@ -382,6 +384,10 @@ fn serve(mut s: TcpStream, conn: usize, b: &Behaviour, reqs: &AtomicUsize, cping
                     if s.write_all(p).is_err() {
                         return;
                     }
+                }
+                if pieces.last().is_some_and(|p| p.is_empty() || p.ends_with(&end_response(false))) {
+                    let _ = s.shutdown(Shutdown::Both);
+                    return;
                 }
             }
             AjpReply::Send { status, headers, body, reuse } => {

@@ -196,7 +196,10 @@ impl Exchange {
         };
         let eof = up.eof();
         match up.adapter.handshake_input(&mut up.bin, eof) {
-            Ok(Handshake::Pending) => Ok(progress),
+            Ok(Handshake::Pending) => {
+                up.keep_waking();
+                Ok(progress)
+            }
             Ok(Handshake::Done) => {
                 if let Some(up) = self.take_upconn(Phase::Done) {
                     self.phase = Phase::SendingHead { up, sent: 0 };
@@ -284,6 +287,9 @@ impl Exchange {
             // The backend's input ran dry: what zlib holds goes to the client now, as an
             // uncompressed response's bytes would (a partial flush waits for room).
             self.writer.flush(cout);
+        }
+        if step == Ok(Step::Blocked) {
+            up.keep_waking();
         }
         let progress = before != (up.bin.len(), cout.len()) || self.writer.started != was_started;
         if self.writer.started && !was_started {
