@@ -16,9 +16,11 @@ test:
 	scripts/test-deps.sh
 	$(CARGO) test -- --test-threads=4
 
+# The fuzz targets are a separate package built against the crate: checked here too.
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	cd fuzz && RUSTFLAGS="--cfg fuzzing" $(CARGO) check --quiet
 
 clean:
 	$(CARGO) clean
