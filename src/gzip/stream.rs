@@ -3,14 +3,28 @@
 //! nothing is copied through an intermediate buffer and nothing waits in pounce but what
 //! zlib itself holds. Back-pressure is the buffer's: when it is full, input is not taken.
 //!
-//! The only allocations are this box and zlib-rs's state, made when a response is actually
-//! compressed and freed when it ends. Measured with a counting allocator: 371 KiB for a body
-//! of unknown or large length (`wbits` 15), 259 KiB at `wbits` 12, 245 KiB for a small body
-//! (`wbits` sized down from Content-Length as nginx does, to 9 at least); the level does not
-//! change it.
+//! The allocations are this box and zlib-rs's state, made when a response is actually
+//! compressed. Measured with a counting allocator: 371 KiB for a body of unknown or large
+//! length (`wbits` 15), 259 KiB at `wbits` 12, 245 KiB for a small body (`wbits` sized down
+//! from Content-Length as nginx does, to 9 at least); the level does not change it. zlib
+//! zeroes a new state, which costs more than compressing a small body, so each worker keeps a
+//! few ended states (`SPARE`) and resets one of the same level and window for the next
+//! compressed response instead.
 
 use crate::buffer::Buf;
 use flate2::{Compress, Compression, FlushCompress, Status};
+use std::cell::RefCell;
+
+/// Deflate states this worker thread keeps for its next compressed responses: (level,
+/// `wbits`, state).
+type Spare = Vec<(u32, u8, Compress)>;
+
+thread_local! {
+    static SPARE: RefCell<Spare> = const { RefCell::new(Vec::new()) };
+}
+
+/// At most this many states wait per worker (about 1.5 MiB at the largest window).
+const SPARE_MAX: usize = 4;
 
 /// Room kept for a chunk's size line (8 hex digits and CRLF) and its closing CRLF.
 const LINE: usize = 10;
@@ -21,7 +35,10 @@ const MIN_ROOM: usize = 64;
 const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 pub struct GzipStream {
-    z: Compress,
+    /// Always Some until dropped, when the state goes back to `SPARE`.
+    z: Option<Compress>,
+    level: u32,
+    wbits: u8,
     /// Input went in since the last flush.
     dirty: bool,
     /// Chunk framing (HTTP/1.1) or the bytes as they are (close-delimited, HTTP/1.0).
@@ -37,8 +54,26 @@ pub struct GzipStream {
 impl GzipStream {
     /// A stream at `level` (1..9), its window sized for `length` when it is known.
     pub fn new(level: u32, length: Option<u64>, chunked: bool) -> Box<GzipStream> {
+        let wbits = window_bits(length);
+        let spare = SPARE
+            .try_with(|spare| {
+                let mut spare = spare.borrow_mut();
+                let at = spare.iter().position(|(l, w, _)| *l == level && *w == wbits)?;
+                Some(spare.swap_remove(at).2)
+            })
+            .ok()
+            .flatten();
+        let z = match spare {
+            Some(mut z) => {
+                z.reset();
+                z
+            }
+            None => Compress::new_gzip(Compression::new(level), wbits),
+        };
         Box::new(GzipStream {
-            z: Compress::new_gzip(Compression::new(level), window_bits(length)),
+            z: Some(z),
+            level,
+            wbits,
             dirty: false,
             chunked,
             finishing: false,
@@ -116,10 +151,11 @@ impl GzipStream {
         let spare = out.spare();
         let first = if self.chunked { LINE } else { 0 };
         let area_end = spare.len() - overhead + first;
-        let (in0, out0) = (self.z.total_in(), self.z.total_out());
-        let status = self.z.compress(input, &mut spare[first..area_end], flush);
-        let taken = (self.z.total_in() - in0) as usize;
-        let produced = (self.z.total_out() - out0) as usize;
+        let Some(z) = self.z.as_mut() else { return (0, 0, None) };
+        let (in0, out0) = (z.total_in(), z.total_out());
+        let status = z.compress(input, &mut spare[first..area_end], flush);
+        let taken = (z.total_in() - in0) as usize;
+        let produced = (z.total_out() - out0) as usize;
         let room_left = produced < area_end - first;
         self.stream_end = status.is_ok_and(|s| s == Status::StreamEnd);
         if produced > 0 && self.chunked {
@@ -133,6 +169,21 @@ impl GzipStream {
             out.commit(produced);
         }
         (taken, produced, Some(room_left))
+    }
+}
+
+impl Drop for GzipStream {
+    /// The state waits for the next compressed response on this worker (reset then), if
+    /// fewer than `SPARE_MAX` wait.
+    fn drop(&mut self) {
+        let Some(z) = self.z.take() else { return };
+        let _ = SPARE.try_with(|spare| {
+            if let Ok(mut spare) = spare.try_borrow_mut() {
+                if spare.len() < SPARE_MAX {
+                    spare.push((self.level, self.wbits, z));
+                }
+            }
+        });
     }
 }
 
@@ -253,5 +304,43 @@ mod tests {
         assert_eq!(window_bits(Some(1 << 20)), 15);
         assert_eq!(window_bits(Some(100)), 9);
         assert_eq!(window_bits(Some(3000)), 12);
+    }
+
+    fn spare() -> usize {
+        SPARE.with(|s| s.borrow().len())
+    }
+
+    /// Compresses `data` whole into a fresh buffer (close-delimited framing).
+    fn compress(gz: &mut GzipStream, data: &[u8]) -> Vec<u8> {
+        let mut out = Buf::standalone(1 << 16);
+        assert_eq!(gz.write(&mut out, data).0, data.len());
+        assert!(gz.finish(&mut out).0);
+        out.data().to_vec()
+    }
+
+    #[test]
+    fn an_ended_state_is_reset_and_used_again() {
+        // Each test runs on its own thread: its own SPARE.
+        let mut first = GzipStream::new(6, Some(200), false);
+        assert_eq!(gunzip(&compress(&mut first, &sample(200))), sample(200));
+        drop(first);
+        assert_eq!(spare(), 1, "kept for the next response");
+        // Abandoned half-way (a client that left): reset all the same.
+        let mut second = GzipStream::new(6, Some(150), false);
+        assert_eq!(spare(), 0, "same level and window: taken");
+        let mut out = Buf::standalone(1 << 16);
+        let _ = second.write(&mut out, &sample(5000));
+        drop(second);
+        let mut third = GzipStream::new(6, Some(180), false);
+        let body = b"a different body, compressed by a reset state".repeat(4);
+        assert_eq!(gunzip(&compress(&mut third, &body)), body);
+        // Another level or window: a state of its own.
+        let other = GzipStream::new(1, Some(180), false);
+        assert_eq!(spare(), 0);
+        drop((third, other));
+        assert_eq!(spare(), 2);
+        let many: Vec<_> = (0..SPARE_MAX + 2).map(|_| GzipStream::new(9, None, true)).collect();
+        drop(many);
+        assert_eq!(spare(), SPARE_MAX, "no more than SPARE_MAX wait");
     }
 }
