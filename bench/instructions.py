@@ -14,6 +14,8 @@ and shutdown cancel out. Each binary is measured twice, alternated; the lower fi
   --http 'LINES'        lines for pounce's http block (e.g. 'gzip on; gzip_types text/plain;' or
                         'limit_req_zone $binary_remote_addr zone=z:10m rate=100000000r/s;')
   --location 'LINES'    lines for the proxied location (e.g. 'limit_req zone=z burst=1000000 nodelay;')
+  --tomcat http|ajp     proxy /hello.txt to the two Tomcats of bench/run.py over HTTP or AJP
+                        instead of the fast backends (AJP against HTTP, the same Tomcats)
 """
 import argparse
 import os
@@ -66,14 +68,15 @@ def read_response(s, buf):
 def client(port, n, args):
     extra = "".join(f"{h}\r\n" for h in args.header)
     preface = PROXY_HEADER if args.proxy_protocol else b""
+    path = "/hello.txt" if args.tomcat else "/"
     if args.close:
-        req = f"GET / HTTP/1.1\r\nHost: a\r\n{extra}Connection: close\r\n\r\n".encode()
+        req = f"GET {path} HTTP/1.1\r\nHost: a\r\n{extra}Connection: close\r\n\r\n".encode()
         for _ in range(n):
             with socket.create_connection(("127.0.0.1", port)) as s:
                 s.sendall(preface + req)
                 read_response(s, b"")
         return
-    req = f"GET / HTTP/1.1\r\nHost: a\r\n{extra}\r\n".encode()
+    req = f"GET {path} HTTP/1.1\r\nHost: a\r\n{extra}\r\n".encode()
     for _ in range(4):
         with socket.create_connection(("127.0.0.1", port)) as s:
             s.sendall(preface)
@@ -96,7 +99,7 @@ worker_processes 1; error_log logs/error.log error; pid logs/pounce.pid;
 events {{ worker_connections 1000; }}
 http {{ access_log off; keepalive_requests 1000000; {args.http}
     upstream b {{ keepalive 64; {servers} }}
-    server {{ listen {listen}; {realip} location / {{ proxy_pass http://b; {args.location} }} }} }}
+    server {{ listen {listen}; {realip} location / {{ proxy_pass {args.tomcat or "http"}://b; {args.location} }} }} }}
 """)
     out = os.path.join(d, "callgrind.out")
     p = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", binary, "-p", d, "-c", os.path.join(d, "pounce.conf")],
@@ -118,6 +121,7 @@ def main():
     ap.add_argument("--header", action="append", default=[])
     ap.add_argument("--http", default="")
     ap.add_argument("--location", default="")
+    ap.add_argument("--tomcat", choices=["http", "ajp"])
     ap.add_argument("--n1", type=int, default=1000)
     ap.add_argument("--n2", type=int, default=5000)
     args = ap.parse_args()
@@ -125,8 +129,13 @@ def main():
     os.makedirs(run.WORK)
     bins = [os.path.abspath(b) for b in args.binaries]
     best = {}
+    tomcats = []
     try:
-        fast = run.start_fast_backends()
+        if args.tomcat:
+            tomcats = run.start_tomcats()
+            fast = [h if args.tomcat == "http" else a for h, a, _ in tomcats]
+        else:
+            fast = run.start_fast_backends()
         for rep in range(2):
             for b in bins if rep == 0 else bins[::-1]:
                 tag = f"b{bins.index(b)}-{rep}"
@@ -138,6 +147,7 @@ def main():
     finally:
         for p in reversed(run.Proc.all):
             p.stop()
+        run.stop_tomcats(tomcats)
     print("\n| binary | user-space instructions per proxied request |\n|---|---|")
     for b in bins:
         print(f"| {b} | {best[b]:,.0f} |")

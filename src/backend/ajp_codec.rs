@@ -119,22 +119,26 @@ impl<'a> PacketWriter<'a> {
         PacketWriter { out, start, ok }
     }
 
+    #[inline(always)]
     pub fn u8(&mut self, v: u8) -> &mut Self {
         self.ok = self.ok && self.out.put_all(&[v]);
         self
     }
 
+    #[inline(always)]
     pub fn u16(&mut self, v: u16) -> &mut Self {
         self.ok = self.ok && self.out.put_all(&v.to_be_bytes());
         self
     }
 
+    #[inline(always)]
     pub fn raw(&mut self, b: &[u8]) -> &mut Self {
         self.ok = self.ok && self.out.put_all(b);
         self
     }
 
     /// An AJP string (length, bytes, NUL); None = the null string `FF FF`.
+    #[inline]
     pub fn string(&mut self, s: Option<&[u8]>) -> &mut Self {
         match s {
             None => self.u16(0xFFFF),

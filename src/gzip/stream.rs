@@ -189,7 +189,7 @@ impl Drop for GzipStream {
 
 /// zlib's window for a body of `length` bytes: the smallest that holds it (nginx's rule:
 /// `wbits` down while the length is below `2^(wbits-1) - 262`), 15 when unknown.
-fn window_bits(length: Option<u64>) -> u8 {
+pub fn window_bits(length: Option<u64>) -> u8 {
     let mut wbits = 15u8;
     if let Some(n) = length.filter(|&n| n > 0) {
         while wbits > 9 && n < (1u64 << (wbits - 1)) - 262 {
