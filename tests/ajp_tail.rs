@@ -19,8 +19,9 @@ fn conf(backend: &AjpBackend, upstream_extra: &str) -> Conf {
 }
 
 /// `/nolen`: a body of unknown length, its END_RESPONSE `gap` later; anything else: "hello"
-/// with its Content-Length (no body for HEAD), END_RESPONSE `gap` later, with `reuse`;
-/// `/bye`: then the connection is closed another `gap` later.
+/// with its Content-Length (no body for HEAD), END_RESPONSE `gap` later, with `reuse`
+/// (`/flushed`: a flush packet before it); `/bye`: then the connection is closed another
+/// `gap` later.
 fn late_end(gap: Duration, reuse: bool) -> Behaviour {
     Behaviour {
         answer_cping: true,
@@ -35,7 +36,9 @@ fn late_end(gap: Duration, reuse: bool) -> Behaviour {
                     [head, body_chunks(b"hello")].concat()
                 }
             };
-            let mut pieces = vec![first, end_response(reuse)];
+            // `/flushed`: the application flushed after its body (Tomcat's flush packet).
+            let flush = if r.uri == "/flushed" { body_chunks(b"") } else { Vec::new() };
+            let mut pieces = vec![first, [flush, end_response(reuse)].concat()];
             if r.uri == "/bye" {
                 // Then closed, as Tomcat closes a connection idle for its keepAliveTimeout.
                 pieces.push(Vec::new());
@@ -66,7 +69,12 @@ fn the_client_has_its_answer_before_end_response_and_the_connection_is_reused() 
     assert_eq!((r.status, r.body.len(), r.header("content-length")), (200, 0, Some("5")));
     let (r, _) = timed(&mut c, "GET /c HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!((r.status, r.text().as_str()), (200, "hello"));
-    assert_eq!((b.requests(), b.connections()), (3, 1), "one backend connection for all three");
+    // A flush packet before the END_RESPONSE is skipped with it.
+    let (r, _) = timed(&mut c, "GET /flushed HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!((r.status, r.text().as_str()), (200, "hello"));
+    let (r, _) = timed(&mut c, "GET /d HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!((r.status, r.text().as_str()), (200, "hello"), "{}", p.error_log());
+    assert_eq!((b.requests(), b.connections()), (5, 1), "one backend connection for all five");
     assert!(!p.error_log().contains("failed"), "{}", p.error_log());
 }
 

@@ -90,22 +90,40 @@ impl AjpAdapter {
         self
     }
 
-    /// Skips the END_RESPONSE the previous response left unread. One saying the connection
-    /// will not be reused is dropped too: Tomcat closes it next, and the request is resent
-    /// as on any pooled connection the backend closed. False: more bytes are needed.
+    /// Skips the END_RESPONSE the previous response left unread, and what may come before it
+    /// (an application's flush after its body: Tomcat's flush packet; bytes past its
+    /// Content-Length). One saying the connection will not be reused is dropped too: Tomcat
+    /// closes it next, and the request is resent as on any pooled connection the backend
+    /// closed. False: more bytes are needed.
     fn skip_prior_end(&mut self, input: &mut Buf) -> Result<bool, BackendError> {
-        let d = input.data();
-        if d.len() < END_REUSE.len() {
-            return Ok(false);
+        let stray = BackendError::Protocol("stray bytes before the AJP response");
+        loop {
+            let d = input.data();
+            let Some((len, ty)) = packet_head(d, self.packet_size).map_err(|_| stray)? else { return Ok(false) };
+            let whole = 4 + len;
+            match ty {
+                SEND_BODY_CHUNK if whole <= input.capacity() => {
+                    if d.len() < whole {
+                        return Ok(false);
+                    }
+                    input.consume(whole);
+                }
+                END_RESPONSE if len == 2 => {
+                    if d.len() < whole {
+                        return Ok(false);
+                    }
+                    if d[5] > 1 {
+                        return Err(stray);
+                    }
+                    self.closing = d[5] == 0;
+                    self.after_tail = true;
+                    input.consume(whole);
+                    self.state = RState::Packet;
+                    return Ok(true);
+                }
+                _ => return Err(stray),
+            }
         }
-        if d[..5] != END_REUSE[..5] || d[5] > 1 {
-            return Err(BackendError::Protocol("stray bytes before the AJP response"));
-        }
-        self.closing = d[5] == 0;
-        self.after_tail = true;
-        input.consume(END_REUSE.len());
-        self.state = RState::Packet;
-        Ok(true)
     }
 
     /// The declared body is all here and nothing else is: the response can end now, its
@@ -666,11 +684,21 @@ mod tests {
         input.put(&[0x41, 0x42, 0x00, 0x08, 0x04, 0x00, 0xc8, 0x00, 0x00, 0x00, 0x00, 0x00]);
         assert_eq!(a.decode(&mut input, &mut out, &mut w, &ReqFacts::plain_get(), RetryMask(0)), Ok(Step::Blocked));
         assert!(a.response_started() && a.next_may_be_tiny());
+        // An application's flush after its body (Tomcat's flush packet), or bytes past its
+        // Content-Length, may come before the END_RESPONSE: skipped with it.
+        let mut f = AjpAdapter::new(BodyKind::None, 8192);
+        f.after_unread_tail();
+        input.clear();
+        input.put(&[0x41, 0x42, 0x00, 0x04, 0x03, 0x00, 0x00, 0x00]);
+        input.put(&[0x41, 0x42, 0x00, 0x06, 0x03, 0x00, 0x02, b'x', b'y', 0x00]);
+        input.put(&END_REUSE);
+        assert_eq!(f.decode(&mut input, &mut out, &mut w, &ReqFacts::plain_get(), RetryMask(0)), Ok(Step::Blocked));
+        assert!(input.is_empty() && !f.response_started());
         // Anything but END_RESPONSE where the tail should be is a broken backend.
         let mut c = AjpAdapter::new(BodyKind::None, 8192);
         c.after_unread_tail();
         input.clear();
-        input.put(&[0x41, 0x42, 0x00, 0x03, 0x03, 0x00, 0x00]);
+        input.put(&[0x41, 0x42, 0x00, 0x04, 0x06, 0x1F, 0xFA, 0x00]);
         assert!(matches!(c.decode(&mut input, &mut out, &mut w, &ReqFacts::plain_get(), RetryMask(0)), Err(BackendError::Protocol(_))));
     }
 

@@ -70,16 +70,7 @@ impl GzipStream {
             }
             None => Compress::new_gzip(Compression::new(level), wbits),
         };
-        Box::new(GzipStream {
-            z: Some(z),
-            level,
-            wbits,
-            dirty: false,
-            chunked,
-            finishing: false,
-            stream_end: false,
-            ended: false,
-        })
+        Box::new(GzipStream { z: Some(z), level, wbits, dirty: false, chunked, finishing: false, stream_end: false, ended: false })
     }
 
     /// Compresses as much of `data` as `out` has room for; returns (bytes of `data` taken,
