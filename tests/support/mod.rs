@@ -37,6 +37,22 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_pounce");
 /// the range every outgoing connection draws its local port from, and one released seconds
 /// before use (a second Tomcat starting after the first) was seen taken meanwhile.
 pub fn free_port() -> u16 {
+    // Tests of one binary run on parallel threads and pounce binds with SO_REUSEPORT, so two
+    // pounces given the same port would both bind it and share its connections: a port is
+    // handed out once per process.
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    for _ in 0..1000 {
+        let port = unused_port();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free port not handed out already");
+}
+
+fn unused_port() -> u16 {
     use std::hash::{BuildHasher, Hasher};
     let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
