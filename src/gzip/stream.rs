@@ -8,8 +8,8 @@
 //! length (`wbits` 15), 259 KiB at `wbits` 12, 245 KiB for a small body (`wbits` sized down
 //! from Content-Length as nginx does, to 9 at least); the level does not change it. zlib
 //! zeroes a new state, which costs more than compressing a small body, so each worker keeps a
-//! few ended states (`SPARE`) and resets one of the same level and window for the next
-//! compressed response instead.
+//! few states whose stream ended whole (`SPARE`) and resets one of the same level and window
+//! for the next compressed response instead.
 
 use crate::buffer::Buf;
 use flate2::{Compress, Compression, FlushCompress, Status};
@@ -164,9 +164,14 @@ impl GzipStream {
 }
 
 impl Drop for GzipStream {
-    /// The state waits for the next compressed response on this worker (reset then), if
-    /// fewer than `SPARE_MAX` wait.
+    /// A state whose stream ended whole waits for the next compressed response on this
+    /// worker (reset then), if fewer than `SPARE_MAX` wait. One abandoned mid-stream (a
+    /// client that left) is freed: zlib-rs's reset was seen to leave such a state producing
+    /// a corrupt next stream.
     fn drop(&mut self) {
+        if !self.stream_end {
+            return;
+        }
         let Some(z) = self.z.take() else { return };
         let _ = SPARE.try_with(|spare| {
             if let Ok(mut spare) = spare.try_borrow_mut() {
@@ -316,22 +321,55 @@ mod tests {
         assert_eq!(gunzip(&compress(&mut first, &sample(200))), sample(200));
         drop(first);
         assert_eq!(spare(), 1, "kept for the next response");
-        // Abandoned half-way (a client that left): reset all the same.
         let mut second = GzipStream::new(6, Some(150), false);
         assert_eq!(spare(), 0, "same level and window: taken");
-        let mut out = Buf::standalone(1 << 16);
-        let _ = second.write(&mut out, &sample(5000));
+        let body = b"a different body, compressed by a reset state".repeat(4);
+        assert_eq!(gunzip(&compress(&mut second, &body)), body);
         drop(second);
         let mut third = GzipStream::new(6, Some(180), false);
-        let body = b"a different body, compressed by a reset state".repeat(4);
         assert_eq!(gunzip(&compress(&mut third, &body)), body);
         // Another level or window: a state of its own.
-        let other = GzipStream::new(1, Some(180), false);
+        let mut other = GzipStream::new(1, Some(180), false);
         assert_eq!(spare(), 0);
+        assert_eq!(gunzip(&compress(&mut other, &body)), body);
         drop((third, other));
         assert_eq!(spare(), 2);
-        let many: Vec<_> = (0..SPARE_MAX + 2).map(|_| GzipStream::new(9, None, true)).collect();
+        let mut many: Vec<_> = (0..SPARE_MAX + 2).map(|_| GzipStream::new(9, None, false)).collect();
+        for gz in many.iter_mut() {
+            assert_eq!(gunzip(&compress(gz, &body)), body);
+        }
         drop(many);
         assert_eq!(spare(), SPARE_MAX, "no more than SPARE_MAX wait");
+    }
+
+    #[test]
+    fn a_state_abandoned_mid_stream_is_never_used_again() {
+        // Abandoned with output pending in zlib (its client buffer full): reusing such a
+        // state gave a corrupt next stream ("invalid code lengths set").
+        let data = sample(1 << 20);
+        let mut gz = GzipStream::new(1, Some(data.len() as u64), false);
+        let mut out = Buf::standalone(300);
+        let mut at = 0;
+        for _ in 0..7 {
+            at += gz.write(&mut out, &data[at..]).0;
+            out.clear();
+        }
+        let _ = gz.write(&mut out, &data[at..]);
+        drop(gz);
+        assert_eq!(spare(), 0, "freed, not kept");
+        let mut next = GzipStream::new(1, Some(data.len() as u64), false);
+        let mut out = Buf::standalone(16 * 1024);
+        let (mut wire, mut at) = (Vec::new(), 0);
+        while at < data.len() {
+            at += next.write(&mut out, &data[at..]).0;
+            wire.extend_from_slice(out.data());
+            out.clear();
+        }
+        while !next.finish(&mut out).0 {
+            wire.extend_from_slice(out.data());
+            out.clear();
+        }
+        wire.extend_from_slice(out.data());
+        assert!(gunzip(&wire) == data);
     }
 }
