@@ -233,9 +233,8 @@ pub fn run(cfg: Config) -> i32 {
 
 impl Master {
     /// SIGHUP: a new generation of workers on the configuration read again; the old one
-    /// drains. Err: why the running configuration stays.
-    /// Loads the configuration again and switches to it; the attempt is recorded for the
-    /// status page (its success before the new workers serve, so their page shows it).
+    /// drains. Err: why the running configuration stays. The attempt is recorded for the
+    /// status page (a success before the new workers serve, so their page shows it).
     fn reload(&mut self) -> Result<(), String> {
         let r = self.switch_config();
         if let Err(e) = &r {

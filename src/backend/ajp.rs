@@ -272,12 +272,13 @@ impl Protocol for AjpAdapter {
 
     /// The CPONG is exactly `41 42 00 01 09`; anything else fails the connection.
     fn handshake_input(&mut self, input: &mut Buf, eof: bool) -> Result<Handshake, BackendError> {
-        if matches!(self.state, RState::PriorEnd) && !self.skip_prior_end(input)? {
-            return if eof { Err(BackendError::Handshake("connection closed instead of CPONG")) } else { Ok(Handshake::Pending) };
-        }
-        if eof && input.is_empty() && self.after_tail {
-            // Closed while pooled, behind the tail: stale, resent on a new connection.
+        let before_tail = matches!(self.state, RState::PriorEnd) && !self.skip_prior_end(input)?;
+        if eof && (before_tail || (input.is_empty() && self.after_tail)) {
+            // Closed while pooled, before or behind its tail: stale, resent on a new connection.
             return Err(BackendError::PrematureClose);
+        }
+        if before_tail {
+            return Ok(Handshake::Pending);
         }
         if input.len() >= 5 {
             let d = input.data();
@@ -720,5 +721,11 @@ mod tests {
         assert!(b.begin_handshake(&mut out).is_some());
         input.put(&[0x41, 0x42, 0x00, 0x02, END_RESPONSE, 0]);
         assert_eq!(b.handshake_input(&mut input, true), Err(BackendError::PrematureClose));
+        // Closed before its tail came: stale too, not a CPING failure.
+        let mut c = AjpAdapter::new(BodyKind::None, 8192).with_ping(Some(Duration::from_millis(300)));
+        c.after_unread_tail();
+        assert!(c.begin_handshake(&mut out).is_some());
+        input.clear();
+        assert_eq!(c.handshake_input(&mut input, true), Err(BackendError::PrematureClose));
     }
 }

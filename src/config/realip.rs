@@ -4,7 +4,7 @@
 
 use super::builder::{Builder, Scope};
 use super::lexer::{err, ConfError, Directive};
-use super::values::{on_off, time_arg};
+use super::values::{on_off, positive_time_arg};
 use std::net::IpAddr;
 
 type Done = Result<(), ConfError>;
@@ -112,10 +112,7 @@ pub(super) fn real_ip_recursive(_: &mut Builder, d: &Directive, s: &mut Scope) -
 }
 
 pub(super) fn proxy_protocol_timeout(_: &mut Builder, d: &Directive, s: &mut Scope) -> Done {
-    let t = time_arg(d, &d.args[0])?;
-    if t.is_zero() {
-        return err(&d.pos, "\"proxy_protocol_timeout\" must be positive");
-    }
+    let t = positive_time_arg(d, &d.args[0])?;
     s.patch(d)?.proxy_protocol_timeout = Some(t);
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use super::builder::{inner, no_opening, Builder, Scope};
 use super::lexer::{err, resolve, ConfError, Directive};
-use super::values::{num_arg, on_off, parse_rule, size_arg, template, time_arg};
+use super::values::{num_arg, on_off, parse_rule, positive_time_arg, size_arg, template, time_arg};
 use super::{next, HeaderSet, Via};
 
 type Done = Result<(), ConfError>;
@@ -196,10 +196,7 @@ pub(super) fn ajp_ping(_: &mut Builder, d: &Directive, s: &mut Scope) -> Done {
 }
 
 pub(super) fn ajp_ping_timeout(_: &mut Builder, d: &Directive, s: &mut Scope) -> Done {
-    let t = time_arg(d, &d.args[0])?;
-    if t.is_zero() {
-        return err(&d.pos, "\"ajp_ping_timeout\" must be positive");
-    }
+    let t = positive_time_arg(d, &d.args[0])?;
     s.ajp(d)?.ping_timeout = Some(t);
     Ok(())
 }

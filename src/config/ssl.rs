@@ -4,7 +4,7 @@
 
 use super::builder::{Builder, Scope};
 use super::lexer::{err, resolve, ConfError, Directive};
-use super::values::{on_off, time_arg};
+use super::values::{on_off, positive_time_arg, time_arg};
 use super::{AddHeader, SslProtocols, VerifyClient};
 
 type Done = Result<(), ConfError>;
@@ -68,10 +68,7 @@ pub(super) fn client_certificate(b: &mut Builder, d: &Directive, s: &mut Scope) 
 }
 
 pub(super) fn handshake_timeout(_: &mut Builder, d: &Directive, s: &mut Scope) -> Done {
-    let t = time_arg(d, &d.args[0])?;
-    if t.is_zero() {
-        return err(&d.pos, "\"ssl_handshake_timeout\" must be positive");
-    }
+    let t = positive_time_arg(d, &d.args[0])?;
     s.patch(d)?.ssl_handshake_timeout = Some(t);
     Ok(())
 }

@@ -12,6 +12,15 @@ pub(super) fn time_arg(d: &Directive, s: &str) -> Result<Duration, ConfError> {
     parse_time(s).map_or_else(|| err(&d.pos, format!("invalid time \"{}\" in \"{}\" directive", s, d.name)), Ok)
 }
 
+/// A time that must not be zero (a timeout): `"NAME" must be positive` otherwise.
+pub(super) fn positive_time_arg(d: &Directive, s: &str) -> Result<Duration, ConfError> {
+    let t = time_arg(d, s)?;
+    if t.is_zero() {
+        return err(&d.pos, format!("\"{}\" must be positive", d.name));
+    }
+    Ok(t)
+}
+
 pub(super) fn size_arg(d: &Directive, s: &str) -> Result<u64, ConfError> {
     parse_size(s).map_or_else(|| err(&d.pos, format!("invalid size \"{}\" in \"{}\" directive", s, d.name)), Ok)
 }
