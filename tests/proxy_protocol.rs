@@ -82,11 +82,14 @@ fn log_lines(p: &Pounce) -> Vec<Vec<String>> {
 }
 
 /// pounce on a `proxy_protocol` port that trusts 127.0.0.1's headers, before `backend`.
-fn pp_conf(scheme: &str, backend: &str) -> Conf {
+/// `server_extra`: lines for the tested server only (the harness's own server, whose status page
+/// the harness polls from 127.0.0.1, must not inherit them from `http`).
+fn pp_conf(scheme: &str, backend: &str, server_extra: &str) -> Conf {
     Conf::new().http(FORMAT).http("access_log logs/access.log pp;").upstream(Upstream::new("app").server(backend).line("keepalive off;")).server(
         Server::new()
             .listen("127.0.0.1:{port} proxy_protocol")
             .line("set_real_ip_from 127.0.0.1; real_ip_header proxy_protocol;")
+            .line(server_extra)
             .location(Location::new("/").proxy_pass(format!("{scheme}://app")))
             .location(Location::new("/admin/").line("allow 203.0.113.0/24; deny all; return 200 \"admin\\n\";")),
     )
@@ -95,7 +98,7 @@ fn pp_conf(scheme: &str, backend: &str) -> Conf {
 #[test]
 fn v1_and_v2_clients_ipv4_and_ipv6_reach_the_backend_and_the_log_with_their_address() {
     let b = Backend::named("app");
-    let p = Pounce::start(&pp_conf("http", &b.addr()));
+    let p = Pounce::start(&pp_conf("http", &b.addr(), ""));
     let cases = [
         (v1("203.0.113.7:51000", "192.0.2.1:443"), "203.0.113.7", "51000"),
         (v1("[2001:db8::7]:51001", "[2001:db8::1]:443"), "2001:db8::7", "51001"),
@@ -127,7 +130,7 @@ fn v1_and_v2_clients_ipv4_and_ipv6_reach_the_backend_and_the_log_with_their_addr
 #[test]
 fn ajp_backend_gets_the_relayed_remote_addr() {
     let b = AjpBackend::echo("t");
-    let p = Pounce::start(&pp_conf("ajp", &b.addr()));
+    let p = Pounce::start(&pp_conf("ajp", &b.addr(), ""));
     assert_eq!(via(p.port, &v2("203.0.113.70:4711", "192.0.2.1:80"), GET).status, 200);
     let seen = b.last().expect("forwarded");
     assert_eq!(seen.remote_addr, "203.0.113.70");
@@ -139,7 +142,7 @@ fn ajp_backend_gets_the_relayed_remote_addr() {
 #[test]
 fn a_header_in_pieces_is_waited_for() {
     let b = Backend::named("app");
-    let p = Pounce::start(&pp_conf("http", &b.addr()));
+    let p = Pounce::start(&pp_conf("http", &b.addr(), ""));
     for (header, ip) in [(v1("203.0.113.8:1234", "192.0.2.1:80"), "203.0.113.8"), (v2("[2001:db8::8]:1234", "[2001:db8::1]:80"), "2001:db8::8")] {
         let mut s = connect(p.port);
         // Byte by byte, then the rest of the header with the request in one write.
@@ -158,7 +161,7 @@ fn a_header_in_pieces_is_waited_for() {
 #[test]
 fn missing_malformed_truncated_or_late_headers_close_that_connection_only() {
     let b = Backend::named("app");
-    let conf = pp_conf("http", &b.addr()).http("proxy_protocol_timeout 1s;");
+    let conf = pp_conf("http", &b.addr(), "").http("proxy_protocol_timeout 1s;");
     let p = Pounce::start(&conf);
     // A silent client, held open while the others come and go.
     let silent = connect(p.port);
@@ -202,7 +205,7 @@ fn missing_malformed_truncated_or_late_headers_close_that_connection_only() {
 #[test]
 fn unknown_and_local_headers_keep_the_connections_address() {
     let b = Backend::named("app");
-    let p = Pounce::start(&pp_conf("http", &b.addr()));
+    let p = Pounce::start(&pp_conf("http", &b.addr(), ""));
     for header in [b"PROXY UNKNOWN\r\n".to_vec(), v2_raw(0x20, 0x00, &[]), v2_raw(0x21, 0x31, &[0; 216])] {
         assert_eq!(via(p.port, &header, GET).status, 200);
         assert_eq!(b.last().expect("request").header("x-real-ip"), Some("127.0.0.1"));
@@ -310,7 +313,7 @@ fn a_spoofed_x_forwarded_for_from_an_untrusted_peer_is_ignored() {
 #[test]
 fn allow_and_deny_judge_the_real_address() {
     let b = Backend::named("app");
-    let p = Pounce::start(&pp_conf("http", &b.addr()));
+    let p = Pounce::start(&pp_conf("http", &b.addr(), ""));
     let r = via(p.port, &v1("203.0.113.77:1", "192.0.2.1:80"), b"GET /admin/ HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
     assert_eq!((r.status, r.text().as_str()), (200, "admin\n"));
     let r = via(p.port, &v2("198.51.100.77:1", "192.0.2.1:80"), b"GET /admin/ HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
@@ -330,7 +333,7 @@ fn haproxy_in_tcp_mode_sends_proxy_v1_and_v2() {
         return;
     }
     let b = Backend::named("app");
-    let p = Pounce::start(&pp_conf("http", &b.addr()));
+    let p = Pounce::start(&pp_conf("http", &b.addr(), ""));
     let dir = TempDir::new("haproxy");
     let (v2_port, v1_port, v6_port) = (free_port(), free_port(), free_port());
     let cfg = format!(
@@ -383,7 +386,7 @@ fn haproxy_in_tcp_mode_sends_proxy_v1_and_v2() {
 #[test]
 fn limits_count_each_relayed_client_apart() {
     let b = Backend::named("b");
-    let conf = pp_conf("http", &b.addr()).http("limit_req_zone $binary_remote_addr zone=one:1m rate=1r/m;").http("limit_req zone=one; limit_req_status 429;");
+    let conf = pp_conf("http", &b.addr(), "limit_req zone=one; limit_req_status 429;").http("limit_req_zone $binary_remote_addr zone=one:1m rate=1r/m;");
     let p = Pounce::start(&conf);
     let front = format!("127.0.0.1:{}", p.port);
     let statuses = |client: &str| -> Vec<u16> { (0..2).map(|_| via(p.port, &v1(client, &front), GET).status).collect() };
