@@ -405,3 +405,36 @@ fn ajp_pieces() {
     let p = Pounce::start(&conf);
     assert_gzipped(&get(p.port, "/", GZ), &page, "AJP in pieces");
 }
+
+#[test]
+fn status_page() {
+    let conf = Conf::new().server(
+        Server::new()
+            .line("gzip on; gzip_types application/json; gzip_vary on;")
+            .location(Location::new("/pounce-status").line("status; allow 127.0.0.1; deny all;")),
+    );
+    let p = Pounce::start(&conf);
+    let plain_html = get(p.port, "/pounce-status", "");
+    assert_eq!((plain_html.status, plain_html.header("content-encoding")), (200, None), "{}", plain_html.raw_head);
+    assert_eq!(plain_html.header("vary"), Some("Accept-Encoding"));
+
+    let html = get(p.port, "/pounce-status", GZ);
+    assert_eq!((html.status, html.header("content-encoding")), (200, Some("gzip")), "{}", html.raw_head);
+    assert_eq!(html.header("content-length"), Some(html.body.len().to_string().as_str()), "whole, so it keeps a Content-Length");
+    assert!(html.body.len() < plain_html.body.len(), "compressed {} of {}", html.body.len(), plain_html.body.len());
+    let page = String::from_utf8(gunzip(&html.body)).expect("UTF-8");
+    assert!(page.starts_with("<!doctype html>") && page.contains("pounce"), "{page}");
+
+    let json = get(p.port, "/pounce-status?format=json", GZ);
+    assert_eq!(json.header("content-encoding"), Some("gzip"), "{}", json.raw_head);
+    let doc = String::from_utf8(gunzip(&json.body)).expect("UTF-8");
+    assert!(doc.starts_with('{') && doc.trim_end().ends_with('}') && doc.contains("\"upstreams\""), "{doc}");
+
+    // text/plain is not in this gzip_types; HEAD and refused clients get it as it is.
+    let prom = get(p.port, "/pounce-status?format=prometheus", GZ);
+    assert_eq!((prom.status, prom.header("content-encoding"), prom.header("vary")), (200, None, None), "{}", prom.raw_head);
+    assert!(String::from_utf8_lossy(&prom.body).contains("pounce_"), "prometheus text");
+    let head = request(p.port, format!("HEAD /pounce-status HTTP/1.1\r\nHost: x\r\n{GZ}Connection: close\r\n\r\n").as_bytes());
+    assert_eq!((head.status, head.header("content-encoding")), (200, None), "{}", head.raw_head);
+    assert_eq!(get(p.port, "/pounce-status", "Accept-Encoding: gzip;q=0\r\n").header("content-encoding"), None);
+}

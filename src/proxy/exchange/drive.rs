@@ -428,7 +428,21 @@ impl Exchange {
         // idle worker shows 0.
         ctx.publish(c.cin.is_some() as usize + c.cout.is_some() as usize);
         let rt = ctx.rt.clone();
-        let resp = crate::status::handle(&rt, &sr);
+        let mut resp = crate::status::handle(&rt, &sr);
+        let head_only = sr.method == "HEAD";
+        // The page goes through gzip as any response (nginx's filter sees every answer);
+        // it is small and whole, so it is compressed in one piece.
+        let gz = match self.gzip {
+            Some(client) if !head_only && !resp.body.is_empty() => {
+                let ask = crate::gzip::Ask { settings: self.settings(&rt), client };
+                let hs: [(&[u8], &[u8]); 2] = [(b"Content-Type", resp.content_type.as_bytes()), (b"Cache-Control", b"no-store")];
+                crate::gzip::decide(&ask, resp.status, hs.into_iter(), Some(resp.body.len() as u64), &ctx.clock.http_date)
+            }
+            _ => crate::gzip::Decision::default(),
+        };
+        if gz.compress {
+            resp.body = crate::gzip::compress_whole(&resp.body, self.settings(&rt).gzip_comp_level);
+        }
         let keep = self.keep_alive && !ctx.draining;
         self.keep_alive = keep;
         let cout = c.ensure_cout(ctx)?;
@@ -444,6 +458,12 @@ impl Exchange {
                 crate::status::HEADERS
             )
             .is_ok();
+        if gz.compress {
+            ok = ok && cout.put_all(b"Content-Encoding: gzip\r\n");
+        }
+        if gz.vary {
+            ok = ok && cout.put_all(b"Vary: Accept-Encoding\r\n");
+        }
         if let Some(loc) = &resp.location {
             ok = ok && write!(cout, "Location: {}\r\n", loc).is_ok();
         }
@@ -456,7 +476,7 @@ impl Exchange {
         self.writer.started = true;
         self.writer.keep_alive = keep;
         self.writer.body_bytes = resp.body.len() as u64;
-        if sr.method == "HEAD" || resp.body.is_empty() {
+        if head_only || resp.body.is_empty() {
             self.writer.finished = true;
             self.phase = self.after_answer();
         } else {
