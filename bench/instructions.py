@@ -16,6 +16,8 @@ and shutdown cancel out. Each binary is measured twice, alternated; the lower fi
   --location 'LINES'    lines for the proxied location (e.g. 'limit_req zone=z burst=1000000 nodelay;')
   --tomcat http|ajp     proxy /hello.txt to the two Tomcats of bench/run.py over HTTP or AJP
                         instead of the fast backends (AJP against HTTP, the same Tomcats)
+  --twin http|ajp       proxy to two bench/twin.rs backends answering alike over HTTP or AJP
+                        (one write each): AJP against HTTP with the backend held equal
 """
 import argparse
 import os
@@ -99,7 +101,7 @@ worker_processes 1; error_log logs/error.log error; pid logs/pounce.pid;
 events {{ worker_connections 1000; }}
 http {{ access_log off; keepalive_requests 1000000; {args.http}
     upstream b {{ keepalive 64; {servers} }}
-    server {{ listen {listen}; {realip} location / {{ proxy_pass {args.tomcat or "http"}://b; {args.location} }} }} }}
+    server {{ listen {listen}; {realip} location / {{ proxy_pass {args.tomcat or args.twin or "http"}://b; {args.location} }} }} }}
 """)
     out = os.path.join(d, "callgrind.out")
     p = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", binary, "-p", d, "-c", os.path.join(d, "pounce.conf")],
@@ -122,6 +124,7 @@ def main():
     ap.add_argument("--http", default="")
     ap.add_argument("--location", default="")
     ap.add_argument("--tomcat", choices=["http", "ajp"])
+    ap.add_argument("--twin", choices=["http", "ajp"])
     ap.add_argument("--n1", type=int, default=1000)
     ap.add_argument("--n2", type=int, default=5000)
     args = ap.parse_args()
@@ -134,6 +137,12 @@ def main():
         if args.tomcat:
             tomcats = run.start_tomcats()
             fast = [h if args.tomcat == "http" else a for h, a, _ in tomcats]
+        elif args.twin:
+            subprocess.run(["cargo", "build", "--release", "-q", "--example", "twin"], cwd=run.ROOT, check=True)
+            fast = [run.free_port(), run.free_port()]
+            for i, port in enumerate(fast):
+                run.Proc(f"twin{i}", [os.path.join(run.ROOT, "target", "release", "examples", "twin"), str(port), args.twin])
+                run.wait_port(port)
         else:
             fast = run.start_fast_backends()
         for rep in range(2):

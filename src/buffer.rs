@@ -198,8 +198,12 @@ impl PutText for Buf {
 }
 
 impl<const N: usize> PutText for StackText<N> {
+    /// All or nothing, cut at N bytes. Bytes, not text: nothing here needs valid UTF-8.
     fn put_bytes(&mut self, bytes: &[u8]) -> bool {
-        std::fmt::Write::write_str(self, std::str::from_utf8(bytes).unwrap_or("")).is_ok()
+        let Some(room) = self.buf.get_mut(self.len..self.len + bytes.len()) else { return false };
+        room.copy_from_slice(bytes);
+        self.len += bytes.len();
+        true
     }
 }
 
@@ -245,13 +249,11 @@ impl<const N: usize> Default for StackText<N> {
 
 impl<const N: usize> std::fmt::Write for StackText<N> {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let b = s.as_bytes();
-        if self.len + b.len() > N {
-            return Err(std::fmt::Error);
+        if self.put_bytes(s.as_bytes()) {
+            Ok(())
+        } else {
+            Err(std::fmt::Error)
         }
-        self.buf[self.len..self.len + b.len()].copy_from_slice(b);
-        self.len += b.len();
-        Ok(())
     }
 }
 

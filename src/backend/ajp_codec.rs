@@ -142,7 +142,21 @@ impl<'a> PacketWriter<'a> {
     pub fn string(&mut self, s: Option<&[u8]>) -> &mut Self {
         match s {
             None => self.u16(0xFFFF),
-            Some(b) if b.len() < 0xFFFF => self.u16(b.len() as u16).raw(b).u8(0),
+            Some(b) if b.len() < 0xFFFF => {
+                // Written in place with one bounds check (a request head has a dozen); the
+                // pieces one by one only where the buffer must be compacted first.
+                let n = b.len();
+                if let Some(dst) = self.out.spare().get_mut(..n + 3) {
+                    dst[..2].copy_from_slice(&(n as u16).to_be_bytes());
+                    dst[2..2 + n].copy_from_slice(b);
+                    dst[2 + n] = 0;
+                    if self.ok {
+                        self.out.commit(n + 3);
+                    }
+                    return self;
+                }
+                self.u16(n as u16).raw(b).u8(0)
+            }
             Some(_) => {
                 self.ok = false;
                 self
@@ -401,6 +415,24 @@ mod tests {
         assert_eq!(&out.data()[4..], &hex("0C 00 06 73 33 63 72 65 74 00")[..]);
         assert_eq!(method_code("PATCH"), None);
         assert_eq!(method_code("BASELINE-CONTROL"), Some(26));
+    }
+
+    #[test]
+    fn strings_at_the_buffer_end() {
+        // Room only once the consumed front is compacted away: the pieces path.
+        let mut out = Buf::standalone(16);
+        assert!(out.put_all(&[9; 16]));
+        out.consume(10);
+        let mut w = PacketWriter::begin(&mut out);
+        w.string(Some(b"ab"));
+        assert!(w.finish(8192));
+        assert_eq!(out.data(), &hex("09 09 09 09 09 09 12 34 00 05 00 02 61 62 00")[..]);
+        // No room at all: the packet fails whole, and a later string cannot revive it.
+        let mut out = Buf::standalone(12);
+        let mut w = PacketWriter::begin(&mut out);
+        w.string(Some(b"too long here")).string(Some(b"x"));
+        assert!(!w.finish(8192));
+        assert!(out.is_empty());
     }
 
     #[test]
