@@ -105,11 +105,8 @@ fn serve(mut s: TcpStream, mode: Mode) {
                 }
             };
             at += used;
-            let sent = if mode == Mode::AjpSplit && answer.len() == ajp_whole.len() {
-                ajp.iter().try_for_each(|p| s.write_all(p))
-            } else {
-                s.write_all(answer)
-            };
+            let sent =
+                if mode == Mode::AjpSplit && answer.len() == ajp_whole.len() { ajp.iter().try_for_each(|p| s.write_all(p)) } else { s.write_all(answer) };
             if sent.is_err() {
                 return;
             }
