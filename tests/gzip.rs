@@ -438,3 +438,38 @@ fn status_page() {
     assert_eq!((head.status, head.header("content-encoding")), (200, None), "{}", head.raw_head);
     assert_eq!(get(p.port, "/pounce-status", "Accept-Encoding: gzip;q=0\r\n").header("content-encoding"), None);
 }
+
+/// `$gzip_ratio`: nginx's "%ui.%02ui" of bytes in over the gzip stream's bytes out.
+fn ratio(original: usize, compressed: usize) -> String {
+    let x100 = original * 100 / compressed;
+    format!("{}.{:02}", x100 / 100, x100 % 100)
+}
+
+#[test]
+fn gzip_ratio_in_the_access_log() {
+    let dir = TempDir::new("gzip-ratio");
+    let page = text(50_000, 7);
+    std::fs::write(dir.0.join("index.html"), &page).expect("write");
+    let conf = Conf::new().http("log_format r '$request_uri $gzip_ratio';").server(
+        Server::new()
+            .line(format!("root {};", dir.0.display()))
+            .line("gzip on; access_log logs/access.log r;")
+            .location(Location::new("/"))
+            .location(Location::new("/st").line("status; allow 127.0.0.1; deny all;")),
+    );
+    let p = Pounce::start(&conf);
+    let file = get(p.port, "/index.html", GZ);
+    assert_gzipped(&file, &page, "file");
+    let plain = get(p.port, "/index.html?plain", "");
+    assert_identity(&plain, &page, "no Accept-Encoding");
+    let st = get(p.port, "/st", GZ);
+    assert_eq!(st.header("content-encoding"), Some("gzip"));
+    let st_len = gunzip(&st.body).len();
+    let want =
+        [format!("/index.html {}", ratio(page.len(), file.body.len())), "/index.html?plain -".to_string(), format!("/st {}", ratio(st_len, st.body.len()))];
+    eventually(Duration::from_secs(5), || p.access_log().lines().count() >= 3);
+    let log = p.access_log();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines, want, "{log}");
+    assert!(page.len() * 2 > file.body.len() * 3, "HTML-like text compresses better than 1.5:1: {}", lines[0]);
+}

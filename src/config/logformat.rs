@@ -75,6 +75,8 @@ pub enum LogVar {
     UpstreamResponseTime,
     LimitReqStatus,
     LimitConnStatus,
+    /// `$gzip_ratio`: original bytes over compressed ones, of a response compressed whole.
+    GzipRatio,
 }
 
 impl LogVar {
@@ -175,6 +177,7 @@ impl LogFormat {
             "upstream_response_time" => LogVar::UpstreamResponseTime,
             "limit_req_status" => LogVar::LimitReqStatus,
             "limit_conn_status" => LogVar::LimitConnStatus,
+            "gzip_ratio" => LogVar::GzipRatio,
             _ => return err(&d.pos, format!("unknown \"{}\" variable in log format \"{}\"", name, self.name)),
         })
     }

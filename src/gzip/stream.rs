@@ -121,6 +121,12 @@ impl GzipStream {
         (true, total)
     }
 
+    /// The compression ratio in hundredths (bytes in over bytes out, gzip header and trailer
+    /// included, as nginx's `$gzip_ratio`); 0 before any output.
+    pub fn ratio_x100(&self) -> u32 {
+        self.z.as_ref().map_or(0, |z| ratio_x100(z.total_in(), z.total_out()))
+    }
+
     /// Output is owed: input went in that has not been flushed out, or an end begun by
     /// `finish` is not all written (the caller must come back even with no new input).
     pub fn pending(&self) -> bool {
@@ -185,6 +191,14 @@ impl Drop for GzipStream {
 
 /// zlib's window for a body of `length` bytes: the smallest that holds it (nginx's rule:
 /// `wbits` down while the length is below `2^(wbits-1) - 262`), 15 when unknown.
+/// `original / compressed` in hundredths, saturating; 0 when nothing came out.
+pub fn ratio_x100(original: u64, compressed: u64) -> u32 {
+    if compressed == 0 {
+        return 0;
+    }
+    u32::try_from(original.saturating_mul(100) / compressed).unwrap_or(u32::MAX)
+}
+
 pub fn window_bits(length: Option<u64>) -> u8 {
     let mut wbits = 15u8;
     if let Some(n) = length.filter(|&n| n > 0) {

@@ -20,8 +20,9 @@ pub enum OutFraming {
     /// Body ends when pounce closes the connection (HTTP/1.0 client, unknown length).
     Close,
     /// Compressed (`ResponseWriter::gzip`), chunked for an HTTP/1.1 client, else
-    /// close-delimited.
-    Gzip { chunked: bool },
+    /// close-delimited; `ratio_x100` is `$gzip_ratio` in hundredths once the stream ended
+    /// whole (0 until then). Kept here, in the enum's padding, to keep idle sessions small.
+    Gzip { chunked: bool, ratio_x100: u32 },
 }
 
 /// Facts about the request that shape the response to the client.
@@ -130,7 +131,7 @@ impl ResponseWriter {
             OutFraming::None
         } else if gz.compress {
             self.keep_alive &= facts.minor >= 1;
-            OutFraming::Gzip { chunked: facts.minor >= 1 }
+            OutFraming::Gzip { chunked: facts.minor >= 1, ratio_x100: 0 }
         } else if let Some(n) = content_length {
             OutFraming::Length(n)
         } else if facts.minor >= 1 {
@@ -184,7 +185,7 @@ impl ResponseWriter {
         ok = ok && super::status::added_headers(out, status, facts.add_headers);
         ok =
             ok && match self.framing {
-                OutFraming::Chunked | OutFraming::Gzip { chunked: true } => out.put_all(b"Transfer-Encoding: chunked\r\n"),
+                OutFraming::Chunked | OutFraming::Gzip { chunked: true, .. } => out.put_all(b"Transfer-Encoding: chunked\r\n"),
                 _ => true,
             } && if status == 101 {
                 // Switching protocols: the connection becomes a tunnel.
@@ -282,7 +283,7 @@ impl ResponseWriter {
                 self.finished = true;
                 self.keep_alive = false;
             }
-            OutFraming::Gzip { chunked } if !self.finished => {
+            OutFraming::Gzip { chunked, .. } if !self.finished => {
                 let Some(gz) = self.gzip.as_mut() else { return true };
                 let (done, produced) = gz.finish(out);
                 self.body_bytes += produced as u64;
@@ -290,6 +291,7 @@ impl ResponseWriter {
                     return false;
                 }
                 // The deflate state goes as soon as the stream ends.
+                self.framing = OutFraming::Gzip { chunked, ratio_x100: gz.ratio_x100() };
                 self.gzip = None;
                 self.finished = true;
                 self.keep_alive &= chunked;
@@ -297,6 +299,20 @@ impl ResponseWriter {
             _ => {}
         }
         true
+    }
+
+    /// `$gzip_ratio` in hundredths of a compressed body that ended whole; 0 for any other.
+    pub fn gzip_ratio_x100(&self) -> u32 {
+        match self.framing {
+            OutFraming::Gzip { ratio_x100, .. } => ratio_x100,
+            _ => 0,
+        }
+    }
+
+    /// Records a body pounce compressed whole itself and sends as it is (the status page):
+    /// its ratio, for the access log.
+    pub fn compressed_whole(&mut self, original: u64, compressed: u64) {
+        self.framing = OutFraming::Gzip { chunked: false, ratio_x100: gzip::stream::ratio_x100(original, compressed) };
     }
 
     /// A compressed response owes output: input zlib has not written out, or an end not all
@@ -423,7 +439,7 @@ mod tests {
         let mut w = ResponseWriter::new();
         let hs: [(&[u8], &[u8]); 4] = [(b"Content-Type", b"text/html"), (b"Content-Length", b"3000"), (b"ETag", b"\"x\""), (b"Accept-Ranges", b"bytes")];
         assert!(w.head(&mut out, 200, hs.into_iter(), Some(3000), &f));
-        assert_eq!(w.framing, OutFraming::Gzip { chunked: true });
+        assert_eq!(w.framing, OutFraming::Gzip { chunked: true, ratio_x100: 0 });
         assert_eq!(
             String::from_utf8_lossy(out.data()),
             "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nETag: W/\"x\"\r\nContent-Encoding: gzip\r\nVary: Accept-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n"

@@ -441,7 +441,9 @@ impl Exchange {
             _ => crate::gzip::Decision::default(),
         };
         if gz.compress {
+            let original = resp.body.len() as u64;
             resp.body = crate::gzip::compress_whole(&resp.body, self.settings(&rt).gzip_comp_level);
+            self.writer.compressed_whole(original, resp.body.len() as u64);
         }
         let keep = self.keep_alive && !ctx.draining;
         self.keep_alive = keep;

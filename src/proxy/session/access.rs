@@ -188,6 +188,14 @@ impl ValueSource for Line<'_> {
                 Some(st) => out.extend_from_slice(st.text().as_bytes()),
                 None => return false,
             },
+            LogVar::GzipRatio => match ex.writer.gzip_ratio_x100() {
+                0 => return false,
+                r => {
+                    // nginx's "%ui.%02ui".
+                    put_uint(out, u64::from(r / 100));
+                    out.extend_from_slice(&[b'.', b'0' + (r % 100 / 10) as u8, b'0' + (r % 10) as u8]);
+                }
+            },
             LogVar::UpstreamAddr => {
                 let Some((ups, h)) = tries else { return false };
                 let servers = &self.rt.upstreams[ups].conf.servers;
