@@ -6,9 +6,10 @@ write), AJP in one write, and AJP in three writes as Tomcat's AjpProcessor makes
 -c64, alternated, medians; pounce's CPU per request and the kernel's segment counts on its
 backend connections (`ss -tin`).
 
-    python3 bench/ajp_cost.py [--secs S] [--reps N] [--binary POUNCE]
+    python3 bench/ajp_cost.py [--secs S] [--reps N] [--binary POUNCE] [--syscalls]
 
-Not part of `make test`; run on a quiet machine.
+Also the `ajp` group of bench/run.py (in the full run). Not part of `make test`; run on a
+quiet machine.
 """
 import argparse
 import os
@@ -16,10 +17,7 @@ import re
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import run as R
-
-TWIN = os.path.join(R.ROOT, "target", "release", "examples", "twin")
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def segments(backend_port):
@@ -31,7 +29,7 @@ def segments(backend_port):
     return segs_in, segs_out - data_out
 
 
-def syscalls(pid, secs):
+def syscalls(R, pid):
     """perf stat's counts of pounce's reads, writes and waits while wrk runs (None without perf)."""
     ev = "syscalls:sys_enter_recvfrom,syscalls:sys_enter_sendto,syscalls:sys_enter_epoll_wait"
     out = os.path.join(R.WORK, "perf-stat.txt")
@@ -54,33 +52,31 @@ def read_perf(handle):
     return counts
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--secs", type=int, default=8)
-    ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--binary", default=None)
-    ap.add_argument("--syscalls", action="store_true", help="count pounce's syscalls with perf stat")
-    args = ap.parse_args()
+def run(R, secs, reps, binary=None, with_syscalls=False):
+    """Measures the three setups with the rig `R` (bench/run.py's module); prints and returns
+    a report section in Markdown. Stops what it started."""
     os.makedirs(R.WORK, exist_ok=True)
     subprocess.run(["cargo", "build", "--release", "-q", "--example", "twin"], cwd=R.ROOT, check=True)
-    targets = []
+    twin = os.path.join(R.ROOT, "target", "release", "examples", "twin")
+    targets, procs = [], []
     try:
         for mode in ["http", "ajp", "ajp-split"]:
             port = R.free_port()
-            R.Proc(f"twin-{mode}", [TWIN, str(port), mode])
+            procs.append(R.Proc(f"twin-{mode}", [twin, str(port), mode]))
             R.wait_port(port)
             name = {"http": "HTTP", "ajp": "AJP, one write", "ajp-split": "AJP, three writes (as Tomcat)"}[mode]
-            port_p, proc = R.start_pounce(f"cost-{mode}", [port], ajp=mode != "http", binary=args.binary,
+            port_p, proc = R.start_pounce(f"cost-{mode}", [port], ajp=mode != "http", binary=binary,
                                            keepalive="keepalive_requests 1000000;  # keep-alive size: the defaults")
+            procs.append(proc)
             targets.append((name, port_p, proc, port))
         for name, port, _, _ in targets:
             R.wrk(port, "/hello", 64, 2)
         rows = {name: [] for name, _, _, _ in targets}
-        for rep in range(args.reps):
+        for rep in range(reps):
             for name, port, proc, backend in (targets if rep % 2 == 0 else list(reversed(targets))):
-                perf = syscalls(proc.pid(), args.secs) if args.syscalls else None
+                perf = syscalls(R, proc.pid()) if with_syscalls else None
                 seg0, cpu0 = segments(backend), R.cpu_seconds(proc.pid())
-                r = R.wrk(port, "/hello", 64, args.secs)
+                r = R.wrk(port, "/hello", 64, secs)
                 seg1, cpu1 = segments(backend), R.cpu_seconds(proc.pid())
                 n = max(r["requests"], 1)
                 r["cpu_10k"] = (cpu1 - cpu0) / n * 10000
@@ -89,13 +85,36 @@ def main():
                 for k, v in (read_perf(perf).items() if perf else []):
                     r[k] = v / n
                 rows[name].append(r)
-        cols = ["recvfrom", "sendto", "epoll_wait"] if args.syscalls else []
-        print("\n| pounce over | req/s | p99 ms | pounce CPU s/10k req | backend data segments in / req | pure ACKs out / req |"
-              + "".join(f" {c} / req |" for c in cols))
-        print("|---" * (6 + len(cols)) + "|")
-        for name, rs in rows.items():
-            print(f"| {name} | {R.median(rs, 'rps'):,.0f} | {R.median(rs, 'p99'):.2f} | {R.median(rs, 'cpu_10k'):.3f} | "
-                  f"{R.median(rs, 'segs_in'):.2f} | {R.median(rs, 'acks_out'):.2f} |" + "".join(f" {R.median(rs, c):.2f} |" for c in cols))
+    finally:
+        for p in reversed(procs):
+            p.stop()
+    cols = ["recvfrom", "sendto", "epoll_wait"] if with_syscalls else []
+    lines = [f"\n### AJP against HTTP, the backend held equal (bench/twin.rs), 64 connections, {secs}s\n",
+             "pounce with the shipped upstream defaults; the backend answers the same 100 bytes over HTTP, over AJP in "
+             "one write, and over AJP in three writes as Tomcat's AjpProcessor does (bench/ab.md). Segments and ACKs "
+             "from `ss -tin` on pounce's backend connections.\n",
+             "| pounce over | req/s | p99 ms | pounce CPU s/10k req | backend data segments in / req | pure ACKs out / req |"
+             + "".join(f" {c} / req |" for c in cols),
+             "|---" * (6 + len(cols)) + "|"]
+    for name, rs in rows.items():
+        lines.append(f"| {name} | {R.median(rs, 'rps'):,.0f} | {R.median(rs, 'p99'):.2f} | {R.median(rs, 'cpu_10k'):.3f} | "
+                     f"{R.median(rs, 'segs_in'):.2f} | {R.median(rs, 'acks_out'):.2f} |" + "".join(f" {R.median(rs, c):.2f} |" for c in cols))
+    text = "\n".join(lines) + "\n"
+    print(text, flush=True)
+    return text
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--secs", type=int, default=8)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--binary", default=None)
+    ap.add_argument("--syscalls", action="store_true", help="count pounce's syscalls with perf stat")
+    args = ap.parse_args()
+    sys.path.insert(0, HERE)
+    import run as R
+    try:
+        run(R, args.secs, args.reps, args.binary, args.syscalls)
     finally:
         for p in reversed(R.Proc.all):
             p.stop()

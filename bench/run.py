@@ -13,7 +13,9 @@ static file and a JSP, over HTTP and AJP), static (files served by pounce and ng
 terminating TLS 1.2/1.3 with one ECDSA P-256 certificate: keep-alive, a new connection per
 request (resumed), a full handshake per request (resumption off everywhere), 10,000 idle TLS
 connections), failures (bench/failures.py: a Tomcat frozen, a Tomcat killed, six reloads of the
-balancer, each under wrk load, through pounce, nginx, HAProxy and mod_jk), gzip
+balancer, each under wrk load, through pounce, nginx, HAProxy and mod_jk), ajp (bench/ajp_cost.py:
+pounce's CPU per request over HTTP, over AJP in one write and over AJP in three writes as
+Tomcat writes it, with bench/twin.rs as the backend held equal), gzip
 (bench/compression.py: CPU per MiB compressed, pounce against nginx at gzip levels 1 and 6,
 static and proxied; not in the default set). Every target of a scenario is warmed
 up, then measured --reps times in alternating order (A B C, C B A, ...); the table shows
@@ -500,7 +502,7 @@ def main():
                     "commit) as \"pounce-before\" beside pounce in the fast and tomcat groups: a same-run before/after")
     args = ap.parse_args()
     secs = args.duration or (3 if args.quick else 10)
-    groups = set((args.only or "defaults,fast,tomcat,static,idle,tls,failures").split(","))
+    groups = set((args.only or "defaults,fast,tomcat,ajp,static,idle,tls,failures").split(","))
     if args.quick and not args.only:
         groups &= {"fast", "tomcat", "static"}
     shutil.rmtree(WORK, ignore_errors=True)
@@ -591,6 +593,9 @@ def main():
             for _, _, proc in t:
                 if proc:
                     proc.stop()
+        if "ajp" in groups:
+            import ajp_cost
+            report.append(ajp_cost.run(sys.modules[__name__], secs, args.reps))
         if "gzip" in groups:
             import compression
             report.append(compression.run(sys.modules[__name__], secs, args.reps))
