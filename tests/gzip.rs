@@ -439,9 +439,11 @@ fn status_page() {
     assert_eq!(get(p.port, "/pounce-status", "Accept-Encoding: gzip;q=0\r\n").header("content-encoding"), None);
 }
 
-/// `$gzip_ratio`: nginx's "%ui.%02ui" of bytes in over the gzip stream's bytes out.
+/// `$gzip_ratio`: nginx's "%ui.%02ui" of bytes in over the gzip stream's bytes out, rounded
+/// half up from the thousandths.
 fn ratio(original: usize, compressed: usize) -> String {
-    let x100 = original * 100 / compressed;
+    let x1000 = original * 1000 / compressed;
+    let x100 = x1000 / 10 + usize::from(x1000 % 10 > 4);
     format!("{}.{:02}", x100 / 100, x100 % 100)
 }
 
@@ -450,24 +452,42 @@ fn gzip_ratio_in_the_access_log() {
     let dir = TempDir::new("gzip-ratio");
     let page = text(50_000, 7);
     std::fs::write(dir.0.join("index.html"), &page).expect("write");
-    let conf = Conf::new().http("log_format r '$request_uri $gzip_ratio';").server(
+    let b = http_backend(page.clone());
+    let conf = Conf::new().http("log_format r '$request_uri $gzip_ratio';").upstream(Upstream::new("app").server(b.addr())).server(
         Server::new()
             .line(format!("root {};", dir.0.display()))
-            .line("gzip on; access_log logs/access.log r;")
+            .line("gzip on; gzip_min_length 0; access_log logs/access.log r;")
             .location(Location::new("/"))
+            .location(Location::new("/app/").proxy_pass("http://app"))
             .location(Location::new("/st").line("status; allow 127.0.0.1; deny all;")),
     );
     let p = Pounce::start(&conf);
     let file = get(p.port, "/index.html", GZ);
     assert_gzipped(&file, &page, "file");
+    // The same file again: a worker's deflate state used again counts from zero.
+    let again = get(p.port, "/index.html?again", GZ);
+    assert!(again.body == file.body, "the same bytes compressed alike");
     let plain = get(p.port, "/index.html?plain", "");
     assert_identity(&plain, &page, "no Accept-Encoding");
+    let proxied = get(p.port, "/app/chunked", GZ);
+    assert_gzipped(&proxied, &page, "proxied");
     let st = get(p.port, "/st", GZ);
     assert_eq!(st.header("content-encoding"), Some("gzip"));
     let st_len = gunzip(&st.body).len();
-    let want =
-        [format!("/index.html {}", ratio(page.len(), file.body.len())), "/index.html?plain -".to_string(), format!("/st {}", ratio(st_len, st.body.len()))];
-    eventually(Duration::from_secs(5), || p.access_log().lines().count() >= 3);
+    // A compressed empty body: nginx logs 0.00, not "-".
+    std::fs::write(dir.0.join("empty.html"), b"").expect("write");
+    let empty = get(p.port, "/empty.html", GZ);
+    assert_eq!(empty.header("content-encoding"), Some("gzip"), "{}", empty.raw_head);
+    assert!(gunzip(&empty.body).is_empty());
+    let want = [
+        format!("/index.html {}", ratio(page.len(), file.body.len())),
+        format!("/index.html?again {}", ratio(page.len(), file.body.len())),
+        "/index.html?plain -".to_string(),
+        format!("/app/chunked {}", ratio(page.len(), proxied.body.len())),
+        format!("/st {}", ratio(st_len, st.body.len())),
+        "/empty.html 0.00".to_string(),
+    ];
+    eventually(Duration::from_secs(5), || p.access_log().lines().count() >= want.len());
     let log = p.access_log();
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(lines, want, "{log}");

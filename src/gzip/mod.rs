@@ -168,13 +168,13 @@ pub fn decide<'h>(ask: &Ask, status: u16, headers: impl Iterator<Item = (&'h [u8
     Decision { compress, vary: s.gzip_vary }
 }
 
-/// A small body held whole (pounce's own pages), compressed in one piece at `level`.
-pub fn compress_whole(body: &[u8], level: u32) -> Vec<u8> {
+/// A small body held whole (pounce's own pages), compressed in one piece at `level`; None
+/// if zlib failed (writing into a Vec cannot, but then the body goes as it is).
+pub fn compress_whole(body: &[u8], level: u32) -> Option<Vec<u8>> {
     use std::io::Write as _;
     let mut z = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 2 + 64), flate2::Compression::new(level));
-    // Writing into a Vec cannot fail.
-    let _ = z.write_all(body);
-    z.finish().unwrap_or_default()
+    z.write_all(body).ok()?;
+    z.finish().ok()
 }
 
 /// `gzip_proxied` for a request that came through a proxy (`ngx_http_gzip_ok`'s order).

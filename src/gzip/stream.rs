@@ -122,9 +122,9 @@ impl GzipStream {
     }
 
     /// The compression ratio in hundredths (bytes in over bytes out, gzip header and trailer
-    /// included, as nginx's `$gzip_ratio`); 0 before any output.
-    pub fn ratio_x100(&self) -> u32 {
-        self.z.as_ref().map_or(0, |z| ratio_x100(z.total_in(), z.total_out()))
+    /// included, as nginx's `$gzip_ratio`); None before any output.
+    pub fn ratio_x100(&self) -> Option<u32> {
+        self.z.as_ref().and_then(|z| ratio_x100(z.total_in(), z.total_out()))
     }
 
     /// Output is owed: input went in that has not been flushed out, or an end begun by
@@ -189,16 +189,18 @@ impl Drop for GzipStream {
     }
 }
 
-/// zlib's window for a body of `length` bytes: the smallest that holds it (nginx's rule:
-/// `wbits` down while the length is below `2^(wbits-1) - 262`), 15 when unknown.
-/// `original / compressed` in hundredths, saturating; 0 when nothing came out.
-pub fn ratio_x100(original: u64, compressed: u64) -> u32 {
+/// `original / compressed` in hundredths, rounded half up from the thousandths as nginx's
+/// `$gzip_ratio` (2.125 is 2.13), saturating; None when nothing came out.
+pub fn ratio_x100(original: u64, compressed: u64) -> Option<u32> {
     if compressed == 0 {
-        return 0;
+        return None;
     }
-    u32::try_from(original.saturating_mul(100) / compressed).unwrap_or(u32::MAX)
+    let x1000 = original.saturating_mul(1000) / compressed;
+    Some(u32::try_from(x1000 / 10 + u64::from(x1000 % 10 > 4)).unwrap_or(u32::MAX))
 }
 
+/// zlib's window for a body of `length` bytes: the smallest that holds it (nginx's rule:
+/// `wbits` down while the length is below `2^(wbits-1) - 262`), 15 when unknown.
 pub fn window_bits(length: Option<u64>) -> u8 {
     let mut wbits = 15u8;
     if let Some(n) = length.filter(|&n| n > 0) {
@@ -314,6 +316,16 @@ mod tests {
         assert_eq!(window_bits(Some(1 << 20)), 15);
         assert_eq!(window_bits(Some(100)), 9);
         assert_eq!(window_bits(Some(3000)), 12);
+    }
+
+    #[test]
+    fn ratio_rounds_as_nginx() {
+        assert_eq!(ratio_x100(2125, 1000), Some(213));
+        assert_eq!(ratio_x100(2124, 1000), Some(212));
+        assert_eq!(ratio_x100(9995, 10000), Some(100));
+        assert_eq!(ratio_x100(0, 20), Some(0), "an empty body compressed: 0.00, as nginx");
+        assert_eq!(ratio_x100(5, 0), None);
+        assert_eq!(ratio_x100(u64::MAX, 1), Some(u32::MAX));
     }
 
     fn spare() -> usize {

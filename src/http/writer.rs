@@ -21,8 +21,8 @@ pub enum OutFraming {
     Close,
     /// Compressed (`ResponseWriter::gzip`), chunked for an HTTP/1.1 client, else
     /// close-delimited; `ratio_x100` is `$gzip_ratio` in hundredths once the stream ended
-    /// whole (0 until then). Kept here, in the enum's padding, to keep idle sessions small.
-    Gzip { chunked: bool, ratio_x100: u32 },
+    /// whole. Kept here, in the enum's padding, to keep idle sessions small.
+    Gzip { chunked: bool, ratio_x100: Option<u32> },
 }
 
 /// Facts about the request that shape the response to the client.
@@ -131,7 +131,7 @@ impl ResponseWriter {
             OutFraming::None
         } else if gz.compress {
             self.keep_alive &= facts.minor >= 1;
-            OutFraming::Gzip { chunked: facts.minor >= 1, ratio_x100: 0 }
+            OutFraming::Gzip { chunked: facts.minor >= 1, ratio_x100: None }
         } else if let Some(n) = content_length {
             OutFraming::Length(n)
         } else if facts.minor >= 1 {
@@ -301,11 +301,11 @@ impl ResponseWriter {
         true
     }
 
-    /// `$gzip_ratio` in hundredths of a compressed body that ended whole; 0 for any other.
-    pub fn gzip_ratio_x100(&self) -> u32 {
+    /// `$gzip_ratio` in hundredths of a compressed body that ended whole; None for any other.
+    pub fn gzip_ratio_x100(&self) -> Option<u32> {
         match self.framing {
             OutFraming::Gzip { ratio_x100, .. } => ratio_x100,
-            _ => 0,
+            _ => None,
         }
     }
 
@@ -439,7 +439,7 @@ mod tests {
         let mut w = ResponseWriter::new();
         let hs: [(&[u8], &[u8]); 4] = [(b"Content-Type", b"text/html"), (b"Content-Length", b"3000"), (b"ETag", b"\"x\""), (b"Accept-Ranges", b"bytes")];
         assert!(w.head(&mut out, 200, hs.into_iter(), Some(3000), &f));
-        assert_eq!(w.framing, OutFraming::Gzip { chunked: true, ratio_x100: 0 });
+        assert_eq!(w.framing, OutFraming::Gzip { chunked: true, ratio_x100: None });
         assert_eq!(
             String::from_utf8_lossy(out.data()),
             "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nETag: W/\"x\"\r\nContent-Encoding: gzip\r\nVary: Accept-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n"

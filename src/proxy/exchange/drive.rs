@@ -432,7 +432,7 @@ impl Exchange {
         let head_only = sr.method == "HEAD";
         // The page goes through gzip as any response (nginx's filter sees every answer);
         // it is small and whole, so it is compressed in one piece.
-        let gz = match self.gzip {
+        let mut gz = match self.gzip {
             Some(client) if !head_only && !resp.body.is_empty() => {
                 let ask = crate::gzip::Ask { settings: self.settings(&rt), client };
                 let hs: [(&[u8], &[u8]); 2] = [(b"Content-Type", resp.content_type.as_bytes()), (b"Cache-Control", b"no-store")];
@@ -441,9 +441,13 @@ impl Exchange {
             _ => crate::gzip::Decision::default(),
         };
         if gz.compress {
-            let original = resp.body.len() as u64;
-            resp.body = crate::gzip::compress_whole(&resp.body, self.settings(&rt).gzip_comp_level);
-            self.writer.compressed_whole(original, resp.body.len() as u64);
+            match crate::gzip::compress_whole(&resp.body, self.settings(&rt).gzip_comp_level) {
+                Some(z) => {
+                    self.writer.compressed_whole(resp.body.len() as u64, z.len() as u64);
+                    resp.body = z;
+                }
+                None => gz.compress = false,
+            }
         }
         let keep = self.keep_alive && !ctx.draining;
         self.keep_alive = keep;
@@ -477,7 +481,7 @@ impl Exchange {
         self.writer.status = resp.status;
         self.writer.started = true;
         self.writer.keep_alive = keep;
-        self.writer.body_bytes = resp.body.len() as u64;
+        self.writer.body_bytes = if head_only { 0 } else { resp.body.len() as u64 };
         if head_only || resp.body.is_empty() {
             self.writer.finished = true;
             self.phase = self.after_answer();

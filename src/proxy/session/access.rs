@@ -189,8 +189,8 @@ impl ValueSource for Line<'_> {
                 None => return false,
             },
             LogVar::GzipRatio => match ex.writer.gzip_ratio_x100() {
-                0 => return false,
-                r => {
+                None => return false,
+                Some(r) => {
                     // nginx's "%ui.%02ui".
                     put_uint(out, u64::from(r / 100));
                     out.extend_from_slice(&[b'.', b'0' + (r % 100 / 10) as u8, b'0' + (r % 10) as u8]);
