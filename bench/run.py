@@ -17,7 +17,7 @@ balancer, each under wrk load, through pounce, nginx, HAProxy and mod_jk), ajp (
 pounce's CPU per request over HTTP, over AJP in one write and over AJP in three writes as
 Tomcat writes it, with bench/twin.rs as the backend held equal), gzip
 (bench/compression.py: CPU per MiB compressed, pounce against nginx at gzip levels 1 and 6,
-static and proxied; not in the default set). Every target of a scenario is warmed
+static and proxied). Every target of a scenario is warmed
 up, then measured --reps times in alternating order (A B C, C B A, ...); the table shows
 medians. POUNCE_BIN=PATH measures that binary as "pounce". Everything started here is stopped at the end; nothing under /etc is touched.
 """
@@ -502,7 +502,7 @@ def main():
                     "commit) as \"pounce-before\" beside pounce in the fast and tomcat groups: a same-run before/after")
     args = ap.parse_args()
     secs = args.duration or (3 if args.quick else 10)
-    groups = set((args.only or "defaults,fast,tomcat,ajp,static,idle,tls,failures").split(","))
+    groups = set((args.only or "defaults,fast,tomcat,ajp,static,idle,tls,failures,gzip").split(","))
     if args.quick and not args.only:
         groups &= {"fast", "tomcat", "static"}
     shutil.rmtree(WORK, ignore_errors=True)
