@@ -53,6 +53,9 @@ impl Control {
 /// How long a draining worker keeps idle keep-alive connections open for a request that may
 /// already be on its way.
 const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(1000);
+/// Timer entries purged in one pass worth handing their memory back to the kernel (about
+/// 100 KiB).
+const PURGED_WORTH_TRIM: usize = 4096;
 
 pub(crate) struct Worker {
     id: usize,
@@ -335,9 +338,12 @@ impl Worker {
     }
 
     fn housekeeping(&mut self) {
+        // Timer entries of sessions gone (a storm of short connections leaves many).
+        let sessions = &self.sessions;
+        let purged = self.ctx.timers.purge(sessions.len(), |key, at| sessions.get(key).is_some_and(|s| s.timer.waits_on(at)));
         // Keep a few spare buffers for the next burst; give the rest back to the allocator.
         let in_use = self.ctx.pool.stats().in_use;
-        if self.ctx.pool.trim(64.max(in_use / 4)) >= 64 {
+        if self.ctx.pool.trim(64.max(in_use / 4)) >= 64 || purged >= PURGED_WORTH_TRIM {
             // glibc keeps freed 16 KiB chunks in its heap; hand the pages back to the kernel.
             // SAFETY: malloc_trim only releases free memory; it is safe to call at any time.
             unsafe {
