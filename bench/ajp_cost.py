@@ -1,23 +1,19 @@
-#!/usr/bin/env python3
-"""AJP's cost against HTTP's with the backend held equal: pounce (2 workers, the shipped
+"""The `ajp` group of bench/run.py: AJP's cost against HTTP's with the backend held equal: pounce (2 workers, the shipped
 upstream defaults but keepalive_requests, so the kernel counters of its backend connections
 last the run) in front of bench/twin.rs answering the same 100-byte body over HTTP (one
 write), AJP in one write, and AJP in three writes as Tomcat's AjpProcessor makes them. wrk -t2
 -c64, alternated, medians; pounce's CPU per request and the kernel's segment counts on its
 backend connections (`ss -tin`).
 
-    python3 bench/ajp_cost.py [--secs S] [--reps N] [--binary POUNCE] [--syscalls]
+    bench/run.sh --only ajp [--reps N] [--duration S]
 
-Also the `ajp` group of bench/run.py (in the full run). Not part of `make test`; run on a
-quiet machine.
+In the full run too; BENCH_SYSCALLS=1 adds perf stat's
+counts of pounce's recvfrom, sendto and epoll_wait per request; POUNCE_BIN measures another
+build. Not part of `make test`; run on a quiet machine.
 """
-import argparse
 import os
 import re
 import subprocess
-import sys
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def segments(backend_port):
@@ -52,9 +48,10 @@ def read_perf(handle):
     return counts
 
 
-def run(R, secs, reps, binary=None, with_syscalls=False):
+def run(R, secs, reps):
     """Measures the three setups with the rig `R` (bench/run.py's module); prints and returns
     a report section in Markdown. Stops what it started."""
+    with_syscalls = os.environ.get("BENCH_SYSCALLS") == "1"
     os.makedirs(R.WORK, exist_ok=True)
     subprocess.run(["cargo", "build", "--release", "-q", "--example", "twin"], cwd=R.ROOT, check=True)
     twin = os.path.join(R.ROOT, "target", "release", "examples", "twin")
@@ -65,7 +62,7 @@ def run(R, secs, reps, binary=None, with_syscalls=False):
             procs.append(R.Proc(f"twin-{mode}", [twin, str(port), mode]))
             R.wait_port(port)
             name = {"http": "HTTP", "ajp": "AJP, one write", "ajp-split": "AJP, three writes (as Tomcat)"}[mode]
-            port_p, proc = R.start_pounce(f"cost-{mode}", [port], ajp=mode != "http", binary=binary,
+            port_p, proc = R.start_pounce(f"cost-{mode}", [port], ajp=mode != "http",
                                            keepalive="keepalive_requests 1000000;  # keep-alive size: the defaults")
             procs.append(proc)
             targets.append((name, port_p, proc, port))
@@ -102,23 +99,3 @@ def run(R, secs, reps, binary=None, with_syscalls=False):
     text = "\n".join(lines) + "\n"
     print(text, flush=True)
     return text
-
-
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--secs", type=int, default=8)
-    ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--binary", default=None)
-    ap.add_argument("--syscalls", action="store_true", help="count pounce's syscalls with perf stat")
-    args = ap.parse_args()
-    sys.path.insert(0, HERE)
-    import run as R
-    try:
-        run(R, args.secs, args.reps, args.binary, args.syscalls)
-    finally:
-        for p in reversed(R.Proc.all):
-            p.stop()
-
-
-if __name__ == "__main__":
-    main()
