@@ -49,7 +49,10 @@ fn a_disabled_tomcat_keeps_its_sessions_then_reports_drained() {
         let j = p.harness_status().expect("status");
         j.get("upstreams").arr()[0].get("servers").arr().iter().find(|s| s.get("address").str() == addr1).cloned().expect("tomcat1")
     };
-    assert_eq!(node1(&p).get("live_sessions").num() as usize, on1.len(), "live sessions of tomcat1");
+    // An estimate (HyperLogLog, 256 registers): two of a handful of sessions may share a
+    // register (about 4% for five), so one fewer is counted then.
+    let live = node1(&p).get("live_sessions").num() as usize;
+    assert!(live == on1.len() || live + 1 == on1.len(), "live sessions of tomcat1: {} for {}", live, on1.len());
 
     let port = p.status_port;
     let a1 = addr1.clone();
@@ -78,5 +81,5 @@ fn a_disabled_tomcat_keeps_its_sessions_then_reports_drained() {
     println!("{}", out);
     assert_eq!(code, Some(0), "{}", out);
     assert_eq!(node1(&p).get("drained"), &Json::Bool(true));
-    assert!(node1(&p).get("live_sessions").num() as usize >= on1.len(), "its sessions were seen within the window");
+    assert!(node1(&p).get("live_sessions").num() as usize + 1 >= on1.len(), "its sessions were seen within the window");
 }
