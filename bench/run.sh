@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
 for cmd in wrk nginx haproxy apache2; do command -v "$cmd" >/dev/null || need+=("$cmd"); done
+command -v ss >/dev/null || need+=(iproute2)  # the ajp group reads the kernel's segment counts
 [ -e /usr/lib/apache2/modules/mod_jk.so ] || need+=(libapache2-mod-jk)
 [ -x /usr/share/tomcat10/bin/catalina.sh ] || need+=(tomcat10)
 if [ ${#need[@]} -gt 0 ]; then

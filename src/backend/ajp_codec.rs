@@ -417,26 +417,26 @@ mod tests {
         assert_eq!(method_code("BASELINE-CONTROL"), Some(26));
     }
 
+    /// A packet of one string written into a buffer of `cap` bytes holding `kept` filler
+    /// bytes after `consumed` were read: what the buffer then holds, None if it failed.
+    fn one_string_packet(cap: usize, consumed: usize, kept: usize, s: &[u8]) -> Option<Vec<u8>> {
+        let mut out = Buf::standalone(cap);
+        assert!(out.put_all(&vec![9; consumed + kept]));
+        out.consume(consumed);
+        let mut w = PacketWriter::begin(&mut out);
+        w.string(Some(s));
+        w.finish(8192).then(|| out.data().to_vec())
+    }
+
     #[test]
     fn strings_at_the_buffer_end() {
         // The free tail is too short for the string, the consumed front is not: the pieces
         // path, whose last byte compacts the buffer.
-        let mut out = Buf::standalone(32);
-        assert!(out.put_all(&[9; 20]));
-        out.consume(10);
-        let mut w = PacketWriter::begin(&mut out);
-        w.string(Some(b"abcdef"));
-        assert!(w.finish(8192));
-        assert_eq!(out.data(), &hex("09 09 09 09 09 09 09 09 09 09 12 34 00 09 00 06 61 62 63 64 65 66 00")[..]);
+        let pieces = one_string_packet(32, 10, 10, b"abcdef");
+        assert_eq!(pieces, Some(hex("09 09 09 09 09 09 09 09 09 09 12 34 00 09 00 06 61 62 63 64 65 66 00")));
         // The packet header ends exactly at the buffer's end: the string's own look for room
         // compacts it first.
-        let mut out = Buf::standalone(16);
-        assert!(out.put_all(&[9; 12]));
-        out.consume(10);
-        let mut w = PacketWriter::begin(&mut out);
-        w.string(Some(b"ab"));
-        assert!(w.finish(8192));
-        assert_eq!(out.data(), &hex("09 09 12 34 00 05 00 02 61 62 00")[..]);
+        assert_eq!(one_string_packet(16, 10, 2, b"ab"), Some(hex("09 09 12 34 00 05 00 02 61 62 00")));
         // No room at all: the packet fails whole, and a later string cannot revive it.
         let mut out = Buf::standalone(12);
         let mut w = PacketWriter::begin(&mut out);
